@@ -1,0 +1,1 @@
+//! chmpx: router (under construction).

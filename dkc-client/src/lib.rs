@@ -1,0 +1,1 @@
+//! dkc-client (under construction).

@@ -1,0 +1,1 @@
+//! dkc-server (under construction).

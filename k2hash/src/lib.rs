@@ -1,0 +1,1 @@
+//! k2hash: storage engine (under construction).

@@ -1,0 +1,1 @@
+//! Test harness shared by the scenario tests (processes, namespaces, checkers).
