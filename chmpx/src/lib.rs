@@ -1,1 +1,4 @@
 //! chmpx: router (under construction).
+pub mod merge;
+pub mod config;
+pub mod placement;
