@@ -1,1 +1,7 @@
-//! Shared helpers for the dkc tools.
+//! Shared code of the dkc tools (bins k2htool, dkc-bench, dkc-local). Each tool keeps its logic
+//! in its own module here and its binary in `src/bin/` is a thin main. Tools may depend on any
+//! dkc library crate; no library crate may depend on this one.
+//!
+//! - [`k2htool`]: the k2hash file tool (info, dump, verify, compact, export, load, bench).
+
+pub mod k2htool;
