@@ -1,1 +1,2 @@
 //! dkc-client (under construction).
+pub mod proto;
