@@ -1,8 +1,15 @@
-//! Offline compaction: copy every record into a fresh, densely packed file.
+//! Offline compaction: copy every record (tombstones included, expired records dropped) into a
+//! fresh, densely packed file with the same geometry, then the caller swaps files.
 
 use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::types::Cursor;
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Records copied per scan batch.
+const COMPACT_BATCH_RECORDS: usize = 1024;
 
 /// What compaction did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,9 +39,51 @@ pub fn compact(
 }
 
 pub(crate) fn compact_open(
-    _src: &std::sync::Arc<Engine>,
-    _dst: &Path,
-    _progress: impl FnMut(u64, u64),
+    src: &Arc<Engine>,
+    dst: &Path,
+    mut progress: impl FnMut(u64, u64),
 ) -> Result<CompactReport> {
-    unimplemented!()
+    if dst.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "compaction target {dst:?} already exists"
+        )));
+    }
+    let total = src.counters.items.load(Ordering::Relaxed)
+        + src.counters.tombstones.load(Ordering::Relaxed);
+    let out = crate::OpenOptions::full_map(dst)
+        .create(true)
+        .background(false)
+        .shard_bits(src.shard_bits)
+        .granule_bytes(src.granule)
+        .value_size_max(crate::limits::VALUE_SIZE_MAX_CEILING)
+        .file_size_max(src.region.reserve())
+        .clock(src.clock.clone())
+        .open()?;
+    let mut rep = CompactReport {
+        bytes_before: src.region.size(),
+        ..Default::default()
+    };
+    let mut cur = Cursor::start();
+    let mut done = 0;
+    loop {
+        let (items, next) = src.scan_range(0, u64::MAX, &cur, COMPACT_BATCH_RECORDS)?;
+        for it in &items {
+            done += 1;
+            if it.expired && !it.record.tombstone {
+                rep.expired_dropped += 1;
+                continue;
+            }
+            out.set_if_newer(&it.record)?;
+            rep.records += 1;
+        }
+        progress(done, total.max(done));
+        match next {
+            Some(c) => cur = c,
+            None => break,
+        }
+    }
+    out.sync()?;
+    rep.bytes_after = out.stats().file_size;
+    out.close()?;
+    Ok(rep)
 }

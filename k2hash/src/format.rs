@@ -50,7 +50,11 @@ pub const HDR_END: usize = HDR_OPEN_COUNT + 8;
 
 const _: () = assert!(HDR_CHECKSUM == 56);
 const _: () = assert!(HDR_DIRTY == 64);
-const _: () = assert!(HDR_DIRTY % 8 == 0 && HDR_OPEN_COUNT % 8 == 0 && HDR_SHARD_DIR % 8 == 0);
+const _: () = assert!(
+    HDR_DIRTY.is_multiple_of(8)
+        && HDR_OPEN_COUNT.is_multiple_of(8)
+        && HDR_SHARD_DIR.is_multiple_of(8)
+);
 const _: () = assert!(HDR_END as u64 <= HEADER_BYTES);
 
 /// `dirty` value while a writer has the file open.
@@ -145,7 +149,11 @@ pub const REC_HEADER_BYTES: usize = REC_SUBKEYS_LEN + 4;
 pub const STATE_TOMBSTONE: u16 = 1;
 
 const _: () = assert!(REC_HEADER_BYTES == 48);
-const _: () = assert!(REC_KEY_HASH % 8 == 0 && REC_VERSION % 8 == 0 && REC_EXPIRE_AT % 8 == 0);
+const _: () = assert!(
+    REC_KEY_HASH.is_multiple_of(8)
+        && REC_VERSION.is_multiple_of(8)
+        && REC_EXPIRE_AT.is_multiple_of(8)
+);
 const _: () = assert!(crate::limits::KEY_SIZE_MAX <= u16::MAX as usize);
 const _: () = assert!(crate::limits::GRANULE_BYTES_MIN as usize >= 16);
 
@@ -237,7 +245,7 @@ pub fn decode_rec_header(h: &[u8], offset: u64, file_size: u64, granule: u32) ->
     if r.key_len == 0 {
         return Err(Error::corrupted("record key length is zero", offset));
     }
-    if r.block_bytes == 0 || r.block_bytes % granule != 0 {
+    if r.block_bytes == 0 || !r.block_bytes.is_multiple_of(granule) {
         return Err(Error::corrupted(
             format!(
                 "record block size {} not a positive multiple of granule {granule}",

@@ -61,4 +61,4 @@ const _: () = assert!((SUBKEYS_SIZE_MAX as u64) < u32::MAX as u64);
 const _: () = assert!(FILE_SIZE_MAX_DEFAULT <= FILE_SIZE_MAX_CEILING);
 const _: () = assert!(GRANULE_BYTES_MIN.is_power_of_two() && GRANULE_BYTES_MAX.is_power_of_two());
 const _: () = assert!(TABLE_LOAD_PERMILLE_MAX < 1000);
-const _: () = assert!(ARENA_CHUNK_BYTES % GRANULE_BYTES_MAX as u64 == 0);
+const _: () = assert!(ARENA_CHUNK_BYTES.is_multiple_of(GRANULE_BYTES_MAX as u64));

@@ -1,1 +1,256 @@
-//! (under construction)
+//! The region: one address range reserved once (anonymous for memory mode, `MAP_SHARED` over
+//! the file otherwise) so it never moves, the file beneath it grown with `fallocate`, and
+//! byte access by offset. Every access is bounds-checked against the current size, so a bad
+//! offset read from disk becomes `Corrupted`, never a SIGBUS or an out-of-bounds read.
+//!
+//! Index-map mode reads and writes records with `pread`/`pwrite` instead of the mapping; the
+//! header, directory and index tables always go through the mapping.
+
+use crate::error::{Error, Result};
+use crate::options::Mode;
+use parking_lot::Mutex;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) struct Region {
+    base: *mut u8,
+    reserve: u64,
+    size: AtomicU64,
+    grow_lock: Mutex<()>,
+    pub(crate) file: Option<File>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) mode: Mode,
+    read_only: bool,
+}
+
+// SAFETY: the mapping is shared memory accessed only through bounds-checked offsets; which
+// bytes may be written concurrently is governed by the engine's shard locks (see engine.rs).
+unsafe impl Send for Region {}
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Reserves `reserve` bytes. For files, maps the file; `size` is its current size.
+    pub(crate) fn new(
+        mode: Mode,
+        file: Option<File>,
+        path: Option<&Path>,
+        reserve: u64,
+        read_only: bool,
+    ) -> Result<Region> {
+        let size = match &file {
+            Some(f) => f.metadata().map_err(|e| Error::io("fstat", path, e))?.len(),
+            None => 0,
+        };
+        let reserve = reserve.max(size.next_multiple_of(4096));
+        let prot = if read_only {
+            libc::PROT_READ
+        } else {
+            libc::PROT_READ | libc::PROT_WRITE
+        };
+        let (flags, fd) = match &file {
+            Some(f) => (libc::MAP_SHARED | libc::MAP_NORESERVE, f.as_raw_fd()),
+            None => (
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+            ),
+        };
+        let len = usize::try_from(reserve).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "file_size_max {reserve} too large for this platform"
+            ))
+        })?;
+        // SAFETY: a fresh mapping at a kernel-chosen address; no existing memory is affected.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
+        if p == libc::MAP_FAILED {
+            return Err(Error::io("mmap", path, std::io::Error::last_os_error()));
+        }
+        Ok(Region {
+            base: p.cast(),
+            reserve,
+            size: AtomicU64::new(size),
+            grow_lock: Mutex::new(()),
+            file,
+            path: path.map(|p| p.to_path_buf()),
+            mode,
+            read_only,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
+    /// Grows the backing to at least `end` bytes (in steps, see limits).
+    pub(crate) fn ensure_size(&self, end: u64) -> Result<()> {
+        if end <= self.size() {
+            return Ok(());
+        }
+        let _g = self.grow_lock.lock();
+        let cur = self.size();
+        if end <= cur {
+            return Ok(());
+        }
+        if end > self.reserve {
+            return Err(Error::LimitExceeded {
+                limit: "file_size_max",
+                max: self.reserve,
+                actual: end,
+            });
+        }
+        let want = end
+            .max(cur + (cur / 4).max(crate::limits::FILE_GROW_BYTES_MIN))
+            .next_multiple_of(4096)
+            .min(self.reserve);
+        if let Some(f) = &self.file {
+            // fallocate reserves blocks so a later store into the mapping cannot SIGBUS on a
+            // full disk; fall back to ftruncate where it is unsupported.
+            // SAFETY: plain syscall on our own fd.
+            let r = unsafe {
+                libc::fallocate(
+                    f.as_raw_fd(),
+                    0,
+                    cur as libc::off_t,
+                    (want - cur) as libc::off_t,
+                )
+            };
+            if r != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                    f.set_len(want)
+                        .map_err(|e| Error::io("ftruncate", self.path.as_deref(), e))?;
+                } else {
+                    return Err(Error::io("fallocate", self.path.as_deref(), e));
+                }
+            }
+        }
+        self.size.store(want, Ordering::Release);
+        Ok(())
+    }
+
+    /// Sets the size at open of a new memory image.
+    pub(crate) fn set_logical_size(&self, s: u64) {
+        self.size.store(s, Ordering::Release);
+    }
+
+    #[inline]
+    fn check(&self, off: u64, len: usize) -> Result<()> {
+        match off.checked_add(len as u64) {
+            Some(e) if e <= self.size() => Ok(()),
+            _ => Err(Error::corrupted(
+                format!("range of {len} bytes outside file of {} bytes", self.size()),
+                off,
+            )),
+        }
+    }
+
+    /// A view of `len` bytes at `off` through the mapping.
+    #[inline]
+    pub(crate) fn slice(&self, off: u64, len: usize) -> Result<&[u8]> {
+        self.check(off, len)?;
+        // SAFETY: bounds checked against the mapped, allocated size; the engine guarantees no
+        // concurrent writer to these bytes while the returned borrow is used.
+        Ok(unsafe { std::slice::from_raw_parts(self.base.add(off as usize), len) })
+    }
+
+    /// Copies `data` into the region at `off` (through the mapping, or pwrite in index-map
+    /// mode when `through_file`).
+    pub(crate) fn write(&self, off: u64, data: &[u8], through_file: bool) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.check(off, data.len())?;
+        if through_file && self.mode == Mode::IndexMap {
+            if let Some(f) = &self.file {
+                return f
+                    .write_all_at(data, off)
+                    .map_err(|e| Error::io("pwrite", self.path.as_deref(), e));
+            }
+        }
+        // SAFETY: bounds checked; the engine owns these bytes exclusively (newly allocated
+        // block, or a table/header field under its lock).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(off as usize), data.len())
+        };
+        Ok(())
+    }
+
+    /// Zeroes `len` bytes at `off` through the mapping.
+    pub(crate) fn zero(&self, off: u64, len: u64) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.check(off, len as usize)?;
+        // SAFETY: as for `write`.
+        unsafe { std::ptr::write_bytes(self.base.add(off as usize), 0, len as usize) };
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `off` into `buf` with pread (index-map mode record reads).
+    pub(crate) fn pread_into(&self, off: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        self.check(off, len)?;
+        buf.clear();
+        buf.resize(len, 0);
+        match &self.file {
+            Some(f) => f
+                .read_exact_at(buf, off)
+                .map_err(|e| Error::io("pread", self.path.as_deref(), e)),
+            None => {
+                buf.copy_from_slice(self.slice(off, len)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// The 8-byte aligned word at `off` as an atomic (index slots, directory entries, header).
+    #[inline]
+    pub(crate) fn word(&self, off: u64) -> Result<&AtomicU64> {
+        if !off.is_multiple_of(8) {
+            return Err(Error::corrupted("misaligned 8-byte word", off));
+        }
+        self.check(off, 8)?;
+        // SAFETY: aligned, in bounds, lives as long as self; AtomicU64 has u64's layout.
+        Ok(unsafe { &*(self.base.add(off as usize) as *const AtomicU64) })
+    }
+
+    /// Unchecked-length variant used on table slots whose bounds were validated when the
+    /// table was loaded (`off` must lie in a validated table).
+    #[inline]
+    pub(crate) fn slot(&self, off: u64) -> &AtomicU64 {
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.size());
+        // SAFETY: the caller passes an offset inside a table validated against the size, and
+        // the size never shrinks while open.
+        unsafe { &*(self.base.add(off as usize) as *const AtomicU64) }
+    }
+
+    /// Stores a u32 header field through the mapping.
+    pub(crate) fn put_u32(&self, off: u64, v: u32) -> Result<()> {
+        self.write(off, &v.to_le_bytes(), false)
+    }
+
+    /// Flushes file data to stable storage.
+    pub(crate) fn sync_data(&self) -> Result<()> {
+        match &self.file {
+            Some(f) => f
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", self.path.as_deref(), e)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; no borrow of it outlives the Region.
+        unsafe {
+            libc::munmap(self.base.cast(), self.reserve as usize);
+        }
+    }
+}
