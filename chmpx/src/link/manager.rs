@@ -1,0 +1,615 @@
+//! The link manager: one listener, one driver task per peer, and the handle the daemon uses.
+//!
+//! ```text
+//!            accept ──check_source──▶ handshake::accept ──handoff──┐
+//!  listener ─┘                                                      ▼
+//!  daemon ──send/try_send──▶ [bounded queue per peer] ──▶ driver(peer): dial or wait, session::run
+//!  daemon ◀──────────────── [bounded event channel] ◀──────────────── (PeerUp/Down, Data, Control)
+//! ```
+//!
+//! Each driver owns its peer's queue receiver and at most one session at a time. If the pair's
+//! rule says we dial, the driver dials with exponential backoff; otherwise it waits for the
+//! acceptor to hand it a handshaked inbound connection (a newer one replaces the current one:
+//! the peer restarted). While no session runs the peer is DOWN: `send` fails fast, and what was
+//! still queued is dropped and counted, so memory stays bounded and the daemon fails over.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::access::check_source;
+use super::backoff::Backoff;
+use super::conn::{ConnError, FrameReader, FrameWriter};
+use super::error::{SendError, StartError};
+use super::event::{LinkEvent, Outgoing};
+use super::frame::DataMsg;
+use super::handshake::{self, HandshakeCtx};
+use super::limits::{
+    FRAME_HEADROOM_BYTES, HANDSHAKES_IN_FLIGHT_MAX, INBOUND_HANDOFF_DEPTH, NODE_ID_LEN_MAX,
+};
+use super::options::{self_dials, LinkOptions, PeerSpec};
+use super::peer::{LocalView, PeerShared};
+use super::session::{self, SessionCtx, SessionEnd};
+use super::stats::{LinkStats, LinkStatsSnapshot, PeerCounters, PeerState};
+
+type Reader = FrameReader<OwnedReadHalf>;
+type Writer = FrameWriter<OwnedWriteHalf>;
+
+/// A handshaked connection on its way from the acceptor to the peer's driver.
+struct Inbound {
+    reader: Reader,
+    writer: Writer,
+    source: SocketAddr,
+}
+
+struct Inner {
+    self_id: String,
+    options: LinkOptions,
+    peers: Vec<Arc<PeerShared>>,
+    index: HashMap<String, usize>,
+    stats: LinkStats,
+    local_view: LocalView,
+    local_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Starts the link layer.
+pub struct LinkManager;
+
+impl LinkManager {
+    /// Starts serving `listener` (if this node listens) and linking to `peers`. Must be called
+    /// inside a tokio runtime. An entry of `peers` with `self_id` is ignored, so the daemon may
+    /// pass the whole server list.
+    pub fn start(
+        self_id: impl Into<String>,
+        peers: Vec<PeerSpec>,
+        options: LinkOptions,
+        listener: Option<TcpListener>,
+    ) -> Result<(LinkHandle, mpsc::Receiver<LinkEvent>), StartError> {
+        let self_id = self_id.into();
+        options.validate().map_err(StartError::Options)?;
+        if self_id.is_empty() || self_id.len() > NODE_ID_LEN_MAX {
+            return Err(StartError::Peers(format!(
+                "own id must be 1..={NODE_ID_LEN_MAX} bytes"
+            )));
+        }
+        let specs: Vec<PeerSpec> = peers.into_iter().filter(|p| p.id != self_id).collect();
+        let mut index = HashMap::new();
+        for (i, p) in specs.iter().enumerate() {
+            if p.id.is_empty() || p.id.len() > NODE_ID_LEN_MAX {
+                return Err(StartError::Peers(format!(
+                    "peer id {:?} must be 1..={NODE_ID_LEN_MAX} bytes",
+                    p.id
+                )));
+            }
+            if index.insert(p.id.clone(), i).is_some() {
+                return Err(StartError::Peers(format!(
+                    "peer id {:?} is listed twice",
+                    p.id
+                )));
+            }
+        }
+        let self_listens = listener.is_some();
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let (events_tx, events_rx) = mpsc::channel(options.event_queue_depth);
+        let (shutdown_tx, _) = watch::channel(false);
+
+        let mut queues = Vec::new();
+        let mut handoffs = Vec::new();
+        let mut peers = Vec::new();
+        for spec in &specs {
+            let (tx, rx) = mpsc::channel(options.peer_queue_depth);
+            let (htx, hrx) = mpsc::channel(INBOUND_HANDOFF_DEPTH);
+            peers.push(Arc::new(PeerShared::new(spec.clone(), tx)));
+            queues.push(rx);
+            handoffs.push((htx, hrx));
+        }
+        let inner = Arc::new(Inner {
+            self_id,
+            options,
+            peers,
+            index,
+            stats: LinkStats::default(),
+            local_view: LocalView::default(),
+            local_addr,
+            shutdown: shutdown_tx,
+            tasks: Mutex::new(Vec::new()),
+        });
+
+        let mut tasks = Vec::new();
+        let mut handoff_txs = Vec::new();
+        for (i, (outq, (htx, hrx))) in queues.into_iter().zip(handoffs).enumerate() {
+            handoff_txs.push(htx);
+            let dials = self_dials(&inner.self_id, self_listens, &inner.peers[i].spec);
+            let driver = Driver {
+                inner: inner.clone(),
+                peer: i,
+                dials,
+                outq,
+                inbound: hrx,
+                events: events_tx.clone(),
+            };
+            tasks.push(tokio::spawn(driver.run()));
+        }
+        if let Some(listener) = listener {
+            tasks.push(tokio::spawn(accept_loop(
+                inner.clone(),
+                listener,
+                handoff_txs,
+            )));
+        }
+        *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        tracing::info!(node = %inner.self_id, peers = inner.peers.len(), listen = ?local_addr, "link manager started");
+        Ok((LinkHandle { inner }, events_rx))
+    }
+
+    /// Binds `addr` (when given) and starts; see [`LinkManager::start`].
+    pub async fn bind(
+        self_id: impl Into<String>,
+        peers: Vec<PeerSpec>,
+        options: LinkOptions,
+        addr: Option<SocketAddr>,
+    ) -> Result<(LinkHandle, mpsc::Receiver<LinkEvent>), StartError> {
+        let listener = match addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        Self::start(self_id, peers, options, listener)
+    }
+}
+
+/// The daemon's handle on the links. Cheap to clone.
+#[derive(Clone)]
+pub struct LinkHandle {
+    inner: Arc<Inner>,
+}
+
+impl LinkHandle {
+    pub fn self_id(&self) -> &str {
+        &self.inner.self_id
+    }
+
+    /// The data port actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    fn peer(&self, id: &str) -> Result<&Arc<PeerShared>, SendError> {
+        if *self.inner.shutdown.borrow() {
+            return Err(SendError::Shutdown);
+        }
+        let i = self
+            .inner
+            .index
+            .get(id)
+            .ok_or_else(|| SendError::UnknownPeer {
+                peer: id.to_owned(),
+            })?;
+        let peer = &self.inner.peers[*i];
+        if !peer.is_up() {
+            return Err(SendError::PeerDown {
+                peer: id.to_owned(),
+            });
+        }
+        Ok(peer)
+    }
+
+    fn check_size(&self, id: &str, msg: &Outgoing) -> Result<(), SendError> {
+        let max = self.inner.options.frame_size_max;
+        let len = msg.payload_bytes() + self.inner.options.cluster.len();
+        if len + FRAME_HEADROOM_BYTES / 2 > max {
+            let source = super::frame::FrameError::TooLarge { len, max };
+            return Err(SendError::TooLarge {
+                peer: id.to_owned(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues `msg` for `peer`, waiting up to `send_timeout` for room.
+    pub async fn send(&self, peer: &str, msg: Outgoing) -> Result<(), SendError> {
+        let p = self.peer(peer)?;
+        self.check_size(peer, &msg)?;
+        let waited = self.inner.options.send_timeout;
+        match tokio::time::timeout(waited, p.tx.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(SendError::Shutdown),
+            Err(_) => Err(SendError::Timeout {
+                peer: peer.to_owned(),
+                waited,
+            }),
+        }
+    }
+
+    /// Queues `msg` for `peer` if there is room now.
+    pub fn try_send(&self, peer: &str, msg: Outgoing) -> Result<(), SendError> {
+        let p = self.peer(peer)?;
+        self.check_size(peer, &msg)?;
+        p.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full {
+                peer: peer.to_owned(),
+                depth: self.inner.options.peer_queue_depth,
+            },
+            mpsc::error::TrySendError::Closed(_) => SendError::Shutdown,
+        })
+    }
+
+    pub async fn send_data(&self, peer: &str, msg: DataMsg) -> Result<(), SendError> {
+        self.send(peer, Outgoing::Data(msg)).await
+    }
+
+    pub async fn send_control(&self, peer: &str, bytes: Vec<u8>) -> Result<(), SendError> {
+        self.send(peer, Outgoing::Control(bytes)).await
+    }
+
+    /// Ids of the peers that are UP now.
+    pub fn up_peers(&self) -> Vec<String> {
+        self.inner
+            .peers
+            .iter()
+            .filter(|p| p.is_up())
+            .map(|p| p.spec.id.clone())
+            .collect()
+    }
+
+    pub fn is_up(&self, peer: &str) -> bool {
+        self.inner
+            .index
+            .get(peer)
+            .is_some_and(|i| self.inner.peers[*i].is_up())
+    }
+
+    pub fn peer_states(&self) -> Vec<PeerState> {
+        self.inner.peers.iter().map(|p| p.snapshot()).collect()
+    }
+
+    pub fn stats(&self) -> LinkStatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// Sets the view this node advertises in its heartbeats.
+    pub fn set_local_view(&self, epoch: u64, status: u32) {
+        self.inner.local_view.epoch.store(epoch, Ordering::Relaxed);
+        self.inner
+            .local_view
+            .status
+            .store(status, Ordering::Relaxed);
+    }
+
+    /// Closes the listener and every link, and waits for the tasks to end. Peers see the links
+    /// close at once. Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        for p in &self.inner.peers {
+            p.set_up(false);
+        }
+        tracing::info!(node = %self.inner.self_id, "link manager stopped");
+    }
+}
+
+async fn accept_loop(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    handoffs: Vec<mpsc::Sender<Inbound>>,
+) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT_MAX));
+    let specs: Arc<Vec<PeerSpec>> = Arc::new(inner.peers.iter().map(|p| p.spec.clone()).collect());
+    let handoffs = Arc::new(handoffs);
+    loop {
+        let (stream, source) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually EMFILE or a connection reset before accept; back off briefly.
+                    tracing::warn!(node = %inner.self_id, error = %e, "accept failed");
+                    tokio::time::sleep(inner.options.backoff_min).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => return,
+        };
+        if let Err(e) = check_source(&specs, source.ip()) {
+            inner
+                .stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %inner.self_id, %source, error = %e, "inbound connection refused");
+            continue;
+        }
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            inner
+                .stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %inner.self_id, %source, "inbound connection refused: too many handshakes in flight");
+            continue;
+        };
+        let (inner, specs, handoffs) = (inner.clone(), specs.clone(), handoffs.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            accept_one(&inner, &specs, &handoffs, stream, source).await;
+        });
+    }
+}
+
+async fn accept_one(
+    inner: &Inner,
+    specs: &[PeerSpec],
+    handoffs: &[mpsc::Sender<Inbound>],
+    stream: TcpStream,
+    source: SocketAddr,
+) {
+    let o = &inner.options;
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let mut reader = FrameReader::new(rd, o.frame_size_max, &o.cluster);
+    let mut writer = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
+    let ctx = HandshakeCtx {
+        self_id: &inner.self_id,
+        self_listens: true,
+        cluster: &o.cluster,
+        secret: o.secret.as_deref(),
+    };
+    let result = tokio::time::timeout(
+        o.connect_timeout,
+        handshake::accept(&ctx, specs, source.ip(), &mut reader, &mut writer),
+    )
+    .await
+    .unwrap_or(Err(ConnError::Timeout {
+        what: "inbound handshake",
+        after: o.connect_timeout,
+    }));
+    match result {
+        Ok(i) => {
+            if handoffs[i]
+                .try_send(Inbound {
+                    reader,
+                    writer,
+                    source,
+                })
+                .is_err()
+            {
+                tracing::warn!(node = %inner.self_id, peer = %specs[i].id, %source, "inbound link dropped: peer reconnects too fast");
+            }
+        }
+        Err(e) => {
+            inner
+                .stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            inner
+                .stats
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            if e.is_bad_input() {
+                inner.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(node = %inner.self_id, %source, error = %e, "inbound connection refused");
+        }
+    }
+}
+
+/// One peer's task.
+struct Driver {
+    inner: Arc<Inner>,
+    peer: usize,
+    dials: bool,
+    outq: mpsc::Receiver<Outgoing>,
+    inbound: mpsc::Receiver<Inbound>,
+    events: mpsc::Sender<LinkEvent>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let seed = getrandom::u64().unwrap_or(self.peer as u64 ^ 0x5eed);
+        let inner = self.inner.clone();
+        let o = &inner.options;
+        let mut backoff = Backoff::new(o.backoff_min, o.backoff_max, seed);
+        let mut next: Option<Inbound> = None;
+        loop {
+            let conn = match next.take() {
+                Some(c) => Some((c.reader, c.writer, c.source)),
+                None => self.connect(&mut backoff, &mut shutdown).await,
+            };
+            let Some((reader, writer, source)) = conn else {
+                break;
+            };
+            backoff.reset();
+            let peer = self.inner.peers[self.peer].clone();
+            self.inner.stats.links_up.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(node = %self.inner.self_id, peer = %peer.spec.id, %source, "link UP");
+            peer.set_up(true);
+            if self
+                .events
+                .send(LinkEvent::PeerUp(peer.spec.id.clone()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let ctx = SessionCtx {
+                cluster: &o.cluster,
+                peer: &peer,
+                heartbeat_interval: o.heartbeat_interval,
+                heartbeat_timeout: o.heartbeat_timeout,
+                local_view: &self.inner.local_view,
+                events: &self.events,
+            };
+            let (end, stop) = tokio::select! {
+                end = session::run(&ctx, reader, writer, &mut self.outq) => (Some(end), false),
+                Some(c) = self.inbound.recv() => {
+                    tracing::info!(node = %self.inner.self_id, peer = %peer.spec.id, "peer reconnected; newer link replaces the old one");
+                    next = Some(c);
+                    (None, false)
+                }
+                _ = stopped(&mut shutdown) => (None, true),
+            };
+            peer.set_up(false);
+            self.drop_queued();
+            match &end {
+                Some(SessionEnd::Failed(e)) if e.is_bad_input() => {
+                    self.inner.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = %self.inner.self_id, peer = %peer.spec.id, reason = %e, "link DOWN: bad input from peer");
+                }
+                Some(end) => {
+                    tracing::warn!(node = %self.inner.self_id, peer = %peer.spec.id, reason = %end, "link DOWN")
+                }
+                None => {
+                    tracing::info!(node = %self.inner.self_id, peer = %peer.spec.id, "link closed")
+                }
+            }
+            let _ = self
+                .events
+                .send(LinkEvent::PeerDown(peer.spec.id.clone()))
+                .await;
+            if stop || matches!(end, Some(SessionEnd::DaemonGone)) {
+                break;
+            }
+        }
+        self.inner.peers[self.peer].set_up(false);
+    }
+
+    /// Messages queued while the link was going down will not be sent; count them.
+    fn drop_queued(&mut self) {
+        let mut n = 0;
+        while self.outq.try_recv().is_ok() {
+            n += 1;
+        }
+        if n > 0 {
+            self.inner.peers[self.peer]
+                .counters
+                .dropped
+                .fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Gets the next handshaked connection: by dialling (with backoff) or from the acceptor.
+    /// Drops whatever is sent meanwhile (a race with the DOWN flag). `None` on shutdown.
+    async fn connect(
+        &mut self,
+        backoff: &mut Backoff,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(Reader, Writer, SocketAddr)> {
+        loop {
+            if *shutdown.borrow() {
+                return None;
+            }
+            let got = if self.dials {
+                let attempt = dial_once(&self.inner, self.peer);
+                let counters = &self.inner.peers[self.peer].counters;
+                let got = draining(attempt, &mut self.outq, counters, shutdown).await?;
+                match got {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        tracing::debug!(node = %self.inner.self_id, peer = %self.inner.peers[self.peer].spec.id, error = %e, ?delay, "dial failed");
+                        if matches!(
+                            e,
+                            ConnError::BadProof { .. }
+                                | ConnError::Closed { .. }
+                                | ConnError::Protocol(_)
+                        ) || e.is_bad_input()
+                        {
+                            self.inner
+                                .stats
+                                .handshake_failures
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(node = %self.inner.self_id, peer = %self.inner.peers[self.peer].spec.id, error = %e, "handshake refused");
+                        }
+                        let counters = &self.inner.peers[self.peer].counters;
+                        draining(
+                            tokio::time::sleep(delay),
+                            &mut self.outq,
+                            counters,
+                            shutdown,
+                        )
+                        .await?;
+                        None
+                    }
+                }
+            } else {
+                let inbound = &mut self.inbound;
+                let outq = &mut self.outq;
+                let counters = &self.inner.peers[self.peer].counters;
+                loop {
+                    tokio::select! {
+                        c = inbound.recv() => break c.map(|c| (c.reader, c.writer, c.source)),
+                        Some(_) = outq.recv() => { counters.dropped.fetch_add(1, Ordering::Relaxed); }
+                        _ = stopped(shutdown) => return None,
+                    }
+                }
+            };
+            if got.is_some() {
+                return got;
+            }
+        }
+    }
+}
+
+/// Runs `fut` to completion while dropping queued messages (the peer is DOWN); `None` on
+/// shutdown.
+async fn draining<F: std::future::Future>(
+    fut: F,
+    outq: &mut mpsc::Receiver<Outgoing>,
+    counters: &PeerCounters,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            Some(_) = outq.recv() => { counters.dropped.fetch_add(1, Ordering::Relaxed); }
+            _ = stopped(shutdown) => return None,
+        }
+    }
+}
+
+/// Resolves once shutdown is requested (or the manager is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn dial_once(inner: &Inner, peer: usize) -> Result<(Reader, Writer, SocketAddr), ConnError> {
+    let o = &inner.options;
+    let spec = &inner.peers[peer].spec;
+    let attempt = async {
+        let stream = TcpStream::connect(spec.addr).await?;
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        let mut reader = FrameReader::new(rd, o.frame_size_max, &o.cluster);
+        let mut writer = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
+        let ctx = HandshakeCtx {
+            self_id: &inner.self_id,
+            self_listens: inner.local_addr.is_some(),
+            cluster: &o.cluster,
+            secret: o.secret.as_deref(),
+        };
+        handshake::dial(&ctx, spec, &mut reader, &mut writer).await?;
+        Ok((reader, writer, spec.addr))
+    };
+    tokio::time::timeout(o.connect_timeout, attempt)
+        .await
+        .unwrap_or(Err(ConnError::Timeout {
+            what: "connect and handshake",
+            after: o.connect_timeout,
+        }))
+}

@@ -1,0 +1,229 @@
+//! One established link: a reader, a writer and a watchdog, polled together in the peer's task.
+//!
+//! The three run concurrently (never one blocking the other), so two peers that both write
+//! large batches cannot deadlock on full socket buffers. The session ends at the first of: a
+//! socket or protocol error, the peer's `Close`, or silence longer than the heartbeat timeout.
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::conn::{ConnError, FrameReader, FrameWriter};
+use super::detector::FailureDetector;
+use super::event::{LinkEvent, Outgoing};
+use super::frame::{Frame, FrameBody};
+use super::handshake::body_name;
+use super::limits::WRITE_BATCH_MAX;
+use super::peer::{LocalView, PeerShared};
+
+/// Heartbeat acks waiting for the writer; heartbeats come once per interval, so a handful is
+/// plenty and extra ones are dropped (the peer only loses an RTT sample).
+const ACK_QUEUE_DEPTH: usize = 8;
+
+pub struct SessionCtx<'a> {
+    pub cluster: &'a str,
+    pub peer: &'a PeerShared,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub local_view: &'a LocalView,
+    pub events: &'a mpsc::Sender<LinkEvent>,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    Failed(ConnError),
+    /// No frame for this long.
+    Silent(Duration),
+    /// The daemon dropped its event receiver or every handle: the manager is going away.
+    DaemonGone,
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::Failed(e) => write!(f, "{e}"),
+            SessionEnd::Silent(d) => write!(f, "no frame for {d:?} (heartbeat timeout)"),
+            SessionEnd::DaemonGone => write!(f, "the daemon stopped listening"),
+        }
+    }
+}
+
+pub async fn run<R, W>(
+    ctx: &SessionCtx<'_>,
+    mut reader: FrameReader<R>,
+    mut writer: FrameWriter<W>,
+    outq: &mut mpsc::Receiver<Outgoing>,
+) -> SessionEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let detector = Mutex::new(FailureDetector::new(ctx.heartbeat_timeout, Instant::now()));
+    let (ack_tx, mut ack_rx) = mpsc::channel::<u64>(ACK_QUEUE_DEPTH);
+    let end = tokio::select! {
+        end = read_loop(ctx, &mut reader, &detector, &ack_tx) => end,
+        end = write_loop(ctx, &mut writer, outq, &mut ack_rx) => end,
+        end = watchdog(ctx, &detector) => end,
+    };
+    if let SessionEnd::Silent(_) = end {
+        let reason = "heartbeat timeout".to_owned();
+        writer
+            .push(&Frame::new(ctx.cluster, FrameBody::Close { reason }))
+            .ok();
+        let _ = tokio::time::timeout(ctx.heartbeat_interval, writer.flush()).await;
+    }
+    writer.close().await;
+    end
+}
+
+fn lock(d: &Mutex<FailureDetector>) -> std::sync::MutexGuard<'_, FailureDetector> {
+    d.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    ctx: &SessionCtx<'_>,
+    reader: &mut FrameReader<R>,
+    detector: &Mutex<FailureDetector>,
+    ack_tx: &mpsc::Sender<u64>,
+) -> SessionEnd {
+    let from = &ctx.peer.spec.id;
+    loop {
+        let (frame, size) = match reader.read_frame().await {
+            Ok(f) => f,
+            Err(e) => return SessionEnd::Failed(e),
+        };
+        ctx.peer.counters.add_in(size);
+        lock(detector).on_frame(Instant::now());
+        let event = match frame.body {
+            FrameBody::Heartbeat { seq, epoch, status } => {
+                ctx.peer.with_status(|s| {
+                    s.last_heartbeat = Some(std::time::Instant::now());
+                    s.peer_epoch = epoch;
+                    s.peer_status = status;
+                });
+                let _ = ack_tx.try_send(seq);
+                continue;
+            }
+            FrameBody::HeartbeatAck { seq } => {
+                ctx.peer.with_status(|s| {
+                    if let Some((sent_seq, at)) = s.heartbeat_sent {
+                        if sent_seq == seq {
+                            s.rtt = Some(at.elapsed());
+                        }
+                    }
+                });
+                continue;
+            }
+            FrameBody::Data(msg) => LinkEvent::Data {
+                from: from.clone(),
+                msg,
+            },
+            FrameBody::Control { bytes } => LinkEvent::Control {
+                from: from.clone(),
+                bytes,
+            },
+            FrameBody::Close { reason } => return SessionEnd::Failed(ConnError::Closed { reason }),
+            other @ (FrameBody::Hello { .. }
+            | FrameBody::HelloAck { .. }
+            | FrameBody::AuthProof { .. }) => {
+                let what = format!("{} after the handshake", body_name(&other));
+                return SessionEnd::Failed(ConnError::Protocol(what));
+            }
+        };
+        // Fast path first; when the daemon is behind, wait for it without blaming the peer.
+        match ctx.events.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return SessionEnd::DaemonGone,
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                lock(detector).set_blocked(true, Instant::now());
+                let sent = ctx.events.send(event).await;
+                lock(detector).set_blocked(false, Instant::now());
+                if sent.is_err() {
+                    return SessionEnd::DaemonGone;
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    ctx: &SessionCtx<'_>,
+    writer: &mut FrameWriter<W>,
+    outq: &mut mpsc::Receiver<Outgoing>,
+    ack_rx: &mut mpsc::Receiver<u64>,
+) -> SessionEnd {
+    let mut tick = tokio::time::interval(ctx.heartbeat_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut seq: u64 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            Some(acked) = ack_rx.recv() => {
+                push(ctx, writer, FrameBody::HeartbeatAck { seq: acked });
+            }
+            _ = tick.tick() => {
+                seq += 1;
+                let epoch = ctx.local_view.epoch.load(Ordering::Relaxed);
+                let status = ctx.local_view.status.load(Ordering::Relaxed);
+                push(ctx, writer, FrameBody::Heartbeat { seq, epoch, status });
+                ctx.peer.with_status(|s| s.heartbeat_sent = Some((seq, std::time::Instant::now())));
+            }
+            msg = outq.recv() => {
+                let Some(msg) = msg else { return SessionEnd::DaemonGone };
+                push_msg(ctx, writer, msg);
+                // Coalesce what is already queued into the same socket write.
+                for _ in 1..WRITE_BATCH_MAX {
+                    match outq.try_recv() {
+                        Ok(msg) => push_msg(ctx, writer, msg),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        match writer.flush().await {
+            Ok((frames, bytes)) => ctx.peer.counters.add_out(frames, bytes),
+            Err(e) => return SessionEnd::Failed(e),
+        }
+    }
+}
+
+fn push<W: AsyncWrite + Unpin>(ctx: &SessionCtx<'_>, writer: &mut FrameWriter<W>, body: FrameBody) {
+    if let Err(e) = writer.push(&Frame::new(ctx.cluster, body)) {
+        // Only a message can outgrow a frame, and `send` checks that first; log, never panic.
+        tracing::error!(peer = %ctx.peer.spec.id, error = %e, "frame not sent");
+        ctx.peer.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn push_msg<W: AsyncWrite + Unpin>(
+    ctx: &SessionCtx<'_>,
+    writer: &mut FrameWriter<W>,
+    msg: Outgoing,
+) {
+    let body = match msg {
+        Outgoing::Data(m) => FrameBody::Data(m),
+        Outgoing::Control(bytes) => FrameBody::Control { bytes },
+    };
+    push(ctx, writer, body);
+}
+
+async fn watchdog(ctx: &SessionCtx<'_>, detector: &Mutex<FailureDetector>) -> SessionEnd {
+    loop {
+        let now = Instant::now();
+        let (deadline, last_rx) = {
+            let d = lock(detector);
+            (d.deadline(), d.last_rx())
+        };
+        match deadline {
+            Some(at) if now >= at => return SessionEnd::Silent(now - last_rx),
+            // Wake exactly at the deadline, or after one interval if a frame may move it.
+            Some(at) => tokio::time::sleep_until(at.min(now + ctx.heartbeat_interval)).await,
+            None => tokio::time::sleep(ctx.heartbeat_interval).await,
+        }
+    }
+}
