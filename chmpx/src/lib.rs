@@ -2,3 +2,4 @@
 pub mod merge;
 pub mod config;
 pub mod placement;
+pub mod link;
