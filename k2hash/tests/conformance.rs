@@ -297,11 +297,9 @@ fn update_decisions(k: Kind) {
         .update_raw(b"n", |cur| (Decision::Keep, cur.map(|r| r.tombstone)))
         .unwrap();
     assert_eq!(seen, Some(true));
-    assert_eq!(
-        s.update(b"n", |cur| (Decision::Keep, cur.is_some()))
-            .unwrap(),
-        false
-    );
+    assert!(!s
+        .update(b"n", |cur| (Decision::Keep, cur.is_some()))
+        .unwrap());
     let rec = Record {
         key: b"ignored".to_vec(),
         value: b"pr".to_vec(),
@@ -746,7 +744,7 @@ fn compact_copies_everything(k: Kind) {
     let e = Env::new(k);
     let s = e.open();
     for i in 0..500 {
-        s.set(&key(i), &vec![3u8; 200], m(i)).unwrap();
+        s.set(&key(i), &[3u8; 200], m(i)).unwrap();
     }
     for i in 0..400 {
         s.remove(&key(i), if i % 2 == 0 { Some(1000) } else { None })
