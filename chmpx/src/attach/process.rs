@@ -1,0 +1,719 @@
+//! Process side of the attach transport: what dkc-server and dkc-client call.
+//!
+//! One [`Attachment`] per process and chmpx (clone it freely: clones share one connection).
+//! There is no background thread: the calling threads drive the ring. A thread waiting for a
+//! response (or for a request, in `recv`) takes the "consumer" role if nobody has it, reads the
+//! chmpx -> process ring, hands each message to its owner (responses by `msg_id`, requests and
+//! events to the incoming queue), and gives the role back when its own answer is in; the others
+//! sleep on a condition variable. This avoids a thread hop on every response.
+//!
+//! Restart handling: while waiting, the consumer checks every `liveness_check_interval_ms`
+//! that chmpx lives (its pid, and the state word chmpx sets when it leaves). When chmpx is gone
+//! every request in flight fails with [`AttachError::ChmpxRestarted`]; the next call attaches
+//! again (new objects, handshake, backoff up to its own timeout).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::envelope::{Envelope, Header, Kind, Route};
+use super::error::AttachError;
+use super::liveness::pid_alive;
+use super::names::ChmpxNames;
+use super::options::AttachOptions;
+use super::segment::{Segment, SegmentState};
+use super::wire::{Doorbell, Hello, Role, DOORBELL_MSG_BYTES};
+use crate::ipc::mq::{Access, MessageQueue, QueueShape};
+use crate::ipc::ring::PopError;
+use crate::ipc::IpcError;
+
+/// Frames taken from the ring per pass before they are handed out.
+const POP_BATCH_MAX: usize = 64;
+/// First pause while waiting for room in a full ring.
+const FULL_RING_PAUSE_MIN: Duration = Duration::from_micros(20);
+/// Longest pause while waiting for room in a full ring.
+const FULL_RING_PAUSE_MAX: Duration = Duration::from_millis(2);
+
+/// Counter in object names, unique per process across all attachments it makes.
+static NEXT_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A process's attachment to its local chmpx.
+#[derive(Clone)]
+pub struct Attachment {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    names: ChmpxNames,
+    role: Role,
+    options: AttachOptions,
+    conn: Mutex<Option<Arc<Conn>>>,
+    dispatch: Mutex<Dispatch>,
+    cv: Condvar,
+    next_msg_id: AtomicU64,
+    next_epoch: AtomicU64,
+    reattaches: AtomicU64,
+}
+
+/// One live attachment (one set of objects, one handshake).
+struct Conn {
+    epoch: u64,
+    seg: Segment,
+    up_q: MessageQueue,
+    down_q: MessageQueue,
+    chmpx_pid: u32,
+    attach_id: u64,
+    producer: Mutex<()>,
+    broken: AtomicBool,
+}
+
+#[derive(Default)]
+struct Dispatch {
+    pending: HashMap<u64, Slot>,
+    incoming: VecDeque<Envelope>,
+    consumer_busy: bool,
+}
+
+enum Slot {
+    Waiting { epoch: u64 },
+    Done(Result<Envelope, AttachError>),
+}
+
+/// A request sent and not yet answered (see [`Attachment::submit`]).
+pub struct PendingResponse {
+    inner: Arc<Inner>,
+    msg_id: u64,
+    done: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another thread while holding the lock leaves plain data behind: keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Attachment {
+    /// Attaches to the chmpx of `cluster` / `ctlport`, waiting up to `connect_timeout_ms` for
+    /// it to answer.
+    pub fn connect(
+        cluster: &str,
+        ctlport: u16,
+        role: Role,
+        options: AttachOptions,
+    ) -> Result<Attachment, AttachError> {
+        options.validate()?;
+        let names = ChmpxNames::new(cluster, ctlport)?;
+        let deadline = Instant::now() + Duration::from_millis(options.connect_timeout_ms);
+        let inner = Arc::new(Inner {
+            names,
+            role,
+            options,
+            conn: Mutex::new(None),
+            dispatch: Mutex::new(Dispatch::default()),
+            cv: Condvar::new(),
+            next_msg_id: AtomicU64::new(1),
+            next_epoch: AtomicU64::new(1),
+            reattaches: AtomicU64::new(0),
+        });
+        let conn = inner.connect_once(deadline)?;
+        *lock(&inner.conn) = Some(conn);
+        Ok(Attachment { inner })
+    }
+
+    /// This process's role.
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &AttachOptions {
+        &self.inner.options
+    }
+
+    /// The id chmpx gave the current attachment (changes when it re-attaches), if attached.
+    pub fn attach_id(&self) -> Option<u64> {
+        lock(&self.inner.conn).as_ref().map(|c| c.attach_id)
+    }
+
+    /// The name of the current attachment's segment, if attached (tests and status tools).
+    pub fn segment_name(&self) -> Option<String> {
+        lock(&self.inner.conn)
+            .as_ref()
+            .map(|c| c.seg.name().to_string())
+    }
+
+    /// The names of the current doorbell queues, process -> chmpx and back.
+    pub fn queue_names(&self) -> Option<(String, String)> {
+        lock(&self.inner.conn)
+            .as_ref()
+            .map(|c| (c.up_q.name().to_string(), c.down_q.name().to_string()))
+    }
+
+    /// How many times this attachment has re-attached after losing chmpx.
+    pub fn reattach_count(&self) -> u64 {
+        self.inner.reattaches.load(Ordering::Relaxed)
+    }
+
+    /// Sends a one-way message (an event); returns its `msg_id`.
+    pub fn send(&self, route: Route, body: &[u8]) -> Result<u64, AttachError> {
+        let deadline = Instant::now() + self.inner.options.rw_timeout();
+        let msg_id = self.inner.next_msg_id.fetch_add(1, Ordering::Relaxed);
+        let conn = self.inner.live_conn(deadline)?;
+        self.inner
+            .push(&conn, msg_id, Kind::Event, route, body, deadline)?;
+        Ok(msg_id)
+    }
+
+    /// Sends a request and returns a handle to wait for its response, so that one thread can
+    /// keep many requests outstanding.
+    pub fn submit(
+        &self,
+        route: Route,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<PendingResponse, AttachError> {
+        let deadline = Instant::now() + timeout;
+        let msg_id = self.inner.next_msg_id.fetch_add(1, Ordering::Relaxed);
+        self.inner.check_body(body.len())?;
+        let conn = self.inner.live_conn(deadline)?;
+        // Register before pushing: the response may come back before push returns.
+        lock(&self.inner.dispatch)
+            .pending
+            .insert(msg_id, Slot::Waiting { epoch: conn.epoch });
+        if let Err(e) = self
+            .inner
+            .push(&conn, msg_id, Kind::Request, route, body, deadline)
+        {
+            lock(&self.inner.dispatch).pending.remove(&msg_id);
+            return Err(e);
+        }
+        Ok(PendingResponse {
+            inner: self.inner.clone(),
+            msg_id,
+            done: false,
+        })
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn request(
+        &self,
+        route: Route,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Envelope, AttachError> {
+        let deadline = Instant::now() + timeout;
+        let mut pending = self.submit(route, body, timeout)?;
+        pending.wait_until(deadline)
+    }
+
+    /// Receives the next request or event addressed to this process, waiting up to `timeout`;
+    /// `Ok(None)` on timeout. Keeps the attachment alive: re-attaches after a chmpx restart.
+    pub fn recv(&self, timeout: Duration) -> Result<Option<Envelope>, AttachError> {
+        let deadline = Instant::now() + timeout;
+        let inner = &self.inner;
+        loop {
+            let mut d = lock(&inner.dispatch);
+            if let Some(env) = d.incoming.pop_front() {
+                return Ok(Some(env));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if !d.consumer_busy {
+                d.consumer_busy = true;
+                drop(d);
+                let r = inner.pump(deadline, true);
+                lock(&inner.dispatch).consumer_busy = false;
+                inner.cv.notify_all();
+                r?;
+                continue;
+            }
+            let wait = (deadline - now).min(inner.options.liveness_interval());
+            drop(inner.cv.wait_timeout(d, wait));
+        }
+    }
+
+    /// Answers a request received by [`Attachment::recv`].
+    pub fn reply(&self, request: &Envelope, body: &[u8]) -> Result<(), AttachError> {
+        let route = match request.route {
+            r @ Route::Reply { .. } => r,
+            _ => Route::Reply {
+                node: 0,
+                attachment: 0,
+                msg_id: request.msg_id,
+            },
+        };
+        let deadline = Instant::now() + self.inner.options.rw_timeout();
+        let conn = self.inner.live_conn(deadline)?;
+        self.inner
+            .push(&conn, request.msg_id, Kind::Response, route, body, deadline)
+    }
+
+    /// Async form of [`Attachment::request`] (runs on tokio's blocking pool).
+    pub async fn request_async(
+        &self,
+        route: Route,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Envelope, AttachError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.request(route, &body, timeout))
+            .await
+            .map_err(|e| AttachError::Runtime(e.to_string()))?
+    }
+
+    /// Async form of [`Attachment::recv`] (runs on tokio's blocking pool).
+    pub async fn recv_async(&self, timeout: Duration) -> Result<Option<Envelope>, AttachError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.recv(timeout))
+            .await
+            .map_err(|e| AttachError::Runtime(e.to_string()))?
+    }
+
+    /// Test hook: publishes raw bytes in the process -> chmpx ring and rings the doorbell.
+    #[doc(hidden)]
+    pub fn inject_ring_garbage_for_test(&self, bytes: &[u8]) -> Result<(), AttachError> {
+        let conn = self
+            .inner
+            .live_conn(Instant::now() + Duration::from_secs(1))?;
+        let _g = lock(&conn.producer);
+        conn.seg
+            .up()
+            .push_raw_for_test(bytes)
+            .map_err(AttachError::from_push)?;
+        conn.up_q.send(&Doorbell::Data.encode())?;
+        Ok(())
+    }
+
+    /// Test hook: sends raw bytes on the process -> chmpx doorbell queue.
+    #[doc(hidden)]
+    pub fn inject_queue_garbage_for_test(&self, bytes: &[u8]) -> Result<bool, AttachError> {
+        let conn = self
+            .inner
+            .live_conn(Instant::now() + Duration::from_secs(1))?;
+        Ok(conn.up_q.send(bytes)?)
+    }
+
+    /// Test hook: a frame that frames correctly but is not an envelope.
+    #[doc(hidden)]
+    pub fn inject_bad_envelope_for_test(&self, bytes: &[u8]) -> Result<(), AttachError> {
+        let conn = self
+            .inner
+            .live_conn(Instant::now() + Duration::from_secs(1))?;
+        let _g = lock(&conn.producer);
+        conn.seg
+            .up()
+            .push(&[bytes])
+            .map_err(AttachError::from_push)?;
+        conn.up_q.send(&Doorbell::Data.encode())?;
+        Ok(())
+    }
+}
+
+impl PendingResponse {
+    /// The request's `msg_id`.
+    pub fn msg_id(&self) -> u64 {
+        self.msg_id
+    }
+
+    /// Waits up to `timeout` for the response.
+    pub fn wait(mut self, timeout: Duration) -> Result<Envelope, AttachError> {
+        self.wait_until(Instant::now() + timeout)
+    }
+
+    fn wait_until(&mut self, deadline: Instant) -> Result<Envelope, AttachError> {
+        let inner = &self.inner;
+        loop {
+            let mut d = lock(&inner.dispatch);
+            match d.pending.get(&self.msg_id) {
+                Some(Slot::Done(_)) => {
+                    self.done = true;
+                    return match d.pending.remove(&self.msg_id) {
+                        Some(Slot::Done(r)) => r,
+                        _ => Err(AttachError::Runtime("response slot vanished".into())),
+                    };
+                }
+                Some(Slot::Waiting { .. }) => {}
+                None => {
+                    self.done = true;
+                    return Err(AttachError::Runtime(format!(
+                        "no pending request {}",
+                        self.msg_id
+                    )));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                d.pending.remove(&self.msg_id);
+                self.done = true;
+                return Err(AttachError::Timeout {
+                    msg_id: self.msg_id,
+                    waited_ms: inner.options.rw_timeout_ms,
+                });
+            }
+            if !d.consumer_busy {
+                d.consumer_busy = true;
+                drop(d);
+                let r = inner.pump(deadline, false);
+                lock(&inner.dispatch).consumer_busy = false;
+                inner.cv.notify_all();
+                if let Err(e) = r {
+                    tracing::debug!("pump: {e}");
+                }
+                continue;
+            }
+            let wait = (deadline - now).min(inner.options.liveness_interval());
+            drop(inner.cv.wait_timeout(d, wait));
+        }
+    }
+}
+
+impl Drop for PendingResponse {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.inner.dispatch).pending.remove(&self.msg_id);
+        }
+    }
+}
+
+impl Inner {
+    fn check_body(&self, len: usize) -> Result<(), AttachError> {
+        if len > self.options.body_size_max {
+            return Err(AttachError::BodyTooLarge {
+                len,
+                max: self.options.body_size_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// The current connection if healthy; otherwise attaches again (backoff until `deadline`).
+    fn live_conn(&self, deadline: Instant) -> Result<Arc<Conn>, AttachError> {
+        let mut guard = lock(&self.conn);
+        if let Some(c) = guard.as_ref() {
+            if !c.broken.load(Ordering::Acquire) && c.seg.state() == SegmentState::Accepted {
+                return Ok(c.clone());
+            }
+            let old = guard.take();
+            if let Some(old) = old {
+                self.fail_epoch(old.epoch);
+                old.leave();
+            }
+        }
+        if !self.options.reattach {
+            return Err(AttachError::Detached);
+        }
+        let conn = self.connect_once(deadline)?;
+        self.reattaches.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(attach_id = conn.attach_id, "re-attached to chmpx");
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Creates a fresh set of objects and runs the handshake until `deadline`.
+    fn connect_once(&self, deadline: Instant) -> Result<Arc<Conn>, AttachError> {
+        let o = &self.options;
+        let start = Instant::now();
+        let pid = std::process::id();
+        let counter = NEXT_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let names = self.names.attachment(pid, counter);
+        let shape = QueueShape {
+            maxmsg: o.doorbell_queue_depth,
+            msgsize: DOORBELL_MSG_BYTES as u32,
+        };
+        // Leftovers of an earlier process with our pid would make O_EXCL fail: they are stale.
+        for q in [&names.up_queue, &names.down_queue] {
+            MessageQueue::unlink(q)?;
+        }
+        crate::ipc::shm::SharedMemory::unlink(&names.segment)?;
+        let seg = Segment::create(
+            &names.segment,
+            self.role,
+            pid,
+            counter,
+            o.body_size_max,
+            o.ring_capacity_bytes(),
+            o.mode,
+        )?;
+        let up_q = MessageQueue::create(&names.up_queue, shape, o.mode, Access::Write, true)?;
+        let down_q = MessageQueue::create(&names.down_queue, shape, o.mode, Access::Read, false)?;
+        let hello = Hello {
+            role: self.role,
+            pid,
+            counter,
+        }
+        .encode();
+        let accept_name = self.names.accept_queue();
+        let mut backoff = Duration::from_millis(o.reattach_backoff_min_ms);
+        let mut ever_sent = false;
+        let mut buf = [0u8; DOORBELL_MSG_BYTES];
+        loop {
+            let sent = match MessageQueue::open(&accept_name, Access::Write, true) {
+                Ok(q) => q.send(&hello)?,
+                Err(IpcError::NotFound { .. }) => false,
+                Err(e) => return Err(e.into()),
+            };
+            ever_sent |= sent;
+            let now = Instant::now();
+            if now >= deadline {
+                let waited_ms = (now - start).as_millis() as u64;
+                return Err(if ever_sent {
+                    AttachError::HandshakeTimeout { waited_ms }
+                } else {
+                    AttachError::ChmpxNotRunning {
+                        accept_queue: accept_name,
+                        waited_ms,
+                    }
+                });
+            }
+            let window = if sent {
+                Duration::from_millis(o.hello_retry_interval_ms)
+            } else {
+                let b = backoff;
+                backoff = (backoff * 2).min(Duration::from_millis(o.reattach_backoff_max_ms));
+                b
+            };
+            let until = (now + window).min(deadline);
+            // Wait for chmpx's answer in this window (doorbells wake us early).
+            loop {
+                match seg.state() {
+                    SegmentState::Accepted => {
+                        let (chmpx_pid, _generation, attach_id) = seg.accepted_by();
+                        return Ok(Arc::new(Conn {
+                            epoch: self.next_epoch.fetch_add(1, Ordering::Relaxed),
+                            seg,
+                            up_q,
+                            down_q,
+                            chmpx_pid,
+                            attach_id,
+                            producer: Mutex::new(()),
+                            broken: AtomicBool::new(false),
+                        }));
+                    }
+                    SegmentState::Refused => {
+                        return Err(AttachError::Refused(seg.refuse_reason()));
+                    }
+                    _ => {}
+                }
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                let _ =
+                    down_q.receive_timeout(&mut buf, (until - now).min(o.liveness_interval()))?;
+            }
+        }
+    }
+
+    /// Fails every request in flight on connection `epoch`.
+    fn fail_epoch(&self, epoch: u64) {
+        let mut d = lock(&self.dispatch);
+        let mut failed = 0;
+        for (id, slot) in d.pending.iter_mut() {
+            if matches!(slot, Slot::Waiting { epoch: e } if *e == epoch) {
+                *slot = Slot::Done(Err(AttachError::ChmpxRestarted { msg_id: *id }));
+                failed += 1;
+            }
+        }
+        drop(d);
+        if failed > 0 {
+            tracing::warn!(failed, "chmpx went away; requests in flight failed");
+        }
+        self.cv.notify_all();
+    }
+
+    fn break_conn(&self, conn: &Conn, why: &str) {
+        if !conn.broken.swap(true, Ordering::AcqRel) {
+            tracing::warn!(attach_id = conn.attach_id, "attachment lost: {why}");
+            self.fail_epoch(conn.epoch);
+        }
+    }
+
+    /// Pushes one message, waiting for room up to `deadline` (chmpx drains quickly; a ring
+    /// that stays full means chmpx is stuck or gone, which the liveness check catches).
+    fn push(
+        &self,
+        conn: &Conn,
+        msg_id: u64,
+        kind: Kind,
+        route: Route,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<(), AttachError> {
+        self.check_body(body.len())?;
+        let header = Header {
+            msg_id,
+            kind,
+            route,
+            flags: 0,
+            body_len: body.len() as u32,
+        }
+        .encode();
+        let ring = conn.seg.up();
+        let _g = lock(&conn.producer);
+        let mut pause = FULL_RING_PAUSE_MIN;
+        let mut last_check = Instant::now();
+        loop {
+            match ring.push(&[&header, body]) {
+                Ok(()) => break,
+                Err(crate::ipc::ring::PushError::Full { needed, free }) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(AttachError::Backpressure { needed, free });
+                    }
+                    if now - last_check >= self.options.liveness_interval() {
+                        last_check = now;
+                        if !conn.chmpx_alive() {
+                            self.break_conn(conn, "chmpx died while our ring was full");
+                            return Err(AttachError::ChmpxRestarted { msg_id });
+                        }
+                    }
+                    std::thread::sleep(pause.min(deadline - now));
+                    pause = (pause * 2).min(FULL_RING_PAUSE_MAX);
+                }
+                Err(e) => {
+                    let e = AttachError::from_push(e);
+                    if matches!(e, AttachError::RingCorrupt(_)) {
+                        self.break_conn(conn, "our ring is corrupt");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if ring.producer_should_ring() {
+            // false = the queue is full, so a wake-up is already pending: nothing to do.
+            conn.up_q.send(&Doorbell::Data.encode())?;
+        }
+        Ok(())
+    }
+
+    /// One pass as the consumer: read what the ring holds (spinning a little, then sleeping on
+    /// the doorbell at most one liveness interval), hand it out, check chmpx lives.
+    fn pump(&self, deadline: Instant, reconnect: bool) -> Result<(), AttachError> {
+        let conn = if reconnect {
+            self.live_conn(deadline)?
+        } else {
+            match lock(&self.conn).as_ref() {
+                Some(c) if !c.broken.load(Ordering::Acquire) => c.clone(),
+                _ => return Ok(()),
+            }
+        };
+        if lock(&self.dispatch).incoming.len() >= self.options.incoming_queue_max {
+            // Nobody reads requests: stop reading so that chmpx sees backpressure.
+            std::thread::sleep(Duration::from_millis(1));
+            return Ok(());
+        }
+        let ring = conn.seg.down();
+        let mut frames = Vec::new();
+        let mut polls = 0;
+        loop {
+            self.pop_into(&conn, &mut frames);
+            if !frames.is_empty() || conn.broken.load(Ordering::Acquire) {
+                break;
+            }
+            if polls < self.options.spin_polls {
+                polls += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            if ring.prepare_sleep() {
+                let now = Instant::now();
+                if now >= deadline {
+                    ring.awake();
+                    break;
+                }
+                let wait = (deadline - now).min(self.options.liveness_interval());
+                let mut buf = [0u8; DOORBELL_MSG_BYTES];
+                let got = conn.down_q.receive_timeout(&mut buf, wait);
+                ring.awake();
+                match got {
+                    Ok(Some(n)) => match Doorbell::decode(&buf[..n]) {
+                        Some(Doorbell::Data) => {}
+                        Some(_) => {
+                            if !conn.chmpx_alive() {
+                                self.break_conn(&conn, "chmpx asked us to re-attach");
+                            }
+                        }
+                        None => tracing::warn!(bytes = n, "garbage on our doorbell queue ignored"),
+                    },
+                    Ok(None) => {
+                        if !conn.chmpx_alive() {
+                            self.break_conn(&conn, "chmpx is gone");
+                        }
+                    }
+                    Err(e) => self.break_conn(&conn, &e.to_string()),
+                }
+                self.pop_into(&conn, &mut frames);
+                break;
+            }
+        }
+        if conn.seg.state() != SegmentState::Accepted {
+            self.break_conn(&conn, "chmpx left");
+        }
+        self.dispatch_frames(frames);
+        Ok(())
+    }
+
+    fn pop_into(&self, conn: &Conn, frames: &mut Vec<Envelope>) {
+        let ring = conn.seg.down();
+        while frames.len() < POP_BATCH_MAX {
+            match ring.pop(super::envelope::ENVELOPE_HEADER_BYTES + self.options.body_size_max) {
+                Ok(Some(bytes)) => {
+                    match Envelope::decode_exact(&bytes, self.options.body_size_max) {
+                        Ok(env) => frames.push(env),
+                        Err(e) => tracing::warn!("message from chmpx refused: {e}"),
+                    }
+                }
+                Ok(None) => break,
+                Err(PopError::Oversized { len, max }) => {
+                    tracing::warn!(len, max, "oversized message from chmpx skipped");
+                }
+                Err(PopError::Corrupt(why)) => {
+                    self.break_conn(conn, &format!("ring from chmpx corrupt: {why}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn dispatch_frames(&self, frames: Vec<Envelope>) {
+        if frames.is_empty() {
+            return;
+        }
+        let mut d = lock(&self.dispatch);
+        for env in frames {
+            match env.kind {
+                Kind::Response => match d.pending.get_mut(&env.msg_id) {
+                    Some(slot @ Slot::Waiting { .. }) => *slot = Slot::Done(Ok(env)),
+                    _ => tracing::debug!(msg_id = env.msg_id, "late or unknown response dropped"),
+                },
+                Kind::Request | Kind::Event => d.incoming.push_back(env),
+            }
+        }
+        drop(d);
+        self.cv.notify_all();
+    }
+}
+
+impl Conn {
+    /// chmpx still serves this attachment: it has not left and its pid lives.
+    fn chmpx_alive(&self) -> bool {
+        self.seg.state() == SegmentState::Accepted && pid_alive(self.chmpx_pid)
+    }
+
+    /// Tells chmpx we are leaving (best effort); the objects are unlinked when dropped.
+    fn leave(&self) {
+        if self.seg.leave_accepted(SegmentState::Detached) {
+            let _ = self.up_q.send(&Doorbell::Detach.encode());
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(conn) = lock(&self.conn).take() {
+            conn.leave();
+        }
+    }
+}
