@@ -1,5 +1,7 @@
 //! chmpx: router (under construction).
-pub mod merge;
+pub mod attach;
 pub mod config;
-pub mod placement;
+pub mod ipc;
 pub mod link;
+pub mod merge;
+pub mod placement;
