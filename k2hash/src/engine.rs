@@ -212,8 +212,11 @@ impl Engine {
             None => true,
             Some(f) => f.metadata().map_err(|e| Error::io("fstat", path, e))?.len() == 0,
         };
-        if fresh && read_only {
-            return Err(Error::corrupted("empty file opened read-only", 0).with_path(path));
+        if fresh && file.is_some() && (read_only || !(opts.create || opts.temporary)) {
+            return Err(
+                Error::corrupted("file is empty (pass create(true) to initialise it)", 0)
+                    .with_path(path),
+            );
         }
         let region = Region::new(opts.mode, file, path, opts.file_size_max, read_only)?;
         let geometry = if fresh {

@@ -308,6 +308,15 @@ impl K2Hash {
     }
 }
 
+impl std::fmt::Debug for K2Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("K2Hash")
+            .field("mode", &self.mode())
+            .field("path", &self.path())
+            .finish()
+    }
+}
+
 impl Drop for K2Hash {
     fn drop(&mut self) {
         let _ = self.inner.close();

@@ -81,7 +81,7 @@ fn worker(s: &K2Hash, t: u64, seed: u64, deadline: Instant) {
                 );
             }
             4 => {
-                let tomb = rng.next() % 2 == 0;
+                let tomb = rng.next().is_multiple_of(2);
                 let existed = s.remove(&k, tomb.then_some(version)).unwrap();
                 assert_eq!(existed, live.is_some(), "{}", ctx());
                 if tomb {
@@ -98,7 +98,7 @@ fn worker(s: &K2Hash, t: u64, seed: u64, deadline: Instant) {
                 }
             }
             5 => {
-                let expected = if rng.next() % 3 == 0 {
+                let expected = if rng.next().is_multiple_of(3) {
                     1
                 } else {
                     live.as_ref().map_or(1, |m| m.version)
