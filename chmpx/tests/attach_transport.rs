@@ -1,0 +1,418 @@
+//! The attach transport through real processes: `mq-echo` (the listener side, a child process)
+//! and the test process or re-executed copies of it (the attached side).
+
+mod attach_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attach_support::{
+    remove_listener_leftovers, shm_objects, unique_cluster, wait_for, Echo, CTLPORT,
+};
+use chmpx::attach::names::ChmpxNames;
+use chmpx::attach::{AttachError, AttachOptions, Attachment, Kind, Role, Route};
+use chmpx::ipc::limits::{MqLimit, STOCK_MSGSIZE_MAX_BYTES, STOCK_MSG_MAX};
+use chmpx::ipc::mq::{Access, MessageQueue, QueueShape};
+use chmpx::ipc::shm::{segment_mode, SharedMemory};
+use chmpx::ipc::IpcError;
+
+const T: Duration = Duration::from_secs(5);
+const CHILD_ENV: &str = "DKC_ATTACH_TEST_CHILD";
+
+fn attach(cluster: &str) -> Attachment {
+    Attachment::connect(cluster, CTLPORT, Role::Client, AttachOptions::default())
+        .expect("attach to mq-echo")
+}
+
+fn body(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn attach_ping_pong_64b_4k_1m_and_1m_plus_1_refused() {
+    let cluster = unique_cluster("pp");
+    let _echo = Echo::start(&cluster, &[]);
+    let a = attach(&cluster);
+    for (i, len) in [0usize, 64, 4096, 1 << 20].into_iter().enumerate() {
+        let b = body(len, i as u8);
+        let r = a.request(Route::HashFirst(i as u64), &b, T).unwrap();
+        assert_eq!(r.kind, Kind::Response);
+        assert_eq!(r.body.len(), len);
+        assert!(r.body == b, "body of {len} bytes came back changed");
+    }
+    // Many 1 MiB round trips in a row: the ring wraps several times.
+    for i in 0..8u8 {
+        let b = body(1 << 20, i);
+        assert!(a.request(Route::AllServers, &b, T).unwrap().body == b);
+    }
+    let err = a
+        .request(Route::AllServers, &vec![0u8; (1 << 20) + 1], T)
+        .unwrap_err();
+    match &err {
+        AttachError::BodyTooLarge { len, max } => {
+            assert_eq!((*len, *max), ((1 << 20) + 1, 1 << 20));
+        }
+        other => panic!("expected BodyTooLarge, got {other:?}"),
+    }
+    assert!(err.to_string().contains("body_size_max"), "{err}");
+    // Still usable afterwards.
+    assert_eq!(a.request(Route::Node(1), b"ok", T).unwrap().body, b"ok");
+}
+
+#[test]
+fn attach_larger_body_limit_is_configurable() {
+    let cluster = unique_cluster("big");
+    let _echo = Echo::start(&cluster, &["--body-size-max", &(3 << 20).to_string()]);
+    let opts = AttachOptions {
+        body_size_max: 3 << 20,
+        ..AttachOptions::default()
+    };
+    let a = Attachment::connect(&cluster, CTLPORT, Role::Client, opts).unwrap();
+    let b = body(3 << 20, 7);
+    assert!(a.request(Route::AllServers, &b, T).unwrap().body == b);
+    // A process asking for more than chmpx allows is refused with a reason.
+    let too_big = AttachOptions {
+        body_size_max: 4 << 20,
+        connect_timeout_ms: 2000,
+        ..AttachOptions::default()
+    };
+    match Attachment::connect(&cluster, CTLPORT, Role::Client, too_big) {
+        Err(AttachError::Refused(r)) => assert_eq!(r, chmpx::attach::RefuseReason::BodyLimit),
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(_) => panic!("expected a refusal, got an attachment"),
+    }
+}
+
+#[test]
+fn attach_sixteen_outstanding_requests_from_four_threads_correlate() {
+    let cluster = unique_cluster("mt");
+    let _echo = Echo::start(&cluster, &[]);
+    let a = Arc::new(attach(&cluster));
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for round in 0..200u32 {
+                    let bodies: Vec<Vec<u8>> = (0..4u32)
+                        .map(|k| {
+                            let tag = format!("t{t}r{round}k{k}");
+                            let mut b = tag.into_bytes();
+                            b.extend(body(((round * 7 + k * 13) % 300) as usize, t));
+                            b
+                        })
+                        .collect();
+                    let pending: Vec<_> = bodies
+                        .iter()
+                        .map(|b| a.submit(Route::HashFirst(7), b, T).unwrap())
+                        .collect();
+                    // Wait in reverse order: answers for later ids arrive first.
+                    for (p, b) in pending.into_iter().zip(bodies.iter()).rev() {
+                        let id = p.msg_id();
+                        let r = p.wait(T).unwrap();
+                        assert_eq!(r.msg_id, id);
+                        assert!(&r.body == b, "thread {t} round {round}: wrong body");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// Entry point of the re-executed child process (does nothing in a normal test run).
+#[test]
+fn child_process_entry() {
+    let Ok(cluster) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let a = attach(&cluster);
+    let (up, down) = a.queue_names().unwrap();
+    println!("ATTACHED {} {up} {down}", a.segment_name().unwrap());
+    let p = a
+        .submit(Route::HashFirst(1), b"hold: never answered", Duration::from_secs(60))
+        .unwrap();
+    println!("WAITING");
+    let _ = p.wait(Duration::from_secs(60));
+}
+
+#[test]
+fn attach_child_killed_mid_request_is_cleaned_up_and_others_go_on() {
+    let cluster = unique_cluster("kill");
+    let _echo = Echo::start(&cluster, &[]);
+    let a = attach(&cluster);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &cluster)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut names = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        // libtest prints "test child_process_entry ... " on the same line first.
+        if let Some((_, rest)) = line.split_once("ATTACHED ") {
+            names = rest.split(' ').map(str::to_string).collect();
+        }
+        if line.ends_with("WAITING") {
+            break;
+        }
+    }
+    assert_eq!(names.len(), 3, "child did not report its objects");
+    let (seg, up, down) = (&names[0], &names[1], &names[2]);
+    assert!(segment_mode(seg).is_some(), "child segment {seg} missing");
+    assert!(a.request(Route::AllServers, b"before", T).is_ok());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || segment_mode(seg).is_none()),
+        "listener did not remove the dead child's segment {seg}"
+    );
+    for q in [up, down] {
+        assert!(
+            matches!(
+                MessageQueue::open(q, Access::Read, true),
+                Err(IpcError::NotFound { .. })
+            ),
+            "queue {q} left behind"
+        );
+    }
+    for i in 0..100u32 {
+        let b = i.to_le_bytes();
+        assert_eq!(a.request(Route::AllServers, &b, T).unwrap().body, b);
+    }
+}
+
+#[test]
+fn attach_listener_killed_and_restarted_process_reattaches_by_itself() {
+    let cluster = unique_cluster("rst");
+    let mut echo = Echo::start(&cluster, &[]);
+    let a = attach(&cluster);
+    let first_id = a.attach_id().unwrap();
+    assert_eq!(a.request(Route::AllServers, b"one", T).unwrap().body, b"one");
+    let old_segment = a.segment_name().unwrap();
+    echo.kill9();
+    // In flight while chmpx is dead: a typed error, quickly (liveness interval, not timeout).
+    let t = Instant::now();
+    match a.request(Route::AllServers, b"lost", T) {
+        Err(AttachError::ChmpxRestarted { .. }) => {}
+        other => panic!("expected ChmpxRestarted, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    let _echo2 = Echo::start(&cluster, &[]);
+    let r = a
+        .request(Route::AllServers, b"two", Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(r.body, b"two");
+    assert!(a.reattach_count() >= 1);
+    assert_ne!(a.segment_name().unwrap(), old_segment, "re-attach uses fresh objects");
+    assert!(segment_mode(&old_segment).is_none(), "old segment not removed");
+    let _ = first_id;
+    for i in 0..50u32 {
+        let b = i.to_le_bytes();
+        assert_eq!(a.request(Route::AllServers, &b, T).unwrap().body, b);
+    }
+}
+
+#[test]
+fn attach_listener_restart_tells_attached_processes_to_reattach() {
+    // A server-role process blocked in recv() re-attaches on its own when chmpx restarts,
+    // and a graceful chmpx stop (SIGTERM) also sends it back to the handshake.
+    let cluster = unique_cluster("rcv");
+    let echo = Echo::start(&cluster, &[]);
+    let s = Attachment::connect(&cluster, CTLPORT, Role::Server, AttachOptions::default())
+        .unwrap();
+    let before = s.segment_name().unwrap();
+    drop(echo); // SIGTERM: the listener asks its attachments to re-attach
+    let _echo2 = Echo::start(&cluster, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.reattach_count() == 0 && Instant::now() < deadline {
+        assert!(s.recv(Duration::from_millis(100)).unwrap().is_none());
+    }
+    assert!(s.reattach_count() >= 1, "server did not re-attach");
+    assert_ne!(s.segment_name().unwrap(), before);
+}
+
+#[test]
+fn attach_garbage_in_ring_or_queue_is_refused_and_listener_goes_on() {
+    let cluster = unique_cluster("junk");
+    let _echo = Echo::start(&cluster, &[]);
+    let a = attach(&cluster);
+    let b = attach(&cluster);
+    // A well-framed frame that is not an envelope: skipped, attachment stays.
+    a.inject_bad_envelope_for_test(b"this is not an envelope")
+        .unwrap();
+    assert_eq!(a.request(Route::AllServers, b"x1", T).unwrap().body, b"x1");
+    // Garbage on the doorbell queue: ignored.
+    a.inject_queue_garbage_for_test(b"zz").unwrap();
+    assert_eq!(a.request(Route::AllServers, b"x2", T).unwrap().body, b"x2");
+    assert_eq!(a.reattach_count(), 0);
+    // Garbage on the accept queue: ignored; new attachments still work.
+    let names = ChmpxNames::new(&cluster, CTLPORT).unwrap();
+    let acc = MessageQueue::open(&names.accept_queue(), Access::Write, true).unwrap();
+    acc.send(&[0xEE; 24]).unwrap();
+    acc.send(b"abc").unwrap();
+    let c = attach(&cluster);
+    assert_eq!(c.request(Route::AllServers, b"c", T).unwrap().body, b"c");
+    // Broken framing in the ring: the listener drops that attachment, the process
+    // re-attaches, others are untouched.
+    a.inject_ring_garbage_for_test(&[0xFF; 64]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ok = false;
+    while Instant::now() < deadline {
+        match a.request(Route::AllServers, b"after", Duration::from_secs(1)) {
+            Ok(r) => {
+                assert_eq!(r.body, b"after");
+                ok = true;
+                break;
+            }
+            Err(AttachError::ChmpxRestarted { .. } | AttachError::Timeout { .. }) => {}
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert!(ok, "process did not recover from its corrupt ring");
+    assert!(a.reattach_count() >= 1);
+    assert_eq!(b.request(Route::AllServers, b"b", T).unwrap().body, b"b");
+}
+
+#[test]
+fn attach_objects_have_mode_0600_and_fit_stock_limits() {
+    let cluster = unique_cluster("mode");
+    let _echo = Echo::start(&cluster, &[]);
+    let a = attach(&cluster);
+    let seg = a.segment_name().unwrap();
+    assert_eq!(segment_mode(&seg), Some(0o600));
+    let names = ChmpxNames::new(&cluster, CTLPORT).unwrap();
+    assert_eq!(segment_mode(&names.chmpx_segment()), Some(0o600));
+    let (up, down) = a.queue_names().unwrap();
+    for q in [up, down, names.accept_queue()] {
+        let q = MessageQueue::open(&q, Access::Read, true).unwrap();
+        assert_eq!(q.mode().unwrap(), 0o600, "{}", q.name());
+        let shape = q.shape().unwrap();
+        assert!(u64::from(shape.maxmsg) <= STOCK_MSG_MAX, "{shape:?}");
+        assert!(shape.msgsize <= 64, "{shape:?}");
+        assert!(u64::from(shape.msgsize) <= STOCK_MSGSIZE_MAX_BYTES);
+    }
+    // The mode is configurable (and not narrowed by the umask).
+    let opts = AttachOptions {
+        mode: 0o640,
+        ..AttachOptions::default()
+    };
+    let b = Attachment::connect(&cluster, CTLPORT, Role::Client, opts).unwrap();
+    assert_eq!(segment_mode(&b.segment_name().unwrap()), Some(0o640));
+    assert_eq!(b.request(Route::AllServers, b"m", T).unwrap().body, b"m");
+}
+
+#[test]
+fn attach_queue_limit_errors_name_the_limit() {
+    // 32 MiB messages exceed msgsize_max for everyone (and HARD_MSGSIZEMAX even for root).
+    let name = format!("/dkc-limit-test.{}", std::process::id());
+    let shape = QueueShape {
+        maxmsg: 1,
+        msgsize: 32 << 20,
+    };
+    match MessageQueue::create(&name, shape, 0o600, Access::Read, true) {
+        Err(e @ IpcError::Limit { .. }) => {
+            let IpcError::Limit { limit, .. } = &e else {
+                unreachable!()
+            };
+            assert!(matches!(limit, MqLimit::MsgSizeMax { .. }), "{limit:?}");
+            let text = e.to_string();
+            assert!(text.contains("/proc/sys/fs/mqueue/msgsize_max"), "{text}");
+            assert!(text.contains("now 8192") || text.contains("now "), "{text}");
+        }
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+}
+
+#[test]
+fn attach_without_chmpx_fails_clearly_and_leaves_nothing() {
+    let cluster = unique_cluster("none");
+    let opts = AttachOptions {
+        connect_timeout_ms: 200,
+        ..AttachOptions::default()
+    };
+    match Attachment::connect(&cluster, CTLPORT, Role::Client, opts) {
+        Err(e @ AttachError::ChmpxNotRunning { .. }) => {
+            assert!(e.to_string().contains(".accept"), "{e}");
+        }
+        Err(e) => panic!("expected ChmpxNotRunning, got {e}"),
+        Ok(_) => panic!("attached to nothing"),
+    }
+    assert!(shm_objects(&cluster).is_empty(), "{:?}", shm_objects(&cluster));
+}
+
+#[test]
+fn attach_startup_removes_objects_of_dead_processes_and_refuses_a_second_listener() {
+    let cluster = unique_cluster("stale");
+    // A pid that surely is dead: a child that has exited and been reaped.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let names = ChmpxNames::new(&cluster, CTLPORT).unwrap();
+    let a = names.attachment(dead_pid, 3);
+    let shape = QueueShape {
+        maxmsg: 2,
+        msgsize: 16,
+    };
+    let mut shm = SharedMemory::create(&a.segment, 4096, 0o600).unwrap();
+    shm.set_unlink_on_drop(false);
+    drop(shm);
+    for q in [&a.up_queue, &a.down_queue] {
+        let mut q = MessageQueue::create(q, shape, 0o600, Access::Read, true).unwrap();
+        q.set_unlink_on_drop(false);
+    }
+    // Also a stale accept queue, as a SIGKILLed chmpx leaves it.
+    let mut acc =
+        MessageQueue::create(&names.accept_queue(), shape, 0o600, Access::Read, true).unwrap();
+    acc.set_unlink_on_drop(false);
+    drop(acc);
+    let mut echo = Echo::start(&cluster, &[]);
+    assert_eq!(segment_mode(&a.segment), None, "stale segment survived");
+    for q in [&a.up_queue, &a.down_queue] {
+        assert!(matches!(
+            MessageQueue::open(q, Access::Read, true),
+            Err(IpcError::NotFound { .. })
+        ));
+    }
+    let c = attach(&cluster);
+    assert_eq!(c.request(Route::AllServers, b"s", T).unwrap().body, b"s");
+    // A second listener for the same cluster and ctlport is refused while the first lives.
+    let second = Command::new(env!("CARGO_BIN_EXE_mq-echo"))
+        .args(["--cluster", &cluster, "--ctlport", &CTLPORT.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already serves"), "{err}");
+    drop(c);
+    echo.kill9();
+    remove_listener_leftovers(&cluster);
+}
+
+#[test]
+fn attach_async_process_side_works() {
+    let cluster = unique_cluster("async");
+    let _echo = Echo::start(&cluster, &[]);
+    let a = attach(&cluster);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let futs: Vec<_> = (0..8u8)
+            .map(|i| a.request_async(Route::HashChain(i as u64), vec![i; 100], T))
+            .collect();
+        for (i, f) in futs.into_iter().enumerate() {
+            assert_eq!(f.await.unwrap().body, vec![i as u8; 100]);
+        }
+    });
+}
