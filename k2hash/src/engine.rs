@@ -681,10 +681,16 @@ impl Engine {
             let _ = std::fs::remove_file(p);
             return Ok(());
         }
-        // Clear the dirty flag only once everything before it is on disk (when syncing).
-        let _ = self.region.sync_data();
+        // In sync mode, clear the dirty flag only once everything before it is on disk.
+        // Otherwise the page cache carries both (and open rebuilds everything anyway).
+        if self.sync {
+            self.region.sync_data()?;
+        }
         self.region.put_u32(HDR_DIRTY as u64, 0)?;
-        self.region.sync_data()
+        if self.sync {
+            self.region.sync_data()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn stats(&self) -> crate::types::Stats {

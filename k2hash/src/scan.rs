@@ -133,18 +133,25 @@ impl Engine {
         if lo > hi {
             return Ok(d);
         }
+        // Whole cells are read under their shard's read lock (taken once per shard), which
+        // makes each (count, hash) pair consistent with the records.
+        let mut held: Option<(usize, parking_lot::RwLockReadGuard<'_, Table>)> = None;
         for c in (lo >> CELL_SHIFT)..=(hi >> CELL_SHIFT) {
             let clo = c << CELL_SHIFT;
             let chi = clo | CELL_LOW_MASK;
             if lo <= clo && chi <= hi {
-                // The cell belongs to one shard; its read lock makes the pair consistent.
-                let _t = self.shards[self.shard_of(clo)].t.read();
+                let si = self.shard_of(clo);
+                if held.as_ref().is_none_or(|(h, _)| *h != si) {
+                    drop(held.take());
+                    held = Some((si, self.shards[si].t.read()));
+                }
                 let cell = &self.cells[c as usize];
                 d.merge(Digest {
                     count: cell.count.load(Ordering::Relaxed),
                     hash: cell.hash.load(Ordering::Relaxed),
                 });
             } else {
+                held = None;
                 d.merge(self.digest_by_scan(lo.max(clo), hi.min(chi))?);
             }
         }
