@@ -23,6 +23,8 @@ use k2hash::{K2Hash, Meta, OpenOptions};
 
 /// Set in the child: `<mode>|<sync 0/1>|<round seed>|<path>`.
 const CHILD_ENV: &str = "K2HASH_CRASH_CHILD";
+/// Printed by the child once the store is open.
+const OPEN_MARKER: &str = "K2HASH-CHILD-OPEN";
 /// Optional master seed for the parent (decimal); otherwise taken from the clock and printed.
 const SEED_ENV: &str = "K2HASH_CRASH_SEED";
 /// Kill rounds per test.
@@ -178,7 +180,7 @@ fn child_writer() {
     let store = options(kind, &path, sync).open().expect("child open");
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    writeln!(out, "OPEN")
+    writeln!(out, "{OPEN_MARKER}")
         .and_then(|_| out.flush())
         .expect("stdout");
     for n in 0..CHILD_OPS_MAX {
@@ -232,7 +234,9 @@ fn run_child_round(
         let mut opened = false;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if line == "OPEN" {
+            // libtest prints "test child_writer ... " without a newline before the child's
+            // first line, so the open marker ends a line rather than filling it.
+            if line.ends_with(OPEN_MARKER) {
                 opened = true;
             } else if let Some(n) = line.strip_prefix("ACK ") {
                 let n: u64 = n.trim().parse().expect("ACK number");
@@ -338,7 +342,15 @@ fn master_seed() -> u64 {
     }
 }
 
+/// Serialises the kill tests of this binary. A child spawned by one test thread inherits, for
+/// the moment between fork and exec, every fd the process has open, including another test's
+/// store file and so its flock; that test's next open would then fail with `Locked` for no
+/// fault of the engine. One test at a time keeps the only spawner the thread that owns the file.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn kill_rounds(kind: FileKind, sync: bool) {
+    // A failed (panicked) test poisons the lock; the others still run.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let seed = master_seed();
     println!("crash_kill {kind:?} sync={sync}: seed {seed} (rerun with {SEED_ENV}={seed})");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -347,6 +359,7 @@ fn kill_rounds(kind: FileKind, sync: bool) {
     let mut model = Model::new();
     let mut total_acks = 0u64;
     let mut rounds_done = 0u64;
+    let mut rounds_opened = 0u64;
     for round in 0..ROUNDS {
         if started.elapsed() > Duration::from_millis(TEST_DURATION_MAX_MS) {
             println!("stopping after {round} rounds: time bound reached");
@@ -371,11 +384,19 @@ fn kill_rounds(kind: FileKind, sync: bool) {
         }
         total_acks += acked;
         rounds_done += 1;
+        rounds_opened += u64::from(outcome.opened);
     }
-    println!("{rounds_done} rounds, {total_acks} acknowledged operations checked");
+    println!(
+        "{rounds_done} rounds ({rounds_opened} killed after open), \
+         {total_acks} acknowledged operations checked"
+    );
     assert!(
         rounds_done >= ROUNDS / 2,
         "too few rounds ran ({rounds_done})"
+    );
+    assert!(
+        rounds_opened > 0,
+        "no child got past open: every kill landed during start-up"
     );
     assert!(
         total_acks > 0,
