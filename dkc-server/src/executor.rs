@@ -1,0 +1,139 @@
+//! [`Executor`]: runs one [`Request`] against the store and says what to replicate.
+//!
+//! The executor is the whole of the command layer's state: the store, this node's hybrid
+//! logical clock, the limits and the counters. It is `Send + Sync`; worker threads share one
+//! executor and call [`Executor::execute`] concurrently (per-key atomicity comes from the
+//! engine's key locks).
+
+use std::sync::Arc;
+
+use dkc_client::proto::{Request, Response, WireRecord};
+use k2hash::K2Hash;
+
+use crate::cmd::{self, CmdError, Ctx};
+use crate::counters::{bump, Counters};
+use crate::hlc::{Hlc, PhysicalClock};
+use crate::limits::Limits;
+
+/// What executing a request produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Executed {
+    /// The answer for the client.
+    pub response: Response,
+    /// Records this node wrote as primary, to send to the key's other live owners as
+    /// `Request::Replicate`. Empty for reads, failed conditions, errors and replicas' own
+    /// applies. Usually one record; a list so one request may write several.
+    pub replicate: Vec<WireRecord>,
+}
+
+/// Executes requests on one k2hash store.
+pub struct Executor {
+    store: Arc<K2Hash>,
+    hlc: Hlc,
+    limits: Limits,
+    counters: Counters,
+}
+
+impl Executor {
+    /// An executor for node `node_index` (its index among the cluster's server nodes, which
+    /// is stamped into every version it mints) reading wall time from `clock`.
+    pub fn new(store: Arc<K2Hash>, node_index: u8, clock: Arc<dyn PhysicalClock>) -> Executor {
+        Executor {
+            store,
+            hlc: Hlc::new(node_index, clock),
+            limits: Limits::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The same executor with other limits.
+    pub fn with_limits(mut self, limits: Limits) -> Executor {
+        self.limits = limits;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<K2Hash> {
+        &self.store
+    }
+
+    /// This node's clock.
+    pub fn hlc(&self) -> &Hlc {
+        &self.hlc
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The operation counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Runs one request. Never panics on any request; failures come back as
+    /// `Response::Error` with a stable code.
+    pub fn execute(&self, req: &Request) -> Executed {
+        let ctx = Ctx {
+            store: &self.store,
+            hlc: &self.hlc,
+            limits: &self.limits,
+            counters: &self.counters,
+        };
+        match dispatch(&ctx, req) {
+            Ok(done) => done,
+            Err(CmdError { code, message }) => {
+                bump(&self.counters.errors);
+                tracing::debug!(command = req.name(), %code, %message, "command failed");
+                Executed::reply(Response::Error { code, message })
+            }
+        }
+    }
+}
+
+fn dispatch(ctx: &Ctx<'_>, req: &Request) -> cmd::CmdResult {
+    match req {
+        Request::Get { key } => cmd::get::execute(ctx, key),
+        Request::MultiGet { keys } => cmd::multi_get::execute(ctx, keys),
+        Request::Set {
+            key,
+            value,
+            mode,
+            flags,
+            expire_at,
+        } => cmd::set::execute(ctx, key, value, *mode, *flags, *expire_at),
+        Request::Delete { key, cas } => cmd::delete::execute(ctx, key, *cas),
+        Request::Incr {
+            key,
+            delta,
+            initial,
+            expire_at,
+        } => cmd::incr_decr::execute(ctx, key, *delta, *initial, *expire_at, true),
+        Request::Decr {
+            key,
+            delta,
+            initial,
+            expire_at,
+        } => cmd::incr_decr::execute(ctx, key, *delta, *initial, *expire_at, false),
+        Request::Touch { key, expire_at } => cmd::touch::execute(ctx, key, *expire_at),
+        Request::GetAndTouch { key, expire_at } => {
+            cmd::get_and_touch::execute(ctx, key, *expire_at)
+        }
+        Request::SetSubkeys { key, subkeys } => cmd::set_subkeys::execute(ctx, key, subkeys),
+        Request::AddSubkey { key, subkey } => cmd::add_subkey::execute(ctx, key, subkey),
+        Request::RemoveSubkey { key, subkey } => cmd::remove_subkey::execute(ctx, key, subkey),
+        Request::ListSubkeys { key } => cmd::list_subkeys::execute(ctx, key),
+        Request::ClearSubkeys { key } => cmd::clear_subkeys::execute(ctx, key),
+        Request::DeleteWithChildren { key } => cmd::delete_with_children::execute(ctx, key),
+        Request::Scan {
+            range,
+            cursor,
+            limit,
+            keys_only,
+        } => cmd::scan::execute(ctx, range, cursor.as_deref(), *limit, *keys_only),
+        Request::Stats => cmd::stats::execute(ctx),
+        Request::Flush { confirm } => cmd::flush::execute(ctx, *confirm),
+        Request::Replicate { records } => cmd::replicate::execute(ctx, records),
+    }
+}
