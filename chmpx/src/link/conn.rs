@@ -120,6 +120,9 @@ pub struct FrameWriter<W> {
     frames: u64,
     frame_size_max: usize,
     rw_timeout: Duration,
+    /// Whether `flush` gives up after `rw_timeout`. On an established link it does not: a peer
+    /// whose heartbeats still arrive is slow, not dead, and is backpressured instead of dropped.
+    flush_deadline: bool,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -130,7 +133,13 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             frames: 0,
             frame_size_max,
             rw_timeout,
+            flush_deadline: true,
         }
+    }
+
+    /// Switches the `rw_timeout` deadline of `flush` on or off (see `flush_deadline`).
+    pub fn set_flush_deadline(&mut self, on: bool) {
+        self.flush_deadline = on;
     }
 
     /// Adds a frame to the pending batch. On `TooLarge` nothing is added.
@@ -149,7 +158,12 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             self.wr.write_all(&self.out).await?;
             self.wr.flush().await
         };
-        match tokio::time::timeout(self.rw_timeout, write).await {
+        let result = if self.flush_deadline {
+            tokio::time::timeout(self.rw_timeout, write).await
+        } else {
+            Ok(write.await)
+        };
+        match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => {

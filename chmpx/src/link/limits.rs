@@ -42,7 +42,7 @@ pub const HEARTBEAT_TIMEOUT_DEFAULT_MS: u64 = 1500;
 /// Default TCP connect (and handshake) timeout.
 pub const CONNECT_TIMEOUT_DEFAULT_MS: u64 = 1000;
 
-/// Default timeout for one socket write; a peer that accepts no bytes for this long is dropped.
+/// Default timeout for one socket write during the handshake and when closing.
 pub const RW_TIMEOUT_DEFAULT_MS: u64 = 2000;
 
 /// Default first reconnect delay.

@@ -64,7 +64,9 @@ pub struct LinkOptions {
     pub heartbeat_timeout: Duration,
     /// TCP connect plus handshake deadline.
     pub connect_timeout: Duration,
-    /// Deadline for one socket write.
+    /// Deadline for one socket write during the handshake and when closing. On an established
+    /// link liveness is judged by the heartbeat timeout instead: a peer that still sends
+    /// heartbeats but reads slowly is backpressured (queue `Full`), not dropped.
     pub rw_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,

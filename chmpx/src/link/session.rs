@@ -63,6 +63,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // Liveness is the detector's job from here on; see `FrameWriter::set_flush_deadline`.
+    writer.set_flush_deadline(false);
     let detector = Mutex::new(FailureDetector::new(ctx.heartbeat_timeout, Instant::now()));
     let (ack_tx, mut ack_rx) = mpsc::channel::<u64>(ACK_QUEUE_DEPTH);
     let end = tokio::select! {
@@ -75,7 +77,8 @@ where
         writer
             .push(&Frame::new(ctx.cluster, FrameBody::Close { reason }))
             .ok();
-        let _ = tokio::time::timeout(ctx.heartbeat_interval, writer.flush()).await;
+        writer.set_flush_deadline(true);
+        let _ = writer.flush().await;
     }
     writer.close().await;
     end
@@ -225,5 +228,165 @@ async fn watchdog(ctx: &SessionCtx<'_>, detector: &Mutex<FailureDetector>) -> Se
             Some(at) => tokio::time::sleep_until(at.min(now + ctx.heartbeat_interval)).await,
             None => tokio::time::sleep(ctx.heartbeat_interval).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session's timing, on virtual time: `start_paused` makes tokio jump the clock whenever
+    //! every task waits, so seconds of heartbeats run in microseconds and exactly.
+
+    use super::*;
+    use crate::link::options::PeerSpec;
+    use tokio::io::DuplexStream;
+
+    const INTERVAL: Duration = Duration::from_millis(100);
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    const FRAME_MAX: usize = 1 << 20;
+    const CLUSTER: &str = "T";
+
+    struct Fixture {
+        peer: PeerShared,
+        view: LocalView,
+        events_tx: mpsc::Sender<LinkEvent>,
+        _out_tx: mpsc::Sender<Outgoing>,
+    }
+
+    fn fixture() -> (Fixture, mpsc::Receiver<Outgoing>, mpsc::Receiver<LinkEvent>) {
+        let (out_tx, outq) = mpsc::channel(4);
+        let spec = PeerSpec::server("p:1", "127.0.0.1:1".parse().unwrap());
+        let (events_tx, events_rx) = mpsc::channel(4);
+        let f = Fixture {
+            peer: PeerShared::new(spec, out_tx.clone()),
+            view: LocalView::default(),
+            events_tx,
+            _out_tx: out_tx,
+        };
+        (f, outq, events_rx)
+    }
+
+    fn ctx(f: &Fixture) -> SessionCtx<'_> {
+        SessionCtx {
+            cluster: CLUSTER,
+            peer: &f.peer,
+            heartbeat_interval: INTERVAL,
+            heartbeat_timeout: TIMEOUT,
+            local_view: &f.view,
+            events: &f.events_tx,
+        }
+    }
+
+    /// Our side of a session over an in-memory pipe, and the far end's reader and writer.
+    fn pipe() -> (
+        FrameReader<tokio::io::ReadHalf<DuplexStream>>,
+        FrameWriter<tokio::io::WriteHalf<DuplexStream>>,
+        FrameReader<tokio::io::ReadHalf<DuplexStream>>,
+        FrameWriter<tokio::io::WriteHalf<DuplexStream>>,
+    ) {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (r1, w1) = tokio::io::split(ours);
+        let (r2, w2) = tokio::io::split(theirs);
+        (
+            FrameReader::new(r1, FRAME_MAX, CLUSTER),
+            FrameWriter::new(w1, FRAME_MAX, Duration::from_secs(1)),
+            FrameReader::new(r2, FRAME_MAX, CLUSTER),
+            FrameWriter::new(w2, FRAME_MAX, Duration::from_secs(1)),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_down_exactly_at_the_timeout() {
+        let (f, mut outq, mut _events_rx) = fixture();
+        let (r, w, _their_r, _their_w) = pipe();
+        let t0 = Instant::now();
+        let c = ctx(&f);
+        let end = run(&c, r, w, &mut outq).await;
+        let took = t0.elapsed();
+        assert!(matches!(end, SessionEnd::Silent(_)), "{end}");
+        assert!(took >= TIMEOUT && took <= TIMEOUT + INTERVAL, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_keep_it_up_and_their_end_is_detected_within_timeout_plus_interval() {
+        let (f, mut outq, mut _events_rx) = fixture();
+        let (r, w, mut their_r, mut their_w) = pipe();
+        let beats = 30u64;
+        let far_end = async move {
+            for seq in 1..=beats {
+                their_w
+                    .send(&Frame::new(
+                        CLUSTER,
+                        FrameBody::Heartbeat {
+                            seq,
+                            epoch: 7,
+                            status: 3,
+                        },
+                    ))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(INTERVAL).await;
+            }
+            let stopped_at = Instant::now();
+            // Keep the pipe open, read what the session sends, and count its heartbeats.
+            let mut ours = 0;
+            while let Ok((frame, _)) = their_r.read_frame().await {
+                if let FrameBody::Heartbeat { .. } = frame.body {
+                    ours += 1;
+                }
+            }
+            (stopped_at, ours, their_w)
+        };
+        let c = ctx(&f);
+        let session = run(&c, r, w, &mut outq);
+        let (end, (stopped_at, ours, _w)) = tokio::join!(session, far_end);
+        let after_silence = Instant::now() - stopped_at;
+        assert!(matches!(end, SessionEnd::Silent(_)), "{end}");
+        assert!(
+            after_silence <= TIMEOUT + INTERVAL,
+            "detected {after_silence:?} after the last heartbeat"
+        );
+        // The far end beat for 30 intervals and never went DOWN; we beat about as often.
+        assert!(
+            ours >= beats - 1,
+            "we sent {ours} heartbeats in {beats} intervals"
+        );
+        let state = f.peer.snapshot();
+        assert_eq!((state.peer_epoch, state.peer_status), (7, 3));
+        assert!(state.frames_in >= beats);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_blocked_on_the_daemon_does_not_blame_the_peer() {
+        let (f, mut outq, mut _events_rx) = fixture();
+        let (r, w, _their_r, mut their_w) = pipe();
+        // Fill the event channel (depth 4) and one more: the reader blocks on the fifth.
+        let data = |i| FrameBody::Control { bytes: vec![i] };
+        for i in 0..6 {
+            their_w.send(&Frame::new(CLUSTER, data(i))).await.unwrap();
+        }
+        let c = ctx(&f);
+        let session = run(&c, r, w, &mut outq);
+        tokio::pin!(session);
+        // Ten timeouts pass while the daemon does not read: the session must still be running.
+        tokio::select! {
+            end = &mut session => panic!("session ended while we were the slow side: {end}"),
+            _ = tokio::time::sleep(TIMEOUT * 10) => {}
+        }
+        // The daemon drains; then, with the peer silent, the timeout applies again.
+        let t0 = Instant::now();
+        let drain = async {
+            for i in 0..6 {
+                assert_eq!(
+                    _events_rx.recv().await,
+                    Some(LinkEvent::Control {
+                        from: "p:1".into(),
+                        bytes: vec![i]
+                    })
+                );
+            }
+        };
+        let (end, ()) = tokio::join!(&mut session, drain);
+        assert!(matches!(end, SessionEnd::Silent(_)), "{end}");
+        assert!(t0.elapsed() <= TIMEOUT + INTERVAL);
     }
 }
