@@ -123,7 +123,7 @@ fn run_phase(
                             errors += 1;
                         }
                         done += 1;
-                        if done % PROGRESS_STEP_OPS == 0 {
+                        if done.is_multiple_of(PROGRESS_STEP_OPS) {
                             bar.inc(PROGRESS_STEP_OPS);
                         }
                         p += work.threads as u64;

@@ -79,10 +79,8 @@ pub fn value_of(pattern: &[u8], i: u64, value_bytes: usize) -> &[u8] {
 pub fn read_order(seed: u64, n: u64) -> Vec<u64> {
     let mut perm: Vec<u64> = (0..n).collect();
     let perm_seed = seed ^ PERM_SALT;
-    let mut draw = 0u64;
-    for k in (1..perm.len()).rev() {
-        let j = (splitmix_at(perm_seed, draw) % (k as u64 + 1)) as usize;
-        draw += 1;
+    for (draw, k) in (1..perm.len()).rev().enumerate() {
+        let j = (splitmix_at(perm_seed, draw as u64) % (k as u64 + 1)) as usize;
         perm.swap(k, j);
     }
     perm
