@@ -1,2 +1,7 @@
-//! dkc-client (under construction).
+//! dkc-client: the dkc Rust driver, the `dkc` CLI and the memcached protocol front.
+//!
+//! - [`memcached`]: memcached text/meta protocol front over a `Storage` trait.
+//! - [`proto`]: the wire Request/Response types shared by clients and dkc-server.
+
+pub mod memcached;
 pub mod proto;

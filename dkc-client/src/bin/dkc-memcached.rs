@@ -1,0 +1,98 @@
+//! dkc-memcached: a memcached-1.6-compatible server (text and meta protocols). A thin main over
+//! `dkc_client::memcached`; for now the only backend is the in-memory one.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use dkc_client::memcached::limits::{
+    Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT, ITEM_SIZE_MAX_DEFAULT,
+    ITEM_SIZE_MAX_MAX, ITEM_SIZE_MAX_MIN,
+};
+use dkc_client::memcached::{MemoryStorage, Server, ServerConfig};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Backend {
+    /// Items in this process's memory: for tests; nothing is shared or kept.
+    Memory,
+}
+
+#[derive(Debug, Parser)]
+#[command(version, about = "memcached-compatible front of a dkc cluster")]
+struct Args {
+    /// Where items live. Required: the cluster backend is not wired yet, and the memory one
+    /// must never be mistaken for it.
+    #[arg(long, value_enum)]
+    backend: Backend,
+    /// TCP port (0 picks a free one; the chosen port is printed).
+    #[arg(short = 'p', long, default_value_t = 11211)]
+    port: u16,
+    /// Interface to listen on.
+    #[arg(short = 'l', long, default_value = "127.0.0.1")]
+    listen: IpAddr,
+    /// Maximum simultaneous connections.
+    #[arg(short = 'c', long = "conn-limit", default_value_t = CONNECTIONS_MAX_DEFAULT)]
+    connections_max: usize,
+    /// Largest item in bytes (suffixes k and m allowed, as in memcached).
+    #[arg(short = 'I', long = "max-item-size", default_value_t = ITEM_SIZE_MAX_DEFAULT.to_string())]
+    item_size_max: String,
+    /// Close connections idle this long (0: never).
+    #[arg(long = "idle-timeout-secs", default_value_t = IDLE_TIMEOUT_SECS_DEFAULT)]
+    idle_timeout_secs: u64,
+}
+
+fn parse_size(text: &str) -> anyhow::Result<usize> {
+    let text = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match text.strip_suffix('k') {
+        Some(d) => (d, 1024),
+        None => match text.strip_suffix('m') {
+            Some(d) => (d, 1024 * 1024),
+            None => (text.as_str(), 1),
+        },
+    };
+    let n: usize = digits.parse().with_context(|| {
+        format!("--max-item-size {text:?}: expected a number of bytes, optionally with k or m")
+    })?;
+    let bytes = n.saturating_mul(unit);
+    anyhow::ensure!(
+        (ITEM_SIZE_MAX_MIN..=ITEM_SIZE_MAX_MAX).contains(&bytes),
+        "--max-item-size {text}: must be between {ITEM_SIZE_MAX_MIN} and {ITEM_SIZE_MAX_MAX} bytes"
+    );
+    Ok(bytes)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = ServerConfig {
+        limits: Limits::default().with_item_size_max(parse_size(&args.item_size_max)?),
+        connections_max: args.connections_max.max(1),
+        idle_timeout: (args.idle_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.idle_timeout_secs)),
+    };
+    let addr = SocketAddr::new(args.listen, args.port);
+    let (listener, local) = dkc_client::memcached::server::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    match args.backend {
+        Backend::Memory => {
+            tracing::warn!(
+                "backend MEMORY: items live only in this process and are NOT stored in the dkc cluster"
+            );
+            // Tests read this line to learn the port.
+            println!("listening on {local}");
+            Server::new(Arc::new(MemoryStorage::default()), config)
+                .serve(listener)
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,614 @@
+//! The command layer: applies one decoded [`Request`] to a [`Storage`] and encodes the reply
+//! as memcached 1.6 would. Here, and only here, client exptimes become absolute expiries, so
+//! a storage sees one form. Storage failures become `SERVER_ERROR <reason>` lines: the
+//! connection stays usable.
+
+use std::io::Write as _;
+
+use bytes::{BufMut, BytesMut};
+
+use super::limits::EXPTIME_RELATIVE_SECS_MAX;
+use super::meta::{MetaCommon, MetaRequest, ReturnFlag};
+use super::request::Request;
+use super::stats::{bump, ServerStats};
+use super::storage::{
+    Arith, ArithOutcome, DeleteOptions, DeleteOutcome, Expiry, GetOptions, NewItem, RecacheToken,
+    Storage, StorageError, StoreOutcome,
+};
+
+/// The version this front reports: the memcached release whose behaviour it follows, marked
+/// so that nobody mistakes it for memcached itself.
+pub const VERSION_REPORTED: &str = "1.6.18-dkc";
+
+/// What the connection should do after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Close,
+}
+
+/// Turns a memcached exptime into an absolute expiry: 0 never expires, negative is already
+/// expired, up to 30 days is relative to `now`, beyond that an absolute unix time.
+pub fn expiry_from_exptime(exptime: i32, now_secs: u64) -> Expiry {
+    let exptime = i64::from(exptime);
+    if exptime == 0 {
+        Expiry::Never
+    } else if exptime < 0 {
+        Expiry::At(0)
+    } else if exptime > EXPTIME_RELATIVE_SECS_MAX {
+        Expiry::At(exptime as u64)
+    } else {
+        Expiry::At(now_secs + exptime as u64)
+    }
+}
+
+/// Seconds left before `expiry` as meta `t` prints them (-1: never).
+pub fn ttl_remaining(expiry: Expiry, now_secs: u64) -> i64 {
+    match expiry {
+        Expiry::Never => -1,
+        Expiry::At(at) => at as i64 - now_secs as i64,
+    }
+}
+
+fn line(out: &mut BytesMut, text: &str) {
+    out.put_slice(text.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+fn server_error(out: &mut BytesMut, error: &StorageError) {
+    line(out, &format!("SERVER_ERROR {error}"));
+}
+
+/// Executes `request`, appending the reply to `out`.
+pub async fn execute<S: Storage>(
+    request: Request,
+    storage: &S,
+    stats: &ServerStats,
+    out: &mut BytesMut,
+) -> Control {
+    let c = &stats.counters;
+    match request {
+        Request::Reply {
+            line: text,
+            noreply,
+        } => {
+            if !noreply {
+                line(out, text);
+            }
+        }
+        Request::Quit => return Control::Close,
+        Request::Version => line(out, &format!("VERSION {VERSION_REPORTED}")),
+        Request::Verbosity { noreply } => {
+            if !noreply {
+                line(out, "OK");
+            }
+        }
+        Request::TooLarge {
+            key,
+            drop_existing,
+            reply,
+            noreply,
+        } => {
+            bump(&c.store_too_large);
+            // memcached drops the old value so a failed set cannot leave stale data behind.
+            if drop_existing {
+                let _ = storage.delete(key, DeleteOptions::default()).await;
+            }
+            if !noreply {
+                line(out, reply);
+            }
+        }
+        Request::Get {
+            keys,
+            with_cas,
+            touch_exptime,
+        } => {
+            let now = storage.now_secs();
+            let options = GetOptions {
+                touch: touch_exptime.map(|e| expiry_from_exptime(e, now)),
+                vivify: None,
+            };
+            match storage.get(&keys, options).await {
+                Err(e) => server_error(out, &e),
+                Ok(found) => {
+                    for (key, fetched) in keys.iter().zip(found) {
+                        if touch_exptime.is_some() {
+                            bump(&c.cmd_touch);
+                        }
+                        bump(&c.cmd_get);
+                        let Some(fetched) = fetched else {
+                            bump(if touch_exptime.is_some() {
+                                &c.touch_misses
+                            } else {
+                                &c.get_misses
+                            });
+                            continue;
+                        };
+                        bump(if touch_exptime.is_some() {
+                            &c.touch_hits
+                        } else {
+                            &c.get_hits
+                        });
+                        let item = fetched.item;
+                        out.put_slice(b"VALUE ");
+                        out.put_slice(key);
+                        let _ = write!(out.writer(), " {} {}", item.flags, item.value.len());
+                        if with_cas {
+                            let _ = write!(out.writer(), " {}", item.cas);
+                        }
+                        out.put_slice(b"\r\n");
+                        out.put_slice(&item.value);
+                        out.put_slice(b"\r\n");
+                    }
+                    line(out, "END");
+                }
+            }
+        }
+        Request::Store {
+            mode,
+            key,
+            flags,
+            exptime,
+            value,
+            cas,
+            noreply,
+        } => {
+            bump(&c.cmd_set);
+            let expiry = expiry_from_exptime(exptime, storage.now_secs());
+            let item = NewItem {
+                value,
+                flags,
+                expiry,
+            };
+            let reply = match storage.store(mode, key, item, cas).await {
+                Err(e) => {
+                    if !noreply {
+                        server_error(out, &e);
+                    }
+                    return Control::Continue;
+                }
+                Ok(StoreOutcome::Stored { .. }) => {
+                    if cas.is_some() {
+                        bump(&c.cas_hits);
+                    }
+                    "STORED"
+                }
+                Ok(StoreOutcome::NotStored) => "NOT_STORED",
+                Ok(StoreOutcome::Exists) => {
+                    bump(&c.cas_badval);
+                    "EXISTS"
+                }
+                Ok(StoreOutcome::NotFound) => {
+                    bump(&c.cas_misses);
+                    "NOT_FOUND"
+                }
+            };
+            if !noreply {
+                line(out, reply);
+            }
+        }
+        Request::Delete { key, noreply } => {
+            let reply = match storage.delete(key, DeleteOptions::default()).await {
+                Err(e) => {
+                    if !noreply {
+                        server_error(out, &e);
+                    }
+                    return Control::Continue;
+                }
+                Ok(DeleteOutcome::Deleted) => {
+                    bump(&c.delete_hits);
+                    "DELETED"
+                }
+                Ok(_) => {
+                    bump(&c.delete_misses);
+                    "NOT_FOUND"
+                }
+            };
+            if !noreply {
+                line(out, reply);
+            }
+        }
+        Request::Arith {
+            incr,
+            key,
+            delta,
+            noreply,
+        } => {
+            let arith = Arith {
+                incr,
+                delta,
+                vivify: None,
+                touch: None,
+                cas_compare: None,
+            };
+            let (hits, misses) = if incr {
+                (&c.incr_hits, &c.incr_misses)
+            } else {
+                (&c.decr_hits, &c.decr_misses)
+            };
+            let reply = match storage.arith(key, arith).await {
+                Err(e) => format!("SERVER_ERROR {e}"),
+                Ok(ArithOutcome::Value { value, .. }) => {
+                    bump(hits);
+                    value.to_string()
+                }
+                Ok(ArithOutcome::NotFound | ArithOutcome::Exists) => {
+                    bump(misses);
+                    "NOT_FOUND".to_string()
+                }
+                Ok(ArithOutcome::NonNumeric) => {
+                    "CLIENT_ERROR cannot increment or decrement non-numeric value".to_string()
+                }
+            };
+            if !noreply {
+                line(out, &reply);
+            }
+        }
+        Request::Touch {
+            key,
+            exptime,
+            noreply,
+        } => {
+            bump(&c.cmd_touch);
+            let expiry = expiry_from_exptime(exptime, storage.now_secs());
+            let reply = match storage.touch(key, expiry).await {
+                Err(e) => format!("SERVER_ERROR {e}"),
+                Ok(true) => {
+                    bump(&c.touch_hits);
+                    "TOUCHED".to_string()
+                }
+                Ok(false) => {
+                    bump(&c.touch_misses);
+                    "NOT_FOUND".to_string()
+                }
+            };
+            if !noreply {
+                line(out, &reply);
+            }
+        }
+        Request::FlushAll { delay, noreply } => {
+            bump(&c.cmd_flush);
+            let at = if delay > 0 {
+                match expiry_from_exptime(delay, storage.now_secs()) {
+                    Expiry::At(at) => Some(at),
+                    Expiry::Never => None,
+                }
+            } else {
+                None
+            };
+            let reply = match storage.flush_all(at).await {
+                Err(e) => format!("SERVER_ERROR {e}"),
+                Ok(()) => "OK".to_string(),
+            };
+            if !noreply {
+                line(out, &reply);
+            }
+        }
+        Request::Stats { group } => stats_reply(group.as_deref(), storage, stats, out).await,
+        Request::Meta(meta) => {
+            bump(&c.cmd_meta);
+            execute_meta(meta, storage, stats, out).await;
+        }
+    }
+    Control::Continue
+}
+
+async fn stats_reply<S: Storage>(
+    group: Option<&[u8]>,
+    storage: &S,
+    stats: &ServerStats,
+    out: &mut BytesMut,
+) {
+    match group {
+        None => {}
+        Some(b"reset") => {
+            stats.counters.reset();
+            line(out, "RESET");
+            return;
+        }
+        Some(b"detail") => {
+            line(out, "CLIENT_ERROR usage: stats detail on|off|dump");
+            return;
+        }
+        // Slab and item statistics have no meaning over a cluster: report an empty group.
+        Some(b"items" | b"slabs" | b"sizes" | b"conns") => {
+            line(out, "END");
+            return;
+        }
+        Some(_) => {
+            line(out, "ERROR");
+            return;
+        }
+    }
+    let storage_stats = match storage.stats().await {
+        Ok(s) => s,
+        Err(e) => {
+            server_error(out, &e);
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut stat = |name: &str, value: &dyn std::fmt::Display| {
+        line(out, &format!("STAT {name} {value}"));
+    };
+    stat("pid", &std::process::id());
+    stat("uptime", &stats.started.elapsed().as_secs());
+    stat("time", &now);
+    stat("version", &VERSION_REPORTED);
+    stat("pointer_size", &(usize::BITS));
+    stat("max_connections", &stats.connections_max);
+    let counters = stats.counters.snapshot();
+    let mut rest = Vec::new();
+    for (name, value) in counters {
+        // memcached prints the byte counters after the command counters, then its settings.
+        if name == "bytes_read" || name == "bytes_written" {
+            rest.push((name, value));
+        } else {
+            stat(name, &value);
+        }
+    }
+    for (name, value) in rest {
+        stat(name, &value);
+    }
+    stat("limit_maxbytes", &storage_stats.limit_maxbytes);
+    stat("accepting_conns", &1);
+    stat("threads", &stats.threads);
+    stat("bytes", &storage_stats.bytes);
+    stat("curr_items", &storage_stats.curr_items);
+    stat("total_items", &storage_stats.total_items);
+    line(out, "END");
+}
+
+/// Appends ` k<key>` (and ` b` for base64 keys) and ` O<opaque>` in request order: what
+/// memcached echoes on every meta reply, including misses.
+fn echo_flags(out: &mut BytesMut, common: &MetaCommon) {
+    for flag in &common.returns {
+        match flag {
+            ReturnFlag::Opaque(token) => {
+                out.put_u8(b' ');
+                out.put_slice(token);
+            }
+            ReturnFlag::Key => echo_key(out, common),
+            _ => {}
+        }
+    }
+}
+
+fn echo_key(out: &mut BytesMut, common: &MetaCommon) {
+    out.put_slice(b" k");
+    out.put_slice(&common.key_token);
+    if common.base64 {
+        out.put_slice(b" b");
+    }
+}
+
+fn status_line(out: &mut BytesMut, status: &str, common: &MetaCommon) {
+    out.put_slice(status.as_bytes());
+    echo_flags(out, common);
+    out.put_slice(b"\r\n");
+}
+
+async fn execute_meta<S: Storage>(
+    meta: MetaRequest,
+    storage: &S,
+    stats: &ServerStats,
+    out: &mut BytesMut,
+) {
+    let c = &stats.counters;
+    let now = storage.now_secs();
+    match meta {
+        MetaRequest::Noop => line(out, "MN"),
+        MetaRequest::Get {
+            common,
+            value,
+            touch_ttl,
+            vivify_ttl,
+        } => {
+            let options = GetOptions {
+                touch: touch_ttl.map(|t| expiry_from_exptime(t, now)),
+                vivify: vivify_ttl.map(|t| expiry_from_exptime(t, now)),
+            };
+            bump(&c.cmd_get);
+            let fetched = match storage
+                .get(std::slice::from_ref(&common.key), options)
+                .await
+            {
+                Err(e) => return server_error(out, &e),
+                Ok(mut found) => found.pop().flatten(),
+            };
+            let Some(fetched) = fetched else {
+                bump(&c.get_misses);
+                if !common.quiet {
+                    status_line(out, "EN", &common);
+                }
+                return;
+            };
+            bump(&c.get_hits);
+            let item = &fetched.item;
+            if value {
+                let _ = write!(out.writer(), "VA {}", item.value.len());
+            } else {
+                out.put_slice(b"HD");
+            }
+            let mut w = out.writer();
+            for flag in &common.returns {
+                let _ = match flag {
+                    ReturnFlag::Opaque(token) => {
+                        let _ = w.write_all(b" ");
+                        w.write_all(token)
+                    }
+                    ReturnFlag::Key => {
+                        echo_key(w.get_mut(), &common);
+                        Ok(())
+                    }
+                    ReturnFlag::Cas => write!(w, " c{}", item.cas),
+                    ReturnFlag::ClientFlags => write!(w, " f{}", item.flags),
+                    ReturnFlag::Ttl => write!(w, " t{}", ttl_remaining(item.expiry, now)),
+                    ReturnFlag::Size => write!(w, " s{}", item.value.len()),
+                    ReturnFlag::Hit => write!(w, " h{}", u8::from(item.fetched_before)),
+                    ReturnFlag::LastAccess => {
+                        write!(w, " l{}", now.saturating_sub(item.last_access_secs))
+                    }
+                };
+            }
+            if fetched.token == Some(RecacheToken::AlreadySent) {
+                out.put_slice(b" Z");
+            }
+            if item.stale {
+                out.put_slice(b" X");
+            }
+            if fetched.token == Some(RecacheToken::Win) {
+                out.put_slice(b" W");
+            }
+            out.put_slice(b"\r\n");
+            if value {
+                out.put_slice(&item.value);
+                out.put_slice(b"\r\n");
+            }
+        }
+        MetaRequest::Set {
+            common,
+            value,
+            mode,
+            client_flags,
+            ttl,
+            cas_compare,
+        } => {
+            bump(&c.cmd_set);
+            let item = NewItem {
+                value,
+                flags: client_flags,
+                expiry: expiry_from_exptime(ttl, now),
+            };
+            match storage
+                .store(mode, common.key.clone(), item, cas_compare)
+                .await
+            {
+                Err(e) => server_error(out, &e),
+                Ok(StoreOutcome::Stored { cas }) => {
+                    if !common.quiet {
+                        out.put_slice(b"HD");
+                        for flag in &common.returns {
+                            match flag {
+                                ReturnFlag::Opaque(token) => {
+                                    out.put_u8(b' ');
+                                    out.put_slice(token);
+                                }
+                                ReturnFlag::Key => echo_key(out, &common),
+                                ReturnFlag::Cas => {
+                                    let _ = write!(out.writer(), " c{cas}");
+                                }
+                                _ => {}
+                            }
+                        }
+                        out.put_slice(b"\r\n");
+                    }
+                }
+                Ok(StoreOutcome::NotStored) => status_line(out, "NS", &common),
+                Ok(StoreOutcome::Exists) => status_line(out, "EX", &common),
+                Ok(StoreOutcome::NotFound) => status_line(out, "NF", &common),
+            }
+        }
+        MetaRequest::Delete {
+            common,
+            cas_compare,
+            invalidate,
+            ttl,
+        } => {
+            let options = DeleteOptions {
+                cas_compare,
+                invalidate: invalidate.then(|| ttl.map(|t| expiry_from_exptime(t, now))),
+            };
+            match storage.delete(common.key.clone(), options).await {
+                Err(e) => server_error(out, &e),
+                Ok(DeleteOutcome::Deleted) => {
+                    bump(&c.delete_hits);
+                    if !common.quiet {
+                        status_line(out, "HD", &common);
+                    }
+                }
+                Ok(DeleteOutcome::NotFound) => {
+                    bump(&c.delete_misses);
+                    status_line(out, "NF", &common);
+                }
+                Ok(DeleteOutcome::Exists) => status_line(out, "EX", &common),
+            }
+        }
+        MetaRequest::Arith {
+            common,
+            incr,
+            delta,
+            initial,
+            vivify_ttl,
+            ttl,
+            cas_compare,
+            value,
+        } => {
+            let arith = Arith {
+                incr,
+                delta,
+                vivify: vivify_ttl.map(|t| (initial, expiry_from_exptime(t, now))),
+                touch: ttl.map(|t| expiry_from_exptime(t, now)),
+                cas_compare,
+            };
+            let (hits, misses) = if incr {
+                (&c.incr_hits, &c.incr_misses)
+            } else {
+                (&c.decr_hits, &c.decr_misses)
+            };
+            match storage.arith(common.key.clone(), arith).await {
+                Err(e) => server_error(out, &e),
+                Ok(ArithOutcome::Value {
+                    value: number,
+                    cas,
+                    expiry,
+                }) => {
+                    bump(hits);
+                    if common.quiet {
+                        return;
+                    }
+                    let digits = number.to_string();
+                    if value {
+                        let _ = write!(out.writer(), "VA {}", digits.len());
+                    } else {
+                        out.put_slice(b"HD");
+                    }
+                    for flag in &common.returns {
+                        match flag {
+                            ReturnFlag::Opaque(token) => {
+                                out.put_u8(b' ');
+                                out.put_slice(token);
+                            }
+                            ReturnFlag::Key => echo_key(out, &common),
+                            ReturnFlag::Cas => {
+                                let _ = write!(out.writer(), " c{cas}");
+                            }
+                            ReturnFlag::Ttl => {
+                                let _ = write!(out.writer(), " t{}", ttl_remaining(expiry, now));
+                            }
+                            _ => {}
+                        }
+                    }
+                    out.put_slice(b"\r\n");
+                    if value {
+                        line(out, &digits);
+                    }
+                }
+                Ok(ArithOutcome::NotFound) => {
+                    bump(misses);
+                    status_line(out, "NF", &common);
+                }
+                Ok(ArithOutcome::NonNumeric) => {
+                    line(
+                        out,
+                        "CLIENT_ERROR cannot increment or decrement non-numeric value",
+                    );
+                }
+                Ok(ArithOutcome::Exists) => status_line(out, "EX", &common),
+            }
+        }
+    }
+}

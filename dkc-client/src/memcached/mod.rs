@@ -1,0 +1,31 @@
+//! dkc-memcached's protocol layer: a memcached-1.6-compatible front (text and meta protocols)
+//! over any [`Storage`]. It owns parsing, reply encoding, exptime conversion and connection
+//! handling; it must never depend on how or where items are stored (the cluster client
+//! implements [`Storage`], the lead wires it in `bin/dkc-memcached.rs`).
+//!
+//! Layout, from wire to storage:
+//! - [`limits`]: every bound, as named constants and the [`Limits`] builder.
+//! - [`numeric`]: memcached's number acceptance rules.
+//! - [`request`]: the request types both encodings decode into; `Incomplete` vs invalid.
+//! - [`text`]: text protocol decoder; [`meta`]: meta protocol decoder.
+//! - [`execute`]: applies a request to a storage and encodes the reply.
+//! - [`storage`]: the [`Storage`] trait; [`memory`]: the in-memory storage for tests.
+//! - [`stats`]: counters for `stats`; [`server`]: the tokio TCP server.
+//!
+//! The binary protocol is not implemented.
+
+pub mod execute;
+pub mod limits;
+pub mod memory;
+pub mod meta;
+pub mod numeric;
+pub mod request;
+pub mod server;
+pub mod stats;
+pub mod storage;
+pub mod text;
+
+pub use limits::Limits;
+pub use memory::{Clock, ManualClock, MemoryStorage, SystemClock};
+pub use server::{Server, ServerConfig};
+pub use storage::Storage;

@@ -1,0 +1,241 @@
+//! The TCP server: accepts connections, reads requests into a bounded buffer, executes them
+//! in order (pipelining), and writes the replies of each read as one batch.
+//!
+//! What bounds a connection (so a slow or hostile client cannot exhaust memory or stall
+//! others): the connection limit (`-c`, the excess get memcached's "ERROR Too many open
+//! connections" and are closed), the line length (a line without a newline past the limit
+//! closes the connection, as in memcached), the item size (a larger data block is discarded as
+//! it arrives, never buffered), the number of requests run per batch and the reply bytes held
+//! before writing, and an idle timeout on every read and write (a data block never sent, or
+//! replies never read, end the connection). Each connection is its own task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::execute::{execute, Control};
+use super::limits::{Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT};
+use super::request::DecodeError;
+use super::stats::{add, bump, ServerStats};
+use super::storage::Storage;
+use super::text::decode;
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// What memcached sends to a connection over the limit before closing it.
+pub const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub limits: Limits,
+    pub connections_max: usize,
+    /// `None`: no idle timeout.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: Limits::default(),
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            idle_timeout: Some(Duration::from_secs(IDLE_TIMEOUT_SECS_DEFAULT)),
+        }
+    }
+}
+
+/// A memcached front over one storage.
+pub struct Server<S: Storage> {
+    storage: Arc<S>,
+    config: ServerConfig,
+    stats: Arc<ServerStats>,
+    slots: Arc<Semaphore>,
+}
+
+impl<S: Storage> Server<S> {
+    pub fn new(storage: Arc<S>, config: ServerConfig) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as u64;
+        let stats = Arc::new(ServerStats::new(config.connections_max as u64, threads));
+        let slots = Arc::new(Semaphore::new(config.connections_max));
+        Server {
+            storage,
+            config,
+            stats,
+            slots,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
+    }
+
+    /// Accepts connections until the listener fails.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                bump(&self.stats.counters.rejected_connections);
+                tokio::spawn(reject(stream));
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            bump(&self.stats.counters.total_connections);
+            bump(&self.stats.counters.curr_connections);
+            let storage = self.storage.clone();
+            let stats = self.stats.clone();
+            let config = self.config.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_connection(stream, &*storage, &stats, &config).await {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+                stats
+                    .counters
+                    .curr_connections
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn reject(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(TOO_MANY_CONNECTIONS),
+    )
+    .await;
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionEnd {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("idle for longer than {0:?}")]
+    Idle(Duration),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("input buffer of {length} bytes exceeds the connection limit of {limit} bytes")]
+    BufferFull { length: usize, limit: usize },
+}
+
+async fn with_timeout<T>(
+    timeout: Option<Duration>,
+    future: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, ConnectionEnd> {
+    match timeout {
+        None => Ok(future.await?),
+        Some(limit) => match tokio::time::timeout(limit, future).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ConnectionEnd::Idle(limit)),
+        },
+    }
+}
+
+/// Serves one connection until the client quits, goes idle, or breaks a limit.
+pub async fn serve_connection<S: Storage>(
+    mut stream: TcpStream,
+    storage: &S,
+    stats: &ServerStats,
+    config: &ServerConfig,
+) -> Result<(), ConnectionEnd> {
+    let limits = &config.limits;
+    let buffer_max = limits.connection_buffer_max();
+    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut output = BytesMut::new();
+    // Bytes of a rejected data block still to be discarded.
+    let mut swallow = 0usize;
+    loop {
+        let mut executed = 0usize;
+        let mut close = false;
+        loop {
+            if swallow > 0 {
+                let n = swallow.min(input.len());
+                input.advance(n);
+                swallow -= n;
+                if swallow > 0 {
+                    break;
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            if executed >= limits.batch_requests_max
+                || output.len() >= limits.reply_buffer_flush_bytes
+            {
+                flush(&mut stream, &mut output, stats, config).await?;
+                executed = 0;
+            }
+            let frame = match decode(&input, limits) {
+                Ok(frame) => frame,
+                Err(DecodeError::Incomplete) => break,
+                Err(e) => {
+                    flush(&mut stream, &mut output, stats, config).await?;
+                    return Err(e.into());
+                }
+            };
+            input.advance(frame.consumed);
+            swallow = frame.swallow;
+            executed += 1;
+            if execute(frame.request, storage, stats, &mut output).await == Control::Close {
+                close = true;
+                break;
+            }
+        }
+        flush(&mut stream, &mut output, stats, config).await?;
+        if close {
+            return Ok(());
+        }
+        if input.len() >= buffer_max {
+            return Err(ConnectionEnd::BufferFull {
+                length: input.len(),
+                limit: buffer_max,
+            });
+        }
+        // Read into the spare room; a rejected block being swallowed is never kept.
+        input.reserve(READ_CHUNK_BYTES.min(buffer_max - input.len()).max(1));
+        let n = with_timeout(config.idle_timeout, stream.read_buf(&mut input)).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        add(&stats.counters.bytes_read, n as u64);
+    }
+}
+
+async fn flush(
+    stream: &mut TcpStream,
+    output: &mut BytesMut,
+    stats: &ServerStats,
+    config: &ServerConfig,
+) -> Result<(), ConnectionEnd> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    with_timeout(config.idle_timeout, stream.write_all(output)).await?;
+    add(&stats.counters.bytes_written, output.len() as u64);
+    output.clear();
+    Ok(())
+}
+
+/// Binds `addr` and returns the listener with its actual address (port 0 picks one).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
