@@ -41,7 +41,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
     let store = open::writable(&args.file, args.mode)?;
-    let bar = progress::bar(total_bytes, "load");
+    let bar = progress::bar_of(total_bytes, "load", progress::Unit::Bytes);
     let mut reader = BufReader::new(source);
     let mut line = Vec::new();
     let mut line_number = 0u64;

@@ -6,20 +6,22 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::cli::VerifyArgs;
-use super::EXIT_PROBLEMS_FOUND;
+use super::{progress, EXIT_PROBLEMS_FOUND};
 
 /// Runs the engine's verifier and prints every problem it lists.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if !args.file.exists() {
         anyhow::bail!("{}: no such file", args.file.display());
     }
-    let report = k2hash::verify_path(&args.file)
-        .with_context(|| format!("cannot verify {}", args.file.display()))?;
+    let spinner = progress::spinner("verifying");
+    let report = k2hash::verify_path(&args.file);
+    spinner.finish_and_clear();
+    let report = report.with_context(|| format!("cannot verify {}", args.file.display()))?;
     for problem in &report.problems {
         println!("PROBLEM at offset {}: {}", problem.offset, problem.what);
     }
     println!(
-        "records: {} (tombstones {}), live_bytes: {}, index_slots: {}, file_size_bytes: {}, \
+        "records: {} (tombstones {}), live_bytes: {}, index_slots_checked: {}, file_size_bytes: {}, \
          closed_cleanly: {}",
         report.records,
         report.tombstones,
