@@ -20,7 +20,8 @@
  * on. Output lines are "BENCH key=value ..." and nothing else goes to stdout.
  *
  * Usage: tcbench PATH N VALUE_BYTES THREADS SEED
- *        tcbench --print-keys N SEED
+ *        tcbench --print-keys N SEED     (the first N keys, one per line)
+ *        tcbench --print-order N SEED    (the get order for N keys, one index per line)
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -63,6 +64,19 @@ static void key_at(uint64_t seed, uint64_t i, char *out) {
     for (int c = 0; c < KEY_CHARS_PER_WORD; c++) {
       out[w * KEY_CHARS_PER_WORD + c] = KEY_ALPHABET[(word >> (6 * c)) & 63];
     }
+  }
+}
+
+/* The get order: a Fisher-Yates shuffle of 0..n-1 drawing from the stream seed ^ PERM_SALT. */
+static void read_order(uint64_t seed, uint64_t n, uint64_t *perm) {
+  for (uint64_t i = 0; i < n; i++) perm[i] = i;
+  uint64_t perm_seed = seed ^ PERM_SALT;
+  uint64_t draw = 0;
+  for (uint64_t k = n - 1; k > 0; k--) {
+    uint64_t j = splitmix_at(perm_seed, draw++) % (k + 1);
+    uint64_t tmp = perm[k];
+    perm[k] = perm[j];
+    perm[j] = tmp;
   }
 }
 
@@ -159,6 +173,7 @@ static int usage(void) {
   fprintf(stderr,
           "usage: tcbench PATH N VALUE_BYTES THREADS SEED\n"
           "       tcbench --print-keys N SEED\n"
+          "       tcbench --print-order N SEED\n"
           "PATH is created (an existing file is removed first); THREADS is 1..%d.\n",
           THREADS_MAX);
   return 2;
@@ -174,6 +189,16 @@ int main(int argc, char **argv) {
       key_at(seed, i, key);
       printf("%s\n", key);
     }
+    return 0;
+  }
+  if (argc == 4 && strcmp(argv[1], "--print-order") == 0) {
+    uint64_t n = strtoull(argv[2], NULL, 10);
+    uint64_t seed = strtoull(argv[3], NULL, 10);
+    uint64_t *perm = n > 0 ? malloc(n * sizeof(uint64_t)) : NULL;
+    if (perm == NULL) return usage();
+    read_order(seed, n, perm);
+    for (uint64_t i = 0; i < n; i++) printf("%" PRIu64 "\n", perm[i]);
+    free(perm);
     return 0;
   }
   if (argc != 6) return usage();
@@ -199,15 +224,7 @@ int main(int argc, char **argv) {
     pattern[j] = KEY_ALPHABET[j % PATTERN_BYTES];
   }
   s.pattern = pattern;
-  for (uint64_t i = 0; i < s.n; i++) s.perm[i] = i;
-  uint64_t perm_seed = seed ^ PERM_SALT;
-  uint64_t draw = 0;
-  for (uint64_t k = s.n - 1; k > 0; k--) {
-    uint64_t j = splitmix_at(perm_seed, draw++) % (k + 1);
-    uint64_t tmp = s.perm[k];
-    s.perm[k] = s.perm[j];
-    s.perm[j] = tmp;
-  }
+  read_order(seed, s.n, s.perm);
 
   unlink(path);
   s.hdb = tchdbnew();

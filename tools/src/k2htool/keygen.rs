@@ -98,6 +98,12 @@ mod tests {
         assert_eq!(&key_at(42, 2), b"V3XPLcHuFue3fpgz1U_mxW3pkc0-ClFF5gi0");
     }
 
+    /// Pinned against `tcbench --print-order 10 42`.
+    #[test]
+    fn read_order_matches_the_c_generator() {
+        assert_eq!(read_order(42, 10), vec![2, 1, 6, 7, 8, 5, 0, 3, 4, 9]);
+    }
+
     #[test]
     fn keys_are_distinct_for_a_sample() {
         let mut all = keys(7, 100_000);
