@@ -135,7 +135,11 @@ fn child_process_entry() {
     let (up, down) = a.queue_names().unwrap();
     println!("ATTACHED {} {up} {down}", a.segment_name().unwrap());
     let p = a
-        .submit(Route::HashFirst(1), b"hold: never answered", Duration::from_secs(60))
+        .submit(
+            Route::HashFirst(1),
+            b"hold: never answered",
+            Duration::from_secs(60),
+        )
         .unwrap();
     println!("WAITING");
     let _ = p.wait(Duration::from_secs(60));
@@ -147,7 +151,12 @@ fn attach_child_killed_mid_request_is_cleaned_up_and_others_go_on() {
     let _echo = Echo::start(&cluster, &[]);
     let a = attach(&cluster);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &cluster)
         .stdout(Stdio::piped())
         .spawn()
@@ -195,7 +204,10 @@ fn attach_listener_killed_and_restarted_process_reattaches_by_itself() {
     let mut echo = Echo::start(&cluster, &[]);
     let a = attach(&cluster);
     let first_id = a.attach_id().unwrap();
-    assert_eq!(a.request(Route::AllServers, b"one", T).unwrap().body, b"one");
+    assert_eq!(
+        a.request(Route::AllServers, b"one", T).unwrap().body,
+        b"one"
+    );
     let old_segment = a.segment_name().unwrap();
     echo.kill9();
     // In flight while chmpx is dead: a typed error, quickly (liveness interval, not timeout).
@@ -204,15 +216,26 @@ fn attach_listener_killed_and_restarted_process_reattaches_by_itself() {
         Err(AttachError::ChmpxRestarted { .. }) => {}
         other => panic!("expected ChmpxRestarted, got {other:?}"),
     }
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
     let _echo2 = Echo::start(&cluster, &[]);
     let r = a
         .request(Route::AllServers, b"two", Duration::from_secs(10))
         .unwrap();
     assert_eq!(r.body, b"two");
     assert!(a.reattach_count() >= 1);
-    assert_ne!(a.segment_name().unwrap(), old_segment, "re-attach uses fresh objects");
-    assert!(segment_mode(&old_segment).is_none(), "old segment not removed");
+    assert_ne!(
+        a.segment_name().unwrap(),
+        old_segment,
+        "re-attach uses fresh objects"
+    );
+    assert!(
+        segment_mode(&old_segment).is_none(),
+        "old segment not removed"
+    );
     let _ = first_id;
     for i in 0..50u32 {
         let b = i.to_le_bytes();
@@ -226,8 +249,7 @@ fn attach_listener_restart_tells_attached_processes_to_reattach() {
     // and a graceful chmpx stop (SIGTERM) also sends it back to the handshake.
     let cluster = unique_cluster("rcv");
     let echo = Echo::start(&cluster, &[]);
-    let s = Attachment::connect(&cluster, CTLPORT, Role::Server, AttachOptions::default())
-        .unwrap();
+    let s = Attachment::connect(&cluster, CTLPORT, Role::Server, AttachOptions::default()).unwrap();
     let before = s.segment_name().unwrap();
     drop(echo); // SIGTERM: the listener asks its attachments to re-attach
     let _echo2 = Echo::start(&cluster, &[]);
@@ -345,7 +367,11 @@ fn attach_without_chmpx_fails_clearly_and_leaves_nothing() {
         Err(e) => panic!("expected ChmpxNotRunning, got {e}"),
         Ok(_) => panic!("attached to nothing"),
     }
-    assert!(shm_objects(&cluster).is_empty(), "{:?}", shm_objects(&cluster));
+    assert!(
+        shm_objects(&cluster).is_empty(),
+        "{:?}",
+        shm_objects(&cluster)
+    );
 }
 
 #[test]

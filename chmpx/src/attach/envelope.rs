@@ -255,6 +255,41 @@ impl Envelope {
         Ok((env, total))
     }
 
+    /// Builds an envelope from a frame already cut into header bytes and body (see
+    /// `Ring::pop_split`), without copying the body again.
+    pub fn from_parts(
+        head: &[u8],
+        body: Vec<u8>,
+        body_len_max: usize,
+    ) -> Result<Envelope, DecodeError> {
+        let h = Header::decode(head, body_len_max)?;
+        if head.len() != ENVELOPE_HEADER_BYTES {
+            return Err(InvalidEnvelope::TrailingBytes {
+                extra: head.len() - ENVELOPE_HEADER_BYTES,
+            }
+            .into());
+        }
+        let len = h.body_len as usize;
+        if body.len() < len {
+            return Err(DecodeError::Incomplete {
+                needed: len - body.len(),
+            });
+        }
+        if body.len() > len {
+            return Err(InvalidEnvelope::TrailingBytes {
+                extra: body.len() - len,
+            }
+            .into());
+        }
+        Ok(Envelope {
+            msg_id: h.msg_id,
+            kind: h.kind,
+            route: h.route,
+            flags: h.flags,
+            body,
+        })
+    }
+
     /// Decodes a buffer that must hold exactly one envelope (a ring frame).
     pub fn decode_exact(buf: &[u8], body_len_max: usize) -> Result<Envelope, DecodeError> {
         let (env, used) = Envelope::decode(buf, body_len_max)?;
@@ -320,6 +355,13 @@ mod tests {
                 tag: 3
             }))
         ));
+        let (head, body) = bytes.split_at(ENVELOPE_HEADER_BYTES);
+        assert_eq!(
+            Envelope::from_parts(head, body.to_vec(), 100).unwrap(),
+            sample()
+        );
+        assert!(Envelope::from_parts(&head[..40], body.to_vec(), 100).is_err());
+        assert!(Envelope::from_parts(head, body[..2].to_vec(), 100).is_err());
         let mut long = bytes.clone();
         long.push(0);
         assert!(matches!(

@@ -14,6 +14,12 @@ pub const BODY_SIZE_MAX_DEFAULT_BYTES: usize = 1 << 20;
 pub const BODY_SIZE_MAX_CEILING_BYTES: usize = 1 << 30;
 /// Default depth of each doorbell queue; a pending doorbell is enough, so keep it small.
 pub const DOORBELL_QUEUE_DEPTH_DEFAULT: u32 = 4;
+/// Default polling time of a waiting process before it sleeps, µs.
+pub const SPIN_WAIT_DEFAULT_US: u64 = 20;
+/// Default polling time of chmpx on an active attachment before it sleeps, µs.
+pub const LISTENER_SPIN_WAIT_DEFAULT_US: u64 = 5;
+/// Longest polling time accepted, µs (polling longer only burns CPU).
+pub const SPIN_WAIT_MAX_US: u64 = 1_000;
 /// Default depth of the accept queue.
 pub const ACCEPT_QUEUE_DEPTH_DEFAULT: u32 = 8;
 
@@ -46,9 +52,13 @@ pub struct AttachOptions {
     /// First and longest pause between re-attach attempts, ms.
     pub reattach_backoff_min_ms: u64,
     pub reattach_backoff_max_ms: u64,
-    /// How many times a consumer polls its empty ring before it sleeps on its doorbell.
-    /// Polling a little saves a system call and a wake-up per message under load.
-    pub spin_polls: u32,
+    /// How long a waiting process polls its empty ring before it sleeps on its doorbell, µs.
+    /// A response that comes back within this time costs no doorbell and no wake-up on
+    /// either side; 0 disables polling.
+    pub spin_wait_us: u64,
+    /// How long chmpx polls an attachment's empty ring after it got messages, before it
+    /// sleeps on the doorbell, µs. Only after activity, so idle attachments cost nothing.
+    pub listener_spin_wait_us: u64,
     /// Requests and events buffered on the process side before it stops reading its ring
     /// (which then pushes back on chmpx).
     pub incoming_queue_max: usize,
@@ -68,7 +78,8 @@ impl Default for AttachOptions {
             reattach: true,
             reattach_backoff_min_ms: 10,
             reattach_backoff_max_ms: 500,
-            spin_polls: 200,
+            spin_wait_us: SPIN_WAIT_DEFAULT_US,
+            listener_spin_wait_us: LISTENER_SPIN_WAIT_DEFAULT_US,
             incoming_queue_max: 4096,
         }
     }
@@ -89,6 +100,9 @@ impl AttachOptions {
         }
         if self.doorbell_queue_depth == 0 || self.accept_queue_depth == 0 {
             return bad("queue depths must be at least 1".to_string());
+        }
+        if self.spin_wait_us > SPIN_WAIT_MAX_US || self.listener_spin_wait_us > SPIN_WAIT_MAX_US {
+            return bad(format!("spin waits must be at most {SPIN_WAIT_MAX_US} µs"));
         }
         if self.liveness_check_interval_ms == 0 || self.hello_retry_interval_ms == 0 {
             return bad("intervals must be at least 1 ms".to_string());

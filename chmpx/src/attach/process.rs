@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::envelope::{Envelope, Header, Kind, Route};
+use super::envelope::{Envelope, Header, Kind, Route, ENVELOPE_HEADER_BYTES};
 use super::error::AttachError;
 use super::liveness::pid_alive;
 use super::names::ChmpxNames;
@@ -606,15 +606,19 @@ impl Inner {
         }
         let ring = conn.seg.down();
         let mut frames = Vec::new();
-        let mut polls = 0;
+        let spin = Duration::from_micros(self.options.spin_wait_us);
+        let mut spin_start: Option<Instant> = None;
         loop {
             self.pop_into(&conn, &mut frames);
             if !frames.is_empty() || conn.broken.load(Ordering::Acquire) {
                 break;
             }
-            if polls < self.options.spin_polls {
-                polls += 1;
-                std::hint::spin_loop();
+            // Poll a little before sleeping: a quick answer then costs no wake-up.
+            let started = *spin_start.get_or_insert_with(Instant::now);
+            if started.elapsed() < spin {
+                // Yield rather than spin: on a busy machine the peer we wait for may need
+                // this very CPU; on an idle one sched_yield returns at once.
+                std::thread::yield_now();
                 continue;
             }
             if ring.prepare_sleep() {
@@ -658,9 +662,12 @@ impl Inner {
     fn pop_into(&self, conn: &Conn, frames: &mut Vec<Envelope>) {
         let ring = conn.seg.down();
         while frames.len() < POP_BATCH_MAX {
-            match ring.pop(super::envelope::ENVELOPE_HEADER_BYTES + self.options.body_size_max) {
-                Ok(Some(bytes)) => {
-                    match Envelope::decode_exact(&bytes, self.options.body_size_max) {
+            match ring.pop_split(
+                ENVELOPE_HEADER_BYTES,
+                ENVELOPE_HEADER_BYTES + self.options.body_size_max,
+            ) {
+                Ok(Some((head, body))) => {
+                    match Envelope::from_parts(&head, body, self.options.body_size_max) {
                         Ok(env) => frames.push(env),
                         Err(e) => tracing::warn!("message from chmpx refused: {e}"),
                     }

@@ -43,7 +43,7 @@ const OFF_GENERATION: usize = 64;
 const OFF_ATTACH_ID: usize = 72;
 const OFF_REFUSE: usize = 80;
 const _: () = assert!(OFF_REFUSE + 4 <= SEGMENT_HEADER_BYTES);
-const _: () = assert!(SEGMENT_HEADER_BYTES % 64 == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(64));
 
 /// Where an attachment stands, as recorded in its segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,14 @@ impl SegmentState {
 /// Total segment size for rings of `capacity` bytes.
 pub const fn segment_len(capacity: usize) -> usize {
     SEGMENT_HEADER_BYTES + 2 * Ring::region_len(capacity)
+}
+
+/// Why chmpx could not take a segment; `segment` is set when it is mapped well enough to
+/// record a refusal in it.
+#[derive(Debug)]
+pub struct OpenFailure {
+    pub segment: Option<Segment>,
+    pub error: AttachError,
 }
 
 /// A mapped attachment segment with its two rings.
@@ -163,8 +171,10 @@ impl Segment {
         pid: u32,
         counter: u64,
         body_size_max: usize,
-    ) -> Result<(Segment, Role), (Option<Segment>, AttachError)> {
-        let shm = SharedMemory::open(name, SEGMENT_HEADER_BYTES).map_err(|e| (None, e.into()))?;
+    ) -> Result<(Segment, Role), Box<OpenFailure>> {
+        let fail = |segment, error| Box::new(OpenFailure { segment, error });
+        let shm =
+            SharedMemory::open(name, SEGMENT_HEADER_BYTES).map_err(|e| fail(None, e.into()))?;
         let len = shm.len();
         // Read the header through a header-only view first: the rings are not trusted yet.
         let header_only = HeaderView(&shm);
@@ -172,7 +182,7 @@ impl Segment {
         if header_only.u64(OFF_MAGIC) != SEGMENT_MAGIC
             || header_only.u32(OFF_VERSION) != LAYOUT_VERSION
         {
-            return Err((None, refuse(RefuseReason::Layout)));
+            return Err(fail(None, refuse(RefuseReason::Layout)));
         }
         let capacity = header_only.u64(OFF_CAPACITY);
         let role = Role::from_code(header_only.u32(OFF_ROLE) as u8);
@@ -185,11 +195,11 @@ impl Segment {
             || header_only.u32(OFF_PID) != pid
             || header_only.u64(OFF_COUNTER) != counter
         {
-            return Err((None, refuse(RefuseReason::Layout)));
+            return Err(fail(None, refuse(RefuseReason::Layout)));
         }
         let seg = Segment::with_rings(shm, capacity as usize);
         if seg.body_size_max() > body_size_max as u64 {
-            return Err((Some(seg), refuse(RefuseReason::BodyLimit)));
+            return Err(fail(Some(seg), refuse(RefuseReason::BodyLimit)));
         }
         Ok((seg, role.unwrap_or(Role::Client)))
     }

@@ -23,13 +23,15 @@ struct Args {
     /// How often dead attachments are looked for, ms.
     #[arg(long)]
     liveness_ms: Option<u64>,
+    /// Polling time on an active attachment before sleeping, µs.
+    #[arg(long)]
+    spin_us: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -37,6 +39,9 @@ fn main() -> anyhow::Result<()> {
     let mut options = AttachOptions::default();
     if let Some(b) = args.body_size_max {
         options.body_size_max = b;
+    }
+    if let Some(s) = args.spin_us {
+        options.listener_spin_wait_us = s;
     }
     if let Some(l) = args.liveness_ms {
         options.liveness_check_interval_ms = l;

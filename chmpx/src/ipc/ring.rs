@@ -41,6 +41,9 @@ pub const fn framed_len(len: usize) -> usize {
     FRAME_PREFIX_BYTES + len.div_ceil(FRAME_ALIGN_BYTES) * FRAME_ALIGN_BYTES
 }
 
+/// A frame cut in two: (first `split` bytes, the rest).
+pub type SplitFrame = (Vec<u8>, Vec<u8>);
+
 /// Why a frame could not be pushed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PushError {
@@ -207,9 +210,9 @@ impl Ring {
         self.head().load(Ordering::Acquire) == self.tail().load(Ordering::Acquire)
     }
 
-    /// Consumer: removes the next frame, `Ok(None)` if the ring is empty. Frames longer than
-    /// `len_max` are skipped and reported, so one bad frame does not stop the stream.
-    pub fn pop(&self, len_max: usize) -> Result<Option<Vec<u8>>, PopError> {
+    /// Consumer: validates the next frame's prefix; returns (position, payload length, framed
+    /// length), `None` if empty. Skips (and reports) a frame longer than `len_max`.
+    fn next_frame(&self, len_max: usize) -> Result<Option<(u64, usize, usize)>, PopError> {
         let tail = self.tail().load(Ordering::Relaxed);
         let head = self.head().load(Ordering::Acquire);
         let used = self.used(head, tail).map_err(PopError::Corrupt)?;
@@ -240,10 +243,36 @@ impl Ring {
             self.tail().store(tail + framed as u64, Ordering::Release);
             return Err(PopError::Oversized { len, max: len_max });
         }
+        Ok(Some((tail, len, framed)))
+    }
+
+    /// Consumer: removes the next frame, `Ok(None)` if the ring is empty. Frames longer than
+    /// `len_max` are skipped and reported, so one bad frame does not stop the stream.
+    pub fn pop(&self, len_max: usize) -> Result<Option<Vec<u8>>, PopError> {
+        let Some((tail, len, framed)) = self.next_frame(len_max)? else {
+            return Ok(None);
+        };
         let mut out = vec![0u8; len];
         self.read_at(tail + FRAME_PREFIX_BYTES as u64, &mut out);
         self.tail().store(tail + framed as u64, Ordering::Release);
         Ok(Some(out))
+    }
+
+    /// Consumer: like [`Ring::pop`], but returns the frame cut in two at `split` bytes (the
+    /// first part shorter if the frame is), so a header and a body land in separate buffers
+    /// without a second copy.
+    pub fn pop_split(&self, split: usize, len_max: usize) -> Result<Option<SplitFrame>, PopError> {
+        let Some((tail, len, framed)) = self.next_frame(len_max)? else {
+            return Ok(None);
+        };
+        let first_len = split.min(len);
+        let mut first = vec![0u8; first_len];
+        let mut second = vec![0u8; len - first_len];
+        let start = tail + FRAME_PREFIX_BYTES as u64;
+        self.read_at(start, &mut first);
+        self.read_at(start + first_len as u64, &mut second);
+        self.tail().store(tail + framed as u64, Ordering::Release);
+        Ok(Some((first, second)))
     }
 
     /// Consumer: announces it is about to sleep on its doorbell. Returns `true` if it may sleep
@@ -323,7 +352,14 @@ mod tests {
                 match ring.push(&[&body[..body.len() / 2], &body[body.len() / 2..]]) {
                     Ok(()) => break,
                     Err(PushError::Full { .. }) => {
-                        let got = ring.pop(usize::MAX).unwrap().unwrap();
+                        let got = if i % 2 == 0 {
+                            ring.pop(usize::MAX).unwrap().unwrap()
+                        } else {
+                            let (mut a, b) = ring.pop_split(48, usize::MAX).unwrap().unwrap();
+                            assert!(a.len() <= 48 && (a.len() == 48 || b.is_empty()));
+                            a.extend_from_slice(&b);
+                            a
+                        };
                         assert_eq!(got, expect.pop_front().unwrap());
                     }
                     Err(e) => panic!("{e}"),

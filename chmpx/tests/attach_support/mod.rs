@@ -15,7 +15,12 @@ pub const CTLPORT: u16 = 18021;
 
 /// A cluster name no other test (or test run) uses.
 pub fn unique_cluster(tag: &str) -> String {
-    format!("t{}{}{}", tag, std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "t{}{}{}",
+        tag,
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The echo listener, running as a child process.
