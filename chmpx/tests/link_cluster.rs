@@ -213,3 +213,74 @@ async fn link_a_silent_peer_is_declared_down_within_timeout_plus_one_interval() 
     drop((r, w, silent_addr));
     m.shutdown().await;
 }
+
+/// A raw peer "127.0.0.1:1" (lower id, so it is the dialer) that handshakes by hand.
+async fn raw_dial(
+    m: &chmpx::link::LinkHandle,
+) -> (
+    FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+) {
+    let o = opts();
+    let addr = m.local_addr().unwrap();
+    let ctx = HandshakeCtx {
+        self_id: "127.0.0.1:1",
+        self_listens: true,
+        cluster: &o.cluster,
+        secret: None,
+    };
+    let (rd, wr) = TcpStream::connect(addr).await.unwrap().into_split();
+    let mut r = FrameReader::new(rd, o.frame_size_max, &o.cluster);
+    let mut w = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
+    handshake::dial(&ctx, &PeerSpec::server(m.self_id(), addr), &mut r, &mut w)
+        .await
+        .unwrap();
+    (r, w)
+}
+
+/// Reads frames until a Close; returns its reason.
+async fn close_reason(r: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>) -> String {
+    loop {
+        match tokio::time::timeout(SOON, r.read_frame()).await {
+            Ok(Ok((frame, _))) => {
+                if let chmpx::link::FrameBody::Close { reason } = frame.body {
+                    return reason;
+                }
+            }
+            other => panic!("no Close frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_a_newer_connection_from_the_same_peer_replaces_the_old_one() {
+    init_logs();
+    let mut ns = nodes(1).await;
+    let raw = PeerSpec::server("127.0.0.1:1", "127.0.0.1:1".parse().unwrap());
+    let (m, mut rx) = start(&mut ns[0], vec![raw], opts());
+    let (mut r1, _w1) = raw_dial(&m).await;
+    wait_all_up(&mut rx, &["127.0.0.1:1"]).await;
+    // The peer "restarted": a second connection with the same id.
+    let (mut r2, _w2) = raw_dial(&m).await;
+    assert!(wait_down(&mut rx, "127.0.0.1:1", SOON).await);
+    wait_all_up(&mut rx, &["127.0.0.1:1"]).await;
+    assert_eq!(
+        close_reason(&mut r1).await,
+        "replaced by a newer connection"
+    );
+    // Traffic now flows on the new connection.
+    m.send_control("127.0.0.1:1", b"hi".to_vec()).await.unwrap();
+    let got = loop {
+        let (frame, _) = tokio::time::timeout(SOON, r2.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        if let chmpx::link::FrameBody::Control { bytes } = frame.body {
+            break bytes;
+        }
+    };
+    assert_eq!(got, b"hi");
+    // A clean shutdown tells the peer why.
+    m.shutdown().await;
+    assert_eq!(close_reason(&mut r2).await, "node shutting down");
+}

@@ -407,6 +407,12 @@ async fn accept_one(
     }
 }
 
+/// Why a running session was cut short from outside.
+enum Interrupt {
+    Shutdown,
+    Replaced(Inbound),
+}
+
 /// One peer's task.
 struct Driver {
     inner: Arc<Inner>,
@@ -438,13 +444,10 @@ impl Driver {
             self.inner.stats.links_up.fetch_add(1, Ordering::Relaxed);
             tracing::info!(node = %self.inner.self_id, peer = %peer.spec.id, %source, "link UP");
             peer.set_up(true);
-            if self
-                .events
-                .send(LinkEvent::PeerUp(peer.spec.id.clone()))
-                .await
-                .is_err()
-            {
-                break;
+            let up = LinkEvent::PeerUp(peer.spec.id.clone());
+            tokio::select! {
+                sent = self.events.send(up) => if sent.is_err() { break },
+                _ = stopped(&mut shutdown) => break,
             }
             let ctx = SessionCtx {
                 cluster: &o.cluster,
@@ -454,35 +457,47 @@ impl Driver {
                 local_view: &self.inner.local_view,
                 events: &self.events,
             };
-            let (end, stop) = tokio::select! {
-                end = session::run(&ctx, reader, writer, &mut self.outq) => (Some(end), false),
-                Some(c) = self.inbound.recv() => {
-                    tracing::info!(node = %self.inner.self_id, peer = %peer.spec.id, "peer reconnected; newer link replaces the old one");
-                    next = Some(c);
-                    (None, false)
+            let inbound = &mut self.inbound;
+            let shutdown_rx = &mut shutdown;
+            let interrupt = async move {
+                tokio::select! {
+                    Some(c) = inbound.recv() => (Interrupt::Replaced(c), "replaced by a newer connection"),
+                    _ = stopped(shutdown_rx) => (Interrupt::Shutdown, "node shutting down"),
                 }
-                _ = stopped(&mut shutdown) => (None, true),
             };
+            let outcome = session::run(&ctx, reader, writer, &mut self.outq, interrupt).await;
             peer.set_up(false);
             self.drop_queued();
-            match &end {
-                Some(SessionEnd::Failed(e)) if e.is_bad_input() => {
+            let node = &self.inner.self_id;
+            let id = &peer.spec.id;
+            let mut stop = false;
+            match outcome {
+                Ok(SessionEnd::Failed(e)) if e.is_bad_input() => {
                     self.inner.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(node = %self.inner.self_id, peer = %peer.spec.id, reason = %e, "link DOWN: bad input from peer");
+                    tracing::warn!(%node, peer = %id, reason = %e, "link DOWN: bad input from peer");
                 }
-                Some(end) => {
-                    tracing::warn!(node = %self.inner.self_id, peer = %peer.spec.id, reason = %end, "link DOWN")
+                Ok(end) => {
+                    stop = matches!(end, SessionEnd::DaemonGone);
+                    tracing::warn!(%node, peer = %id, reason = %end, "link DOWN");
                 }
-                None => {
-                    tracing::info!(node = %self.inner.self_id, peer = %peer.spec.id, "link closed")
+                Err(Interrupt::Replaced(c)) => {
+                    tracing::info!(%node, peer = %id, source = %c.source, "peer reconnected; the newer link replaces the old one");
+                    next = Some(c);
+                }
+                Err(Interrupt::Shutdown) => {
+                    tracing::info!(%node, peer = %id, "link closed");
+                    stop = true;
                 }
             }
-            let _ = self
-                .events
-                .send(LinkEvent::PeerDown(peer.spec.id.clone()))
-                .await;
-            if stop || matches!(end, Some(SessionEnd::DaemonGone)) {
+            let down = LinkEvent::PeerDown(id.clone());
+            if stop {
+                // Never wait for a daemon that may no longer read.
+                let _ = self.events.try_send(down);
                 break;
+            }
+            tokio::select! {
+                _ = self.events.send(down) => {}
+                _ = stopped(&mut shutdown) => break,
             }
         }
         self.inner.peers[self.peer].set_up(false);

@@ -53,12 +53,16 @@ impl std::fmt::Display for SessionEnd {
     }
 }
 
-pub async fn run<R, W>(
+/// Runs the link until it fails, falls silent, or `interrupt` resolves (shutdown, or a newer
+/// connection replacing this one). `interrupt` yields its own value and the reason sent to the
+/// peer in a last `Close` frame; an interrupted session returns `Err(that value)`.
+pub async fn run<R, W, X>(
     ctx: &SessionCtx<'_>,
     mut reader: FrameReader<R>,
     mut writer: FrameWriter<W>,
     outq: &mut mpsc::Receiver<Outgoing>,
-) -> SessionEnd
+    interrupt: impl std::future::Future<Output = (X, &'static str)>,
+) -> Result<SessionEnd, X>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -67,21 +71,32 @@ where
     writer.set_flush_deadline(false);
     let detector = Mutex::new(FailureDetector::new(ctx.heartbeat_timeout, Instant::now()));
     let (ack_tx, mut ack_rx) = mpsc::channel::<u64>(ACK_QUEUE_DEPTH);
-    let end = tokio::select! {
-        end = read_loop(ctx, &mut reader, &detector, &ack_tx) => end,
-        end = write_loop(ctx, &mut writer, outq, &mut ack_rx) => end,
-        end = watchdog(ctx, &detector) => end,
+    let outcome = tokio::select! {
+        end = read_loop(ctx, &mut reader, &detector, &ack_tx) => Ok(end),
+        end = write_loop(ctx, &mut writer, outq, &mut ack_rx) => Ok(end),
+        end = watchdog(ctx, &detector) => Ok(end),
+        (x, reason) = interrupt => Err((x, reason)),
     };
-    if let SessionEnd::Silent(_) = end {
-        let reason = "heartbeat timeout".to_owned();
-        writer
-            .push(&Frame::new(ctx.cluster, FrameBody::Close { reason }))
-            .ok();
-        writer.set_flush_deadline(true);
-        let _ = writer.flush().await;
+    // Tell the peer why, when the stream is still usable, so its log names the cause.
+    let reason = match &outcome {
+        Ok(SessionEnd::Silent(_)) => Some("heartbeat timeout".to_owned()),
+        Ok(SessionEnd::Failed(e)) if e.is_bad_input() => Some(e.to_string()),
+        Ok(SessionEnd::DaemonGone) => Some("node shutting down".to_owned()),
+        Ok(SessionEnd::Failed(_)) => None,
+        Err((_, reason)) => Some((*reason).to_owned()),
+    };
+    if let Some(reason) = reason {
+        // A frame half-written when the writer was cancelled makes the stream unusable.
+        if writer.pending_bytes() == 0 {
+            writer
+                .push(&Frame::new(ctx.cluster, FrameBody::Close { reason }))
+                .ok();
+            writer.set_flush_deadline(true);
+            let _ = writer.flush().await;
+        }
     }
     writer.close().await;
-    end
+    outcome.map_err(|(x, _)| x)
 }
 
 fn lock(d: &Mutex<FailureDetector>) -> std::sync::MutexGuard<'_, FailureDetector> {
@@ -241,6 +256,10 @@ mod tests {
     use tokio::io::DuplexStream;
 
     const INTERVAL: Duration = Duration::from_millis(100);
+
+    async fn never() -> ((), &'static str) {
+        std::future::pending().await
+    }
     const TIMEOUT: Duration = Duration::from_millis(300);
     const FRAME_MAX: usize = 1 << 20;
     const CLUSTER: &str = "T";
@@ -300,7 +319,7 @@ mod tests {
         let (r, w, _their_r, _their_w) = pipe();
         let t0 = Instant::now();
         let c = ctx(&f);
-        let end = run(&c, r, w, &mut outq).await;
+        let end = run(&c, r, w, &mut outq, never()).await.unwrap();
         let took = t0.elapsed();
         assert!(matches!(end, SessionEnd::Silent(_)), "{end}");
         assert!(took >= TIMEOUT && took <= TIMEOUT + INTERVAL, "{took:?}");
@@ -337,7 +356,7 @@ mod tests {
             (stopped_at, ours, their_w)
         };
         let c = ctx(&f);
-        let session = run(&c, r, w, &mut outq);
+        let session = async { run(&c, r, w, &mut outq, never()).await.unwrap() };
         let (end, (stopped_at, ours, _w)) = tokio::join!(session, far_end);
         let after_silence = Instant::now() - stopped_at;
         assert!(matches!(end, SessionEnd::Silent(_)), "{end}");
@@ -365,7 +384,7 @@ mod tests {
             their_w.send(&Frame::new(CLUSTER, data(i))).await.unwrap();
         }
         let c = ctx(&f);
-        let session = run(&c, r, w, &mut outq);
+        let session = async { run(&c, r, w, &mut outq, never()).await.unwrap() };
         tokio::pin!(session);
         // Ten timeouts pass while the daemon does not read: the session must still be running.
         tokio::select! {
