@@ -105,8 +105,9 @@ pub(crate) fn read(text: &str, file: &Path) -> Result<RawDoc, ConfigError> {
     };
     let ini = Ini::load_from_str_opt(text, option).map_err(|e| ConfigError::Syntax {
         file: file.to_path_buf(),
-        // rust-ini counts lines from 0.
-        line: e.line + 1,
+        // rust-ini counts lines from 0, and reports an error at end of
+        // input one past the last line.
+        line: (e.line + 1).min(text.lines().count().max(1)),
         message: e.msg.to_string(),
     })?;
     let located = locate(text);
