@@ -78,7 +78,7 @@ pub async fn execute<S: Storage>(
         }
         Request::Quit => return Control::Close,
         Request::Version => line(out, &format!("VERSION {VERSION_REPORTED}")),
-        Request::Verbosity { noreply } => {
+        Request::Acknowledge { noreply } => {
             if !noreply {
                 line(out, "OK");
             }
@@ -311,7 +311,7 @@ async fn stats_reply<S: Storage>(
             return;
         }
         // Slab and item statistics have no meaning over a cluster: report an empty group.
-        Some(b"items" | b"slabs" | b"sizes" | b"conns") => {
+        Some(b"items" | b"slabs" | b"sizes" | b"conns" | b"cachedump") => {
             line(out, "END");
             return;
         }

@@ -49,7 +49,9 @@ pub enum Request {
         group: Option<Bytes>,
     },
     Version,
-    Verbosity {
+    /// verbosity, cache_memlimit: accepted and answered `OK`; they have no effect here
+    /// (logging is set with RUST_LOG, memory belongs to the storage).
+    Acknowledge {
         noreply: bool,
     },
     Quit,

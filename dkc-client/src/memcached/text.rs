@@ -17,6 +17,7 @@ pub const BAD_DATA_CHUNK: &str = "CLIENT_ERROR bad data chunk";
 pub const TOO_LARGE: &str = "SERVER_ERROR object too large for cache";
 pub const BAD_EXPTIME: &str = "CLIENT_ERROR invalid exptime argument";
 pub const BAD_DELTA: &str = "CLIENT_ERROR invalid numeric delta argument";
+pub const STATS_CACHEDUMP_USAGE: &str = "CLIENT_ERROR bad command line";
 pub const DELETE_USAGE: &str =
     "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
 
@@ -173,11 +174,20 @@ pub fn decode(buf: &[u8], limits: &Limits) -> Result<Frame, DecodeError> {
             frame(Request::FlushAll { delay, noreply }, used)
         }
         b"verbosity" if n == 2 || n == 3 => match parse_u32_truncating(tokens[1]) {
-            Some(_) => frame(Request::Verbosity { noreply }, used),
+            Some(_) => frame(Request::Acknowledge { noreply }, used),
             None => reply(BAD_FORMAT, noreply, used),
         },
         b"version" => frame(Request::Version, used),
         b"quit" => frame(Request::Quit, used),
+        // Slab dumps have no meaning over a cluster; the reply is an empty dump.
+        b"stats" if n >= 2 && tokens[1] == b"cachedump" && n != 4 => {
+            reply(STATS_CACHEDUMP_USAGE, false, used)
+        }
+        // The memory limit belongs to the storage; accepted (as memcached does) but no effect.
+        b"cache_memlimit" if n == 2 || n == 3 => match parse_u32_truncating(tokens[1]) {
+            Some(_) => frame(Request::Acknowledge { noreply }, used),
+            None => reply(ERROR, false, used),
+        },
         b"stats" => frame(
             Request::Stats {
                 group: tokens.get(1).map(|t| Bytes::copy_from_slice(t)),
