@@ -61,6 +61,24 @@ fn attach_ping_pong_64b_4k_1m_and_1m_plus_1_refused() {
     assert!(err.to_string().contains("body_size_max"), "{err}");
     // Still usable afterwards.
     assert_eq!(a.request(Route::Node(1), b"ok", T).unwrap().body, b"ok");
+    // Detaching and stopping chmpx leave nothing behind.
+    drop(a);
+    drop(_echo);
+    assert_no_leftovers(&cluster);
+}
+
+/// Nothing of `cluster` remains in /dev/shm, and its accept queue is gone.
+fn assert_no_leftovers(cluster: &str) {
+    assert!(
+        wait_for(Duration::from_secs(5), || shm_objects(cluster).is_empty()),
+        "left behind: {:?}",
+        shm_objects(cluster)
+    );
+    let names = ChmpxNames::new(cluster, CTLPORT).unwrap();
+    assert!(matches!(
+        MessageQueue::open(&names.accept_queue(), Access::Read, true),
+        Err(IpcError::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -196,6 +214,9 @@ fn attach_child_killed_mid_request_is_cleaned_up_and_others_go_on() {
         let b = i.to_le_bytes();
         assert_eq!(a.request(Route::AllServers, &b, T).unwrap().body, b);
     }
+    drop(a);
+    drop(_echo);
+    assert_no_leftovers(&cluster);
 }
 
 #[test]
@@ -241,6 +262,9 @@ fn attach_listener_killed_and_restarted_process_reattaches_by_itself() {
         let b = i.to_le_bytes();
         assert_eq!(a.request(Route::AllServers, &b, T).unwrap().body, b);
     }
+    drop(a);
+    drop(_echo2);
+    assert_no_leftovers(&cluster);
 }
 
 #[test]
@@ -441,4 +465,94 @@ fn attach_async_process_side_works() {
             assert_eq!(f.await.unwrap().body, vec![i as u8; 100]);
         }
     });
+}
+
+#[test]
+fn attach_server_role_receives_requests_and_its_replies_reach_the_client() {
+    use chmpx::attach::{AttachListener, AttachSender, Envelope};
+    use std::collections::HashMap;
+
+    // A tiny in-process router: client requests go to the server attachment with a reply
+    // route; server responses go back to the attachment named in that route.
+    let cluster = unique_cluster("srv");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let rc = cluster.clone();
+    let router = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut l = AttachListener::bind(&rc, CTLPORT, AttachOptions::default()).unwrap();
+            ready_tx.send(()).unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Envelope)>();
+            let mut senders: HashMap<u64, AttachSender> = HashMap::new();
+            let mut server = None;
+            let mut stop_rx = stop_rx;
+            loop {
+                tokio::select! {
+                    p = l.accept() => {
+                        let mut p = p.unwrap();
+                        senders.insert(p.id(), p.sender());
+                        if p.role() == Role::Server {
+                            server = Some(p.id());
+                        }
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            while let Ok(batch) = p.recv_batch(64).await {
+                                for e in batch {
+                                    if tx.send((p.id(), e)).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    Some((from, env)) = rx.recv() => match env.kind {
+                        Kind::Request => {
+                            let to = &senders[&server.expect("server attached first")];
+                            let route = Route::Reply { node: 0, attachment: from, msg_id: env.msg_id };
+                            to.send(&Envelope { route, ..env }).unwrap();
+                        }
+                        Kind::Response => {
+                            let Route::Reply { attachment, msg_id, .. } = env.route else {
+                                panic!("response without a reply route: {:?}", env.route);
+                            };
+                            senders[&attachment].send(&Envelope { msg_id, ..env }).unwrap();
+                        }
+                        Kind::Event => {}
+                    },
+                    _ = &mut stop_rx => break,
+                }
+            }
+        });
+    });
+    ready_rx.recv().unwrap();
+    let server =
+        Attachment::connect(&cluster, CTLPORT, Role::Server, AttachOptions::default()).unwrap();
+    let serving = std::thread::spawn(move || {
+        let mut served = 0;
+        while served < 100 {
+            let Some(req) = server.recv(T).unwrap() else {
+                panic!("no request within {T:?}");
+            };
+            assert_eq!(req.kind, Kind::Request);
+            assert!(matches!(req.route, Route::Reply { .. }));
+            let mut body = b"re:".to_vec();
+            body.extend_from_slice(&req.body);
+            server.reply(&req, &body).unwrap();
+            served += 1;
+        }
+    });
+    let client = attach(&cluster);
+    for i in 0..100u64 {
+        let r = client
+            .request(Route::HashFirst(i), format!("q{i}").as_bytes(), T)
+            .unwrap();
+        assert_eq!(r.body, format!("re:q{i}").into_bytes());
+    }
+    serving.join().unwrap();
+    stop_tx.send(()).unwrap();
+    router.join().unwrap();
 }
