@@ -284,3 +284,63 @@ async fn link_a_newer_connection_from_the_same_peer_replaces_the_old_one() {
     m.shutdown().await;
     assert_eq!(close_reason(&mut r2).await, "node shutting down");
 }
+
+/// A slave has no data port: it dials every server, servers never dial it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_a_slave_without_a_listener_dials_the_servers() {
+    init_logs();
+    let mut ns = nodes(2).await;
+    let slave_id = "127.0.0.1:8031".to_owned();
+    let mut peers = specs(&ns);
+    peers.push(PeerSpec::slave(
+        slave_id.clone(),
+        "127.0.0.1".parse().unwrap(),
+    ));
+    let ids: Vec<String> = ns.iter().map(|n| n.id.clone()).collect();
+    let (a, mut rx_a) = start(&mut ns[0], peers.clone(), opts());
+    let (b, mut rx_b) = start(&mut ns[1], peers.clone(), opts());
+    let (s, mut rx_s) = LinkManager::start(slave_id.clone(), peers, opts(), None).unwrap();
+    assert_eq!(s.local_addr(), None);
+    wait_all_up(&mut rx_s, &[&ids[0], &ids[1]]).await;
+    wait_all_up(&mut rx_a, &[&ids[1], &slave_id]).await;
+    wait_all_up(&mut rx_b, &[&ids[0], &slave_id]).await;
+    // Request from the slave, answer from the server.
+    s.send_data(&ids[1], msg(&slave_id, 5, b"get k".to_vec()))
+        .await
+        .unwrap();
+    let got = wait_for(&mut rx_b, SOON, |e| matches!(e, LinkEvent::Data { .. })).await;
+    assert!(matches!(got, Some(LinkEvent::Data { ref from, .. }) if *from == slave_id));
+    b.send_data(&slave_id, msg(&ids[1], 5, b"v".to_vec()))
+        .await
+        .unwrap();
+    let got = wait_for(&mut rx_s, SOON, |e| matches!(e, LinkEvent::Data { .. })).await;
+    assert!(
+        matches!(got, Some(LinkEvent::Data { ref from, ref msg }) if *from == ids[1] && msg.body == b"v")
+    );
+    for h in [&a, &b, &s] {
+        h.shutdown().await;
+    }
+}
+
+/// With the shipped defaults (500 ms heartbeats, 1500 ms timeout) a silent peer is DOWN
+/// within 2 s, the design's promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_with_default_settings_a_silent_peer_is_down_within_two_seconds() {
+    init_logs();
+    let mut ns = nodes(1).await;
+    let raw = PeerSpec::server("127.0.0.1:1", "127.0.0.1:1".parse().unwrap());
+    let mut o = chmpx::link::LinkOptions::new(CLUSTER);
+    o.heartbeat_interval =
+        Duration::from_millis(chmpx::link::limits::HEARTBEAT_INTERVAL_DEFAULT_MS);
+    o.heartbeat_timeout = Duration::from_millis(chmpx::link::limits::HEARTBEAT_TIMEOUT_DEFAULT_MS);
+    let (m, mut rx) = start(&mut ns[0], vec![raw], o);
+    let (_r, _w) = raw_dial(&m).await;
+    wait_all_up(&mut rx, &["127.0.0.1:1"]).await;
+    let t0 = Instant::now();
+    assert!(wait_down(&mut rx, "127.0.0.1:1", Duration::from_secs(3)).await);
+    let detected = t0.elapsed();
+    eprintln!("default settings: silent peer detected DOWN after {detected:?}");
+    assert!(detected >= Duration::from_millis(1450), "{detected:?}");
+    assert!(detected <= Duration::from_millis(2000), "{detected:?}");
+    m.shutdown().await;
+}

@@ -309,6 +309,37 @@ mod tests {
     }
 
     #[test]
+    fn the_envelope_bound_holds_for_worst_case_values() {
+        use crate::link::event::Outgoing;
+        use crate::link::limits::FRAME_ENVELOPE_BYTES_MAX;
+        let cluster = "c".repeat(crate::link::limits::CLUSTER_NAME_LEN_MAX);
+        for payload in [0usize, 1, 31, 32, 255, 256, 65_535, 65_536, 70_000] {
+            let msg = DataMsg {
+                origin: "o".repeat(payload.min(NODE_ID_LEN_MAX)),
+                msg_id: u64::MAX,
+                kind: u8::MAX,
+                route: vec![0xff; payload % 300],
+                body: vec![0xff; payload],
+            };
+            let fields = Outgoing::Data(msg.clone()).payload_bytes();
+            let bytes =
+                encode_to_vec(&Frame::new(&cluster, FrameBody::Data(msg)), usize::MAX).unwrap();
+            assert!(
+                bytes.len() - FRAME_PREFIX_BYTES
+                    <= fields + cluster.len() + FRAME_ENVELOPE_BYTES_MAX
+            );
+            let control = FrameBody::Control {
+                bytes: vec![0; payload],
+            };
+            let bytes = encode_to_vec(&Frame::new(&cluster, control), usize::MAX).unwrap();
+            assert!(
+                bytes.len() - FRAME_PREFIX_BYTES
+                    <= payload + cluster.len() + FRAME_ENVELOPE_BYTES_MAX
+            );
+        }
+    }
+
+    #[test]
     fn two_frames_back_to_back_decode_in_order() {
         let frames = sample_frames();
         let mut buf = Vec::new();

@@ -15,6 +15,11 @@ pub const PAYLOAD_SIZE_MAX_DEFAULT_BYTES: usize = 1024 * 1024;
 /// the largest payload.
 pub const FRAME_HEADROOM_BYTES: usize = 64 * 1024;
 
+/// Upper bound of what a Data or Control frame adds around its variable fields (MessagePack
+/// markers, version, ids, kind); `send` refuses a message whose fields plus this exceed
+/// `frame_size_max`. A test in `frame` checks the bound on worst-case values.
+pub const FRAME_ENVELOPE_BYTES_MAX: usize = 64;
+
 /// Default refusal threshold for a frame's length prefix; checked before any allocation.
 pub const FRAME_SIZE_MAX_DEFAULT_BYTES: usize =
     PAYLOAD_SIZE_MAX_DEFAULT_BYTES + FRAME_HEADROOM_BYTES;
@@ -75,4 +80,11 @@ const _: () = assert!(HEARTBEAT_INTERVAL_DEFAULT_MS < HEARTBEAT_TIMEOUT_DEFAULT_
 const _: () = assert!(HEARTBEAT_TIMEOUT_DEFAULT_MS + HEARTBEAT_INTERVAL_DEFAULT_MS <= 2000);
 const _: () = assert!(BACKOFF_MIN_DEFAULT_MS <= BACKOFF_MAX_DEFAULT_MS);
 const _: () = assert!(FRAME_SIZE_MAX_DEFAULT_BYTES <= FRAME_SIZE_MAX_CEILING_BYTES);
+const _: () = assert!(
+    PAYLOAD_SIZE_MAX_DEFAULT_BYTES
+        + CLUSTER_NAME_LEN_MAX
+        + NODE_ID_LEN_MAX
+        + FRAME_ENVELOPE_BYTES_MAX
+        <= FRAME_SIZE_MAX_DEFAULT_BYTES
+);
 const _: () = assert!(FRAME_SIZE_MAX_CEILING_BYTES <= u32::MAX as usize);

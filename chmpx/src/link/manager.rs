@@ -31,7 +31,7 @@ use super::event::{LinkEvent, Outgoing};
 use super::frame::DataMsg;
 use super::handshake::{self, HandshakeCtx};
 use super::limits::{
-    FRAME_HEADROOM_BYTES, HANDSHAKES_IN_FLIGHT_MAX, INBOUND_HANDOFF_DEPTH, NODE_ID_LEN_MAX,
+    FRAME_ENVELOPE_BYTES_MAX, HANDSHAKES_IN_FLIGHT_MAX, INBOUND_HANDOFF_DEPTH, NODE_ID_LEN_MAX,
 };
 use super::options::{self_dials, LinkOptions, PeerSpec};
 use super::peer::{LocalView, PeerShared};
@@ -207,8 +207,8 @@ impl LinkHandle {
 
     fn check_size(&self, id: &str, msg: &Outgoing) -> Result<(), SendError> {
         let max = self.inner.options.frame_size_max;
-        let len = msg.payload_bytes() + self.inner.options.cluster.len();
-        if len + FRAME_HEADROOM_BYTES / 2 > max {
+        let len = msg.payload_bytes() + self.inner.options.cluster.len() + FRAME_ENVELOPE_BYTES_MAX;
+        if len > max {
             let source = super::frame::FrameError::TooLarge { len, max };
             return Err(SendError::TooLarge {
                 peer: id.to_owned(),
