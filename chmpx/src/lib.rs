@@ -1,6 +1,7 @@
 //! chmpx: router (under construction).
 pub mod attach;
 pub mod config;
+pub mod daemon;
 pub mod ipc;
 pub mod link;
 pub mod merge;

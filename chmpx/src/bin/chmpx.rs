@@ -1,0 +1,82 @@
+//! `chmpx` — the dkc router daemon, one per host and cluster.
+//!
+//! `chmpx --conf FILE [--ctlport N] [--check] [--log-level LEVEL]`: runs in server mode on a
+//! host listed in `[SVRNODE]` and in slave mode on one listed only in `[SLVNODE]`; `--check`
+//! validates the file, prints what it needs from the kernel against the current limits, and
+//! exits. A bad file is refused before anything starts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use chmpx::config::{check_report, Config, KernelLimits, LocalAddrs};
+use chmpx::daemon::{run, settings_from_config};
+
+#[derive(Parser, Debug)]
+#[command(name = "chmpx", version, about = "dkc router daemon")]
+struct Args {
+    /// The cluster's INI config file.
+    #[arg(long = "conf", short = 'c')]
+    conf: PathBuf,
+    /// Which entry of the file this process is, when several run on one host.
+    #[arg(long)]
+    ctlport: Option<u16>,
+    /// Validate the file, print what it needs from the kernel, and exit.
+    #[arg(long)]
+    check: bool,
+    /// Log filter (overrides RUST_LOG), e.g. info, debug, chmpx=trace.
+    #[arg(long = "log-level")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = match &args.log_level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cfg = match Config::load(&args.conf) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chmpx: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        let report = check_report(&cfg, KernelLimits::read());
+        print!("{report}");
+        return ExitCode::SUCCESS;
+    }
+    let settings = match settings_from_config(&cfg, args.ctlport, &LocalAddrs::detect()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chmpx: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chmpx: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chmpx: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1285 @@
+//! The router: one task that owns the node table, the ring state and the placement maps, and
+//! moves every message — from local attachments, from peers, from the control port and from the
+//! merge engine. Owning all of it in one task keeps routing free of locks.
+//!
+//! ```text
+//!  attached process ──LocalEvent──▶ ┐                      ┌──▶ LocalPort::deliver (attachments)
+//!  peer chmpx ────────LinkEvent───▶ ├─ Router::handle_* ──┤
+//!  control port ──────RouterCmd───▶ │                      ├──▶ LinkHandle::try_send (peers)
+//!  merge engine ──────RouterCmd───▶ ┘                      └──▶ merge engine (answers, jobs)
+//! ```
+//!
+//! A request sent to a server process carries, as its route, the reply route back to its origin
+//! (`Route::Reply{origin node, origin attachment, msg_id}`); the server answers with that route,
+//! so answers need no table here.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::command::Command;
+use super::limits::*;
+use super::merge_engine::{self, MergeJob, MergeShared};
+use super::metrics::Metrics;
+use super::ring::{self, RingOutcome};
+use super::settings::{DaemonSettings, Mode};
+use super::status::{Action, AttachCounts, Live, MergeState, NodeStatus, Ring, StatusReport};
+use super::wire::{
+    node_number, PeerMsg, PeerStatus, RingCommand, RingState, WireRoute, FLAG_CHMPX_ERROR,
+    FLAG_TARGET_COUNT,
+};
+use crate::attach::envelope::{Envelope, Kind, Route};
+use crate::link::{DataMsg, LinkEvent, LinkHandle, Outgoing};
+use crate::placement::{NodeId, PlacementMap};
+
+/// Attachment id the router uses for merge requests of its own merge engine.
+pub const RPC_ATTACHMENT: u64 = u64::MAX;
+/// Attachment id the router uses for merge requests relayed for a peer's merge engine.
+pub const RELAY_ATTACHMENT: u64 = u64::MAX - 1;
+
+/// What the local attach transport reports.
+#[derive(Debug)]
+pub enum LocalEvent {
+    /// A process attached; `server` when it attached in the server role.
+    Attached {
+        /// Attachment id.
+        id: u64,
+        /// Server role.
+        server: bool,
+    },
+    /// A process detached or died.
+    Detached {
+        /// Attachment id.
+        id: u64,
+    },
+    /// A message from an attachment.
+    Message {
+        /// Attachment id.
+        from: u64,
+        /// The message.
+        env: Envelope,
+    },
+}
+
+/// How the router hands messages to local attachments.
+pub trait LocalPort: Send {
+    /// Delivers `env` to attachment `to`; an error text when it cannot (gone, ring full).
+    fn deliver(&mut self, to: u64, env: Envelope) -> Result<(), String>;
+}
+
+/// Requests to the router from other tasks.
+pub enum RouterCmd {
+    /// A control command; the answer is (ok, text).
+    Control {
+        /// The command.
+        cmd: Command,
+        /// Where the answer goes.
+        reply: oneshot::Sender<(bool, String)>,
+    },
+    /// A merge request for `node`'s server process, from the merge engine.
+    ServerRpc {
+        /// Target node.
+        node: NodeId,
+        /// Merge body.
+        body: Vec<u8>,
+        /// The server's answer body, or an error text.
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
+}
+
+struct NodeState {
+    id: NodeId,
+    num: u64,
+    host: String,
+    mode: Mode,
+    port: Option<u16>,
+    ctlport: u16,
+    up: bool,
+    server_attached: bool,
+    merge: MergeState,
+    progress: Option<super::status::MergeProgress>,
+    unfinished: HashSet<u32>,
+    msgs_per_sec: f64,
+}
+
+struct PendingRing {
+    reply: oneshot::Sender<(bool, String)>,
+    deadline: Instant,
+}
+
+struct PendingRpc {
+    reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    deadline: Instant,
+}
+
+/// The router's state.
+pub struct Router {
+    s: Arc<DaemonSettings>,
+    self_idx: usize,
+    self_num: u64,
+    nodes: Vec<NodeState>,
+    by_id: HashMap<NodeId, usize>,
+    by_num: HashMap<u64, usize>,
+    ring: RingState,
+    map: PlacementMap,
+    pending_map: Option<PlacementMap>,
+    attachments: HashMap<u64, bool>,
+    servers: Vec<u64>,
+    server_rr: usize,
+    link: Option<LinkHandle>,
+    local: Box<dyn LocalPort>,
+    metrics: Arc<Metrics>,
+    started: Instant,
+    next_id: u64,
+    ring_pending: HashMap<u64, PendingRing>,
+    rpc_pending: HashMap<u64, PendingRpc>,
+    relay_pending: HashMap<u64, (NodeId, u64, Instant)>,
+    routed_window: u64,
+    window_start: Instant,
+    merge: Arc<Mutex<MergeShared>>,
+    merge_job: Option<(u64, tokio::task::JoinHandle<()>)>,
+    merge_epoch_started: Option<u64>,
+    recovery_wanted: bool,
+    cmd_tx: mpsc::Sender<RouterCmd>,
+    merge_done_tx: mpsc::UnboundedSender<merge_engine::JobEvent>,
+    snapshot: Arc<Mutex<Option<StatusReport>>>,
+}
+
+/// Errors starting the router.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The settings do not list this node.
+    #[error("this node {0} is not in the config's node list; check --ctlport and the [SVRNODE]/[SLVNODE] entries")]
+    SelfMissing(String),
+    /// Two configured node ids give the same node number.
+    #[error("node ids {0} and {1} hash to the same node number; rename one")]
+    NumberClash(String, String),
+    /// The placement map cannot be computed.
+    #[error("placement: {0}")]
+    Placement(#[from] crate::placement::PlacementError),
+}
+
+impl Router {
+    /// A router for `s`. `link` is `None` only when there are no peers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        s: Arc<DaemonSettings>,
+        link: Option<LinkHandle>,
+        local: Box<dyn LocalPort>,
+        metrics: Arc<Metrics>,
+        cmd_tx: mpsc::Sender<RouterCmd>,
+        merge_done_tx: mpsc::UnboundedSender<merge_engine::JobEvent>,
+        snapshot: Arc<Mutex<Option<StatusReport>>>,
+    ) -> Result<Router, RouterError> {
+        let mut nodes = Vec::new();
+        let mut by_id = HashMap::new();
+        let mut by_num = HashMap::new();
+        for (i, spec) in s.nodes.iter().enumerate() {
+            let num = node_number(spec.id.as_str());
+            if let Some(&j) = by_num.get(&num) {
+                let other: &NodeState = &nodes[j];
+                return Err(RouterError::NumberClash(
+                    other.id.to_string(),
+                    spec.id.to_string(),
+                ));
+            }
+            by_id.insert(spec.id.clone(), i);
+            by_num.insert(num, i);
+            nodes.push(NodeState {
+                id: spec.id.clone(),
+                num,
+                host: spec.host.clone(),
+                mode: spec.mode,
+                port: spec.data_addr.map(|a| a.port()),
+                ctlport: spec.ctlport,
+                up: spec.id == s.self_id,
+                server_attached: false,
+                merge: MergeState::Nothing,
+                progress: None,
+                unfinished: HashSet::new(),
+                msgs_per_sec: 0.0,
+            });
+        }
+        let self_idx = *by_id
+            .get(&s.self_id)
+            .ok_or_else(|| RouterError::SelfMissing(s.self_id.to_string()))?;
+        let ring = ring::initial_ring(s.servers().map(|n| n.id.clone()));
+        let map = ring.membership.map(s.slot_count, s.replica)?;
+        Ok(Router {
+            self_num: nodes[self_idx].num,
+            s,
+            self_idx,
+            nodes,
+            by_id,
+            by_num,
+            ring,
+            map,
+            pending_map: None,
+            attachments: HashMap::new(),
+            servers: Vec::new(),
+            server_rr: 0,
+            link,
+            local,
+            metrics,
+            started: Instant::now(),
+            next_id: 1,
+            ring_pending: HashMap::new(),
+            rpc_pending: HashMap::new(),
+            relay_pending: HashMap::new(),
+            routed_window: 0,
+            window_start: Instant::now(),
+            merge: Arc::new(Mutex::new(MergeShared::default())),
+            merge_job: None,
+            merge_epoch_started: None,
+            recovery_wanted: false,
+            cmd_tx,
+            merge_done_tx,
+            snapshot,
+        })
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn is_self(&self, id: &NodeId) -> bool {
+        *id == self.nodes[self.self_idx].id
+    }
+
+    /// Whether `id` can take requests now: reachable and with a server process attached.
+    fn usable(&self, id: &NodeId) -> bool {
+        match self.by_id.get(id) {
+            Some(&i) => self.nodes[i].up && self.nodes[i].server_attached,
+            None => false,
+        }
+    }
+
+    fn serves_slot(&self, id: &NodeId, slot: u32) -> bool {
+        self.by_id
+            .get(id)
+            .is_some_and(|&i| !self.nodes[i].unfinished.contains(&slot))
+    }
+
+    /// Where a "first live owner" request for `hash` goes.
+    pub fn first_owner(&self, hash: u64) -> Option<NodeId> {
+        let slot = self.map.slot_of(hash);
+        let chain = self.map.chain_for(hash);
+        // A node that has not finished merging the slot does not serve it while another can.
+        chain
+            .iter()
+            .find(|n| self.usable(n) && self.serves_slot(n, slot))
+            .or_else(|| chain.iter().find(|n| self.usable(n)))
+            .cloned()
+    }
+
+    /// Every usable owner of `hash` in the current and pending maps, except this node.
+    fn chain_targets(&self, hash: u64) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        let pending = self
+            .pending_map
+            .as_ref()
+            .map(|m| m.chain_for(hash))
+            .unwrap_or(&[]);
+        for n in self.map.chain_for(hash).iter().chain(pending) {
+            if !self.is_self(n) && self.usable(n) && !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        out
+    }
+
+    fn all_server_targets(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|n| n.mode == Mode::Server && n.up && n.server_attached)
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    // ---- local attachments -------------------------------------------------------------
+
+    /// Handles one event of the local attach transport.
+    pub fn handle_local(&mut self, ev: LocalEvent) {
+        match ev {
+            LocalEvent::Attached { id, server } => {
+                tracing::info!(attachment = id, server, "process attached");
+                self.attachments.insert(id, server);
+                if server && !self.servers.contains(&id) {
+                    self.servers.push(id);
+                }
+                self.on_server_attachment_change();
+            }
+            LocalEvent::Detached { id } => {
+                tracing::info!(attachment = id, "process detached");
+                self.attachments.remove(&id);
+                self.servers.retain(|s| *s != id);
+                self.on_server_attachment_change();
+            }
+            LocalEvent::Message { from, env } => self.route_local(from, env),
+        }
+    }
+
+    fn on_server_attachment_change(&mut self) {
+        let attached = !self.servers.is_empty();
+        let me = &mut self.nodes[self.self_idx];
+        if me.server_attached != attached {
+            me.server_attached = attached;
+            if attached && self.s.mode == Mode::Server && self.s.automerge {
+                // The server process came (back): reconcile what it may have missed.
+                self.recovery_wanted = true;
+            }
+            self.metrics
+                .set_attachments(self.attachments.len() as u64, self.servers.len() as u64);
+            self.broadcast_status();
+        }
+        self.metrics
+            .set_attachments(self.attachments.len() as u64, self.servers.len() as u64);
+    }
+
+    fn route_local(&mut self, from: u64, env: Envelope) {
+        self.metrics.add_routed(env.body.len());
+        self.routed_window += 1;
+        match env.kind {
+            Kind::Response => self.route_response(env),
+            Kind::Request | Kind::Event => self.route_request(self.self_num, from, env),
+        }
+    }
+
+    /// Routes a request (or event) that originated at (`origin`, `origin_attachment`).
+    fn route_request(&mut self, origin: u64, origin_attachment: u64, env: Envelope) {
+        let msg_id = env.msg_id;
+        let kind = env.kind;
+        match env.route {
+            Route::HashFirst(hash) => match self.first_owner(hash) {
+                Some(target) => self.deliver_to(&target, origin, origin_attachment, env),
+                None => {
+                    self.metrics.add_no_owner();
+                    let slot = self.map.slot_of(hash);
+                    self.error_to(
+                        origin,
+                        origin_attachment,
+                        msg_id,
+                        kind,
+                        &format!("no live owner for slot {slot}"),
+                    );
+                }
+            },
+            Route::HashChain(hash) => {
+                let targets = self.chain_targets(hash);
+                self.fan_out(targets, origin, origin_attachment, env);
+            }
+            Route::AllServers => {
+                let targets = self.all_server_targets();
+                self.fan_out(targets, origin, origin_attachment, env);
+            }
+            Route::Node(num) => match self.by_num.get(&num).map(|&i| self.nodes[i].id.clone()) {
+                Some(target) if self.usable(&target) => {
+                    self.deliver_to(&target, origin, origin_attachment, env)
+                }
+                Some(target) => self.error_to(
+                    origin,
+                    origin_attachment,
+                    msg_id,
+                    kind,
+                    &format!("node {target} is down or has no server"),
+                ),
+                None => self.error_to(
+                    origin,
+                    origin_attachment,
+                    msg_id,
+                    kind,
+                    &format!("no node with number {num:#x}"),
+                ),
+            },
+            Route::Reply { .. } => self.error_to(
+                origin,
+                origin_attachment,
+                msg_id,
+                kind,
+                "a request cannot carry a reply route",
+            ),
+        }
+    }
+
+    fn fan_out(
+        &mut self,
+        targets: Vec<NodeId>,
+        origin: u64,
+        origin_attachment: u64,
+        env: Envelope,
+    ) {
+        let count = targets.len() as u32;
+        if env.kind == Kind::Request || count == 0 {
+            // Tell the sender how many answers to expect, before any of them can arrive.
+            let notice = Envelope {
+                msg_id: env.msg_id,
+                kind: Kind::Event,
+                route: Route::Reply {
+                    node: origin,
+                    attachment: origin_attachment,
+                    msg_id: env.msg_id,
+                },
+                flags: FLAG_TARGET_COUNT,
+                body: count.to_le_bytes().to_vec(),
+            };
+            self.send_back(notice);
+        }
+        let last = targets.len().saturating_sub(1);
+        let mut env = Some(env);
+        for (i, t) in targets.iter().enumerate() {
+            let e = if i == last { env.take() } else { env.clone() };
+            if let Some(e) = e {
+                self.deliver_to(t, origin, origin_attachment, e);
+            }
+        }
+    }
+
+    /// Delivers a request to the server process of `target` (this node or a peer).
+    fn deliver_to(&mut self, target: &NodeId, origin: u64, origin_attachment: u64, env: Envelope) {
+        if self.is_self(target) {
+            self.deliver_to_server(origin, origin_attachment, env);
+            return;
+        }
+        let (tag, a, b, c) = route_fields(env.route);
+        let msg = DataMsg {
+            origin: self.nodes[self.self_idx].id.to_string(),
+            msg_id: env.msg_id,
+            kind: kind_code(env.kind),
+            route: WireRoute {
+                tag,
+                a,
+                b,
+                c,
+                origin_attachment,
+                flags: env.flags,
+            }
+            .encode(),
+            body: env.body,
+        };
+        let (msg_id, kind) = (msg.msg_id, env.kind);
+        if let Err(e) = self.send_peer(target, Outgoing::Data(msg)) {
+            self.error_to(
+                origin,
+                origin_attachment,
+                msg_id,
+                kind,
+                &format!("cannot reach {target}: {e}"),
+            );
+        }
+    }
+
+    fn deliver_to_server(&mut self, origin: u64, origin_attachment: u64, mut env: Envelope) {
+        if self.servers.is_empty() {
+            let reason = format!(
+                "no server process attached to {}",
+                self.nodes[self.self_idx].id
+            );
+            self.error_to(origin, origin_attachment, env.msg_id, env.kind, &reason);
+            return;
+        }
+        self.server_rr = (self.server_rr + 1) % self.servers.len();
+        let server = self.servers[self.server_rr];
+        env.route = Route::Reply {
+            node: origin,
+            attachment: origin_attachment,
+            msg_id: env.msg_id,
+        };
+        let (msg_id, kind) = (env.msg_id, env.kind);
+        if let Err(e) = self.local.deliver(server, env) {
+            self.error_to(
+                origin,
+                origin_attachment,
+                msg_id,
+                kind,
+                &format!("server process: {e}"),
+            );
+        }
+    }
+
+    /// Routes a response by its reply route.
+    fn route_response(&mut self, env: Envelope) {
+        let Route::Reply {
+            node,
+            attachment,
+            msg_id,
+        } = env.route
+        else {
+            tracing::debug!(
+                msg_id = env.msg_id,
+                "dropping a response without a reply route"
+            );
+            self.metrics.add_dropped();
+            return;
+        };
+        if node == self.self_num {
+            match attachment {
+                RPC_ATTACHMENT => {
+                    if let Some(p) = self.rpc_pending.remove(&msg_id) {
+                        let result = if env.flags & FLAG_CHMPX_ERROR != 0 {
+                            Err(String::from_utf8_lossy(&env.body).into_owned())
+                        } else {
+                            Ok(env.body)
+                        };
+                        let _ = p.reply.send(result);
+                    }
+                }
+                RELAY_ATTACHMENT => {
+                    if let Some((peer, req_id, _)) = self.relay_pending.remove(&msg_id) {
+                        let ok = env.flags & FLAG_CHMPX_ERROR == 0;
+                        let answer = PeerMsg::ServerRpcAnswer {
+                            req_id,
+                            ok,
+                            body: env.body,
+                        };
+                        let _ = self.send_peer(&peer, Outgoing::Control(answer.encode()));
+                    }
+                }
+                _ => {
+                    if let Err(e) = self.local.deliver(attachment, env) {
+                        tracing::debug!(attachment, "response not delivered: {e}");
+                        self.metrics.add_dropped();
+                    }
+                }
+            }
+            return;
+        }
+        self.send_back(env);
+    }
+
+    /// Sends a message whose route is a reply route to the node it names.
+    fn send_back(&mut self, env: Envelope) {
+        let Route::Reply {
+            node, attachment, ..
+        } = env.route
+        else {
+            return;
+        };
+        if node == self.self_num {
+            if attachment < RELAY_ATTACHMENT {
+                if let Err(e) = self.local.deliver(attachment, env) {
+                    tracing::debug!(attachment, "message not delivered: {e}");
+                    self.metrics.add_dropped();
+                }
+            } else {
+                self.route_response(env);
+            }
+            return;
+        }
+        let Some(&i) = self.by_num.get(&node) else {
+            self.metrics.add_dropped();
+            return;
+        };
+        let target = self.nodes[i].id.clone();
+        let (tag, a, b, c) = route_fields(env.route);
+        let msg = DataMsg {
+            origin: self.nodes[self.self_idx].id.to_string(),
+            msg_id: env.msg_id,
+            kind: kind_code(env.kind),
+            route: WireRoute {
+                tag,
+                a,
+                b,
+                c,
+                origin_attachment: 0,
+                flags: env.flags,
+            }
+            .encode(),
+            body: env.body,
+        };
+        if let Err(e) = self.send_peer(&target, Outgoing::Data(msg)) {
+            tracing::debug!(%target, "answer lost: {e}");
+            self.metrics.add_dropped();
+        }
+    }
+
+    /// Answers a request chmpx could not deliver with an error response (events get none).
+    fn error_to(
+        &mut self,
+        origin: u64,
+        origin_attachment: u64,
+        msg_id: u64,
+        kind: Kind,
+        reason: &str,
+    ) {
+        tracing::debug!(msg_id, "request refused: {reason}");
+        self.metrics.add_errors();
+        if kind != Kind::Request {
+            return;
+        }
+        let env = Envelope {
+            msg_id,
+            kind: Kind::Response,
+            route: Route::Reply {
+                node: origin,
+                attachment: origin_attachment,
+                msg_id,
+            },
+            flags: FLAG_CHMPX_ERROR,
+            body: reason.as_bytes().to_vec(),
+        };
+        self.send_back(env);
+    }
+
+    fn send_peer(&self, peer: &NodeId, msg: Outgoing) -> Result<(), String> {
+        let Some(link) = &self.link else {
+            return Err("no links".into());
+        };
+        link.try_send(peer.as_str(), msg).map_err(|e| e.to_string())
+    }
+
+    // ---- peers ---------------------------------------------------------------------------
+
+    /// Handles one event of the link layer.
+    pub fn handle_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::PeerUp(id) => {
+                if let Some(&i) = self.by_id.get(&NodeId::new(&id)) {
+                    tracing::info!(peer = %id, "peer UP");
+                    self.nodes[i].up = true;
+                    self.metrics.set_peer_up(&id, true);
+                    let status = self.status_msg();
+                    let _ = self.send_peer(&NodeId::new(&id), Outgoing::Control(status));
+                }
+            }
+            LinkEvent::PeerDown(id) => {
+                if let Some(&i) = self.by_id.get(&NodeId::new(&id)) {
+                    tracing::warn!(peer = %id, "peer DOWN");
+                    let n = &mut self.nodes[i];
+                    n.up = false;
+                    n.server_attached = false;
+                    n.unfinished.clear();
+                    self.metrics.set_peer_up(&id, false);
+                }
+            }
+            LinkEvent::Data { from, msg } => self.handle_data(&from, msg),
+            LinkEvent::Control { from, bytes } => match PeerMsg::decode(&bytes) {
+                Ok(m) => self.handle_peer_msg(&from, m),
+                Err(e) => {
+                    tracing::warn!(peer = %from, "{e}");
+                    self.metrics.add_bad_input();
+                }
+            },
+        }
+    }
+
+    fn handle_data(&mut self, from: &str, msg: DataMsg) {
+        self.metrics.add_routed(msg.body.len());
+        self.routed_window += 1;
+        let Some(route) = WireRoute::decode(&msg.route) else {
+            tracing::warn!(peer = %from, "data frame with a malformed route field; dropped");
+            self.metrics.add_bad_input();
+            return;
+        };
+        let Some(kind) = kind_from_code(msg.kind) else {
+            tracing::warn!(peer = %from, kind = msg.kind, "data frame of unknown kind; dropped");
+            self.metrics.add_bad_input();
+            return;
+        };
+        let Some(r) = route_from_fields(route.tag, route.a, route.b, route.c) else {
+            tracing::warn!(peer = %from, tag = route.tag, "data frame with an unknown route tag; dropped");
+            self.metrics.add_bad_input();
+            return;
+        };
+        let env = Envelope {
+            msg_id: msg.msg_id,
+            kind,
+            route: r,
+            flags: route.flags,
+            body: msg.body,
+        };
+        if let Route::Reply { .. } = r {
+            self.route_response(env);
+            return;
+        }
+        let origin = node_number(&msg.origin);
+        if !self.by_num.contains_key(&origin) {
+            self.metrics.add_bad_input();
+            return;
+        }
+        // The sender already chose this node: deliver here, never forward again (no loops).
+        self.deliver_to_server(origin, route.origin_attachment, env);
+    }
+
+    fn handle_peer_msg(&mut self, from: &str, m: PeerMsg) {
+        let from_id = NodeId::new(from);
+        match m {
+            PeerMsg::Status(st) => {
+                if st.ring.version > self.ring.version {
+                    self.adopt_ring(st.ring.clone());
+                }
+                if let Some(&i) = self.by_id.get(&from_id) {
+                    let n = &mut self.nodes[i];
+                    n.up = true;
+                    n.server_attached = st.server_attached;
+                    n.merge = st.merge;
+                    n.progress = st.progress;
+                    n.unfinished = st.unfinished.into_iter().collect();
+                    n.msgs_per_sec = st.msgs_per_sec;
+                }
+                self.check_autocomplete();
+            }
+            PeerMsg::Ring { req_id, cmd } => {
+                let out = self.apply_ring(&cmd);
+                let answer = PeerMsg::RingAnswer {
+                    req_id,
+                    ok: out.ok,
+                    text: out.text,
+                };
+                let _ = self.send_peer(&from_id, Outgoing::Control(answer.encode()));
+            }
+            PeerMsg::RingAnswer { req_id, ok, text } => {
+                if let Some(p) = self.ring_pending.remove(&req_id) {
+                    let _ = p.reply.send((ok, text));
+                }
+            }
+            PeerMsg::ServerRpc { req_id, body } => {
+                if self.servers.is_empty() {
+                    let answer = PeerMsg::ServerRpcAnswer {
+                        req_id,
+                        ok: false,
+                        body: b"no server process attached".to_vec(),
+                    };
+                    let _ = self.send_peer(&from_id, Outgoing::Control(answer.encode()));
+                    return;
+                }
+                let msg_id = self.next_id();
+                self.relay_pending.insert(
+                    msg_id,
+                    (
+                        from_id,
+                        req_id,
+                        Instant::now() + Duration::from_millis(MERGE_RPC_TIMEOUT_MS),
+                    ),
+                );
+                let env = Envelope {
+                    msg_id,
+                    kind: Kind::Request,
+                    route: Route::Node(self.self_num),
+                    flags: 0,
+                    body,
+                };
+                self.deliver_to_server(self.self_num, RELAY_ATTACHMENT, env);
+            }
+            PeerMsg::ServerRpcAnswer { req_id, ok, body } => {
+                if let Some(p) = self.rpc_pending.remove(&req_id) {
+                    let result = if ok {
+                        Ok(body)
+                    } else {
+                        Err(String::from_utf8_lossy(&body).into_owned())
+                    };
+                    let _ = p.reply.send(result);
+                }
+            }
+        }
+    }
+
+    // ---- ring ----------------------------------------------------------------------------
+
+    /// The coordinator as this node sees it: the lowest id among UP server nodes.
+    pub fn coordinator(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|n| n.mode == Mode::Server && n.up)
+            .map(|n| n.id.clone())
+            .min()
+    }
+
+    fn adopt_ring(&mut self, ring: RingState) {
+        match (
+            ring.membership.map(self.s.slot_count, self.s.replica),
+            ring.membership
+                .pending_map(self.s.slot_count, self.s.replica),
+        ) {
+            (Ok(map), Ok(pending)) => {
+                tracing::info!(version = ring.version, epoch = ring.membership.epoch, pending = ?ring.membership.pending_epoch(), "ring state changed");
+                self.ring = ring;
+                self.map = map;
+                self.pending_map = pending;
+                self.metrics.set_epoch(self.ring.membership.epoch);
+                self.update_merge_job();
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("refusing a ring state whose map cannot be computed: {e}")
+            }
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        let Some(pending) = self.ring.membership.pending_epoch() else {
+            return false;
+        };
+        let Some(pmap) = &self.pending_map else {
+            return false;
+        };
+        let concerned: HashSet<&NodeId> = self.map.members().iter().chain(pmap.members()).collect();
+        let _ = pending;
+        concerned.iter().all(|id| match self.by_id.get(*id) {
+            Some(&i) => {
+                let n = &self.nodes[i];
+                // A DOWN node or one without its server process is not waited for: it keeps its
+                // slots and catches up by recovery merge when it comes back.
+                !(n.up && n.server_attached) || n.merge == MergeState::Done
+            }
+            None => true,
+        })
+    }
+
+    fn apply_ring(&mut self, cmd: &RingCommand) -> RingOutcome {
+        let mut ring = self.ring.clone();
+        let servers: HashSet<NodeId> = self.s.servers().map(|n| n.id.clone()).collect();
+        let out = ring::apply(
+            &mut ring,
+            cmd,
+            |n| servers.contains(n),
+            self.all_done(),
+            self.s.automerge,
+        );
+        if ring != self.ring {
+            self.adopt_ring(ring);
+            self.broadcast_status();
+        }
+        out
+    }
+
+    fn check_autocomplete(&mut self) {
+        if self.coordinator().is_some_and(|c| self.is_self(&c))
+            && ring::should_autocomplete(&self.ring, self.all_done(), self.s.automerge)
+        {
+            let out = self.apply_ring(&RingCommand::CompMerge);
+            tracing::info!("automerge: {}", out.text);
+        }
+    }
+
+    fn handle_control(&mut self, cmd: Command, reply: oneshot::Sender<(bool, String)>) {
+        let ring_cmd = match cmd {
+            Command::Version => {
+                let _ = reply.send((true, format!("chmpx {}", env!("CARGO_PKG_VERSION"))));
+                return;
+            }
+            Command::SelfStatus => {
+                let _ = reply.send((true, super::status::render_self(&self.report())));
+                return;
+            }
+            Command::AllStatus => {
+                let _ = reply.send((true, super::status::render_table(&self.report())));
+                return;
+            }
+            Command::StatusJson => {
+                let text = serde_json::to_string(&self.report())
+                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+                let _ = reply.send((true, text));
+                return;
+            }
+            Command::ServiceIn(n) => {
+                RingCommand::ServiceIn(n.unwrap_or_else(|| self.s.self_id.clone()).to_string())
+            }
+            Command::ServiceOut(n) => {
+                RingCommand::ServiceOut(n.unwrap_or_else(|| self.s.self_id.clone()).to_string())
+            }
+            Command::Merge => RingCommand::Merge,
+            Command::AbortMerge => RingCommand::AbortMerge,
+            Command::CompMerge => RingCommand::CompMerge,
+            Command::SuspendMerge => RingCommand::SuspendMerge,
+            Command::NoSuspendMerge => RingCommand::NoSuspendMerge,
+        };
+        match self.coordinator() {
+            Some(c) if self.is_self(&c) => {
+                let out = self.apply_ring(&ring_cmd);
+                let _ = reply.send((out.ok, out.text));
+            }
+            Some(c) => {
+                let req_id = self.next_id();
+                let msg = PeerMsg::Ring {
+                    req_id,
+                    cmd: ring_cmd,
+                };
+                match self.send_peer(&c, Outgoing::Control(msg.encode())) {
+                    Ok(()) => {
+                        let deadline =
+                            Instant::now() + Duration::from_millis(RING_COMMAND_TIMEOUT_MS);
+                        self.ring_pending
+                            .insert(req_id, PendingRing { reply, deadline });
+                    }
+                    Err(e) => {
+                        let _ =
+                            reply.send((false, format!("cannot reach the coordinator {c}: {e}")));
+                    }
+                }
+            }
+            None => {
+                let _ = reply.send((false, "no server node is UP to coordinate the ring".into()));
+            }
+        }
+    }
+
+    /// Handles a request from another task.
+    pub fn handle_cmd(&mut self, cmd: RouterCmd) {
+        match cmd {
+            RouterCmd::Control { cmd, reply } => self.handle_control(cmd, reply),
+            RouterCmd::ServerRpc { node, body, reply } => {
+                let req_id = self.next_id();
+                let deadline = Instant::now() + Duration::from_millis(MERGE_RPC_TIMEOUT_MS);
+                if self.is_self(&node) {
+                    self.rpc_pending
+                        .insert(req_id, PendingRpc { reply, deadline });
+                    let env = Envelope {
+                        msg_id: req_id,
+                        kind: Kind::Request,
+                        route: Route::Node(self.self_num),
+                        flags: 0,
+                        body,
+                    };
+                    self.deliver_to_server(self.self_num, RPC_ATTACHMENT, env);
+                } else {
+                    let msg = PeerMsg::ServerRpc { req_id, body };
+                    match self.send_peer(&node, Outgoing::Control(msg.encode())) {
+                        Ok(()) => {
+                            self.rpc_pending
+                                .insert(req_id, PendingRpc { reply, deadline });
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(format!("cannot reach {node}: {e}")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- merge ---------------------------------------------------------------------------
+
+    /// Handles news from the merge engine.
+    pub fn handle_job_event(&mut self, ev: merge_engine::JobEvent) {
+        let current = self.merge_job.as_ref().map(|(id, _)| *id);
+        match ev {
+            merge_engine::JobEvent::SlotDone { job, slot } if Some(job) == current => {
+                self.nodes[self.self_idx].unfinished.remove(&slot);
+            }
+            merge_engine::JobEvent::Finished { job, failed_slots } if Some(job) == current => {
+                self.merge_job = None;
+                let me = &mut self.nodes[self.self_idx];
+                me.unfinished.clear();
+                me.merge = MergeState::Done;
+                if failed_slots > 0 {
+                    tracing::warn!(failed_slots, "merge finished with slots that could not be reconciled (peer or server unreachable)");
+                }
+                self.broadcast_status();
+                self.check_autocomplete();
+                self.update_merge_job();
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts, cancels or resets the merge job to match the ring state.
+    fn update_merge_job(&mut self) {
+        if self.s.mode != Mode::Server {
+            return;
+        }
+        let pending_epoch = self.ring.membership.pending_epoch();
+        // The pending change was completed or aborted: forget its merge.
+        if pending_epoch.is_none() {
+            if let Some(e) = self.merge_epoch_started.take() {
+                if let Some((_, h)) = self.merge_job.take() {
+                    h.abort();
+                }
+                tracing::info!(epoch = e, "pending change closed; merge state reset");
+                let me = &mut self.nodes[self.self_idx];
+                me.unfinished.clear();
+                me.merge = MergeState::Nothing;
+                me.progress = None;
+            }
+        }
+        if self.merge_job.is_some() {
+            return;
+        }
+        if let (Some(epoch), Some(pmap)) = (pending_epoch, self.pending_map.clone()) {
+            if self.merge_epoch_started == Some(epoch) {
+                return;
+            }
+            if !self.ring.merging {
+                self.nodes[self.self_idx].merge = MergeState::Pending;
+                return;
+            }
+            let me = self.nodes[self.self_idx].id.clone();
+            let slots: Vec<(u32, Vec<NodeId>)> = PlacementMap::diff(&self.map, &pmap)
+                .into_iter()
+                .filter(|m| m.gained().contains(&me))
+                .map(|m| {
+                    let peers = m
+                        .from
+                        .iter()
+                        .chain(&m.to)
+                        .filter(|n| **n != me)
+                        .cloned()
+                        .collect::<HashSet<_>>();
+                    (m.slot, peers.into_iter().collect())
+                })
+                .collect();
+            self.merge_epoch_started = Some(epoch);
+            self.start_job(slots, false);
+            return;
+        }
+        if self.recovery_wanted && self.nodes[self.self_idx].server_attached {
+            self.recovery_wanted = false;
+            let me = self.nodes[self.self_idx].id.clone();
+            let slots: Vec<(u32, Vec<NodeId>)> = self
+                .map
+                .slots_of(&me)
+                .into_iter()
+                .map(|s| {
+                    (
+                        s,
+                        self.map
+                            .owners(s)
+                            .iter()
+                            .filter(|n| **n != me)
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .filter(|(_, peers)| !peers.is_empty())
+                .collect();
+            if !slots.is_empty() {
+                self.start_job(slots, true);
+            }
+        }
+    }
+
+    fn start_job(&mut self, slots: Vec<(u32, Vec<NodeId>)>, recovery: bool) {
+        let job_id = self.next_id();
+        let me = &mut self.nodes[self.self_idx];
+        me.unfinished = slots.iter().map(|(s, _)| *s).collect();
+        me.merge = MergeState::Doing;
+        tracing::info!(job = job_id, slots = slots.len(), recovery, "merge started");
+        let job = MergeJob {
+            id: job_id,
+            self_id: me.id.clone(),
+            slot_count: self.s.slot_count,
+            slots,
+            rate_bytes_per_sec: self.s.merge_rate_bytes_per_sec,
+        };
+        {
+            let mut shared = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+            *shared = MergeShared::new(job.slots.len() as u32);
+        }
+        let handle = tokio::spawn(merge_engine::run(
+            job,
+            self.cmd_tx.clone(),
+            self.merge_done_tx.clone(),
+            self.merge.clone(),
+        ));
+        self.merge_job = Some((job_id, handle));
+        self.broadcast_status();
+    }
+
+    // ---- periodic work -------------------------------------------------------------------
+
+    /// Periodic work: rates, gossip, timeouts, merge progress, the status snapshot.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed >= Duration::from_millis(RATE_WINDOW_MS) {
+            self.nodes[self.self_idx].msgs_per_sec =
+                self.routed_window as f64 / elapsed.as_secs_f64();
+            self.routed_window = 0;
+            self.window_start = now;
+        }
+        {
+            let shared = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+            if self.nodes[self.self_idx].merge != MergeState::Nothing {
+                self.nodes[self.self_idx].progress = Some(shared.progress());
+            }
+            self.metrics.set_merge(&shared.progress());
+        }
+        self.ring_pending
+            .retain(|_, p| p.deadline > now || { false });
+        let expired: Vec<u64> = self
+            .rpc_pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some(p) = self.rpc_pending.remove(&k) {
+                let _ = p.reply.send(Err("merge request timed out".into()));
+            }
+        }
+        self.relay_pending
+            .retain(|_, (_, _, deadline)| *deadline > now);
+        self.broadcast_status();
+        self.check_autocomplete();
+        self.update_merge_job();
+        let report = self.report();
+        self.metrics.set_nodes(&report);
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    }
+
+    fn status_msg(&self) -> Vec<u8> {
+        let me = &self.nodes[self.self_idx];
+        PeerMsg::Status(PeerStatus {
+            ring: self.ring.clone(),
+            server_attached: me.server_attached,
+            merge: me.merge,
+            merge_epoch: self.merge_epoch_started.unwrap_or(0),
+            progress: me.progress,
+            unfinished: me.unfinished.iter().copied().collect(),
+            msgs_per_sec: me.msgs_per_sec,
+        })
+        .encode()
+    }
+
+    fn broadcast_status(&self) {
+        let Some(link) = &self.link else { return };
+        let msg = self.status_msg();
+        for n in &self.nodes {
+            if n.up && n.num != self.self_num {
+                let _ = link.try_send(n.id.as_str(), Outgoing::Control(msg.clone()));
+            }
+        }
+    }
+
+    /// The status as this node sees it.
+    pub fn report(&self) -> StatusReport {
+        let pmap = self.pending_map.as_ref();
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let member = self.map.members().contains(&n.id);
+                let pending_member = pmap.map(|m| m.members().contains(&n.id));
+                let ring = match (n.mode, member) {
+                    (Mode::Slave, _) => Ring::Slave,
+                    (_, true) => Ring::ServiceIn,
+                    (_, false) => Ring::ServiceOut,
+                };
+                let action = match (member, pending_member) {
+                    (false, Some(true)) => Action::Add,
+                    (true, Some(false)) => Action::Delete,
+                    _ => Action::None,
+                };
+                let owned = if n.mode == Mode::Server {
+                    self.map.slots_of(&n.id).len() as u32
+                } else {
+                    0
+                };
+                let primary = if n.mode == Mode::Server {
+                    self.map.primary_slots_of(&n.id).len() as u32
+                } else {
+                    0
+                };
+                NodeStatus {
+                    id: n.id.to_string(),
+                    host: n.host.clone(),
+                    port: n.port,
+                    ctlport: n.ctlport,
+                    is_self: n.num == self.self_num,
+                    live: if n.up { Live::Up } else { Live::Down },
+                    ring,
+                    action,
+                    merge: n.merge,
+                    progress: n.progress,
+                    server_attached: n.server_attached,
+                    slots_owned: owned,
+                    slots_primary: primary,
+                    msgs_per_sec: n.msgs_per_sec,
+                }
+            })
+            .collect();
+        StatusReport {
+            cluster: self.s.cluster.clone(),
+            self_id: self.s.self_id.to_string(),
+            mode: self.s.mode.word().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            epoch: self.ring.membership.epoch,
+            pending_epoch: self.ring.membership.pending_epoch(),
+            slot_count: self.s.slot_count,
+            replica: self.s.replica,
+            automerge: self.s.automerge,
+            merge_suspended: self.ring.merge_suspended,
+            coordinator: self.coordinator().map(|c| c.to_string()),
+            attachments: AttachCounts {
+                clients: (self.attachments.len() - self.servers.len()) as u32,
+                servers: self.servers.len() as u32,
+            },
+            nodes,
+        }
+    }
+}
+
+fn kind_code(kind: Kind) -> u8 {
+    match kind {
+        Kind::Request => 1,
+        Kind::Response => 2,
+        Kind::Event => 3,
+    }
+}
+
+fn kind_from_code(code: u8) -> Option<Kind> {
+    match code {
+        1 => Some(Kind::Request),
+        2 => Some(Kind::Response),
+        3 => Some(Kind::Event),
+        _ => None,
+    }
+}
+
+fn route_fields(route: Route) -> (u8, u64, u64, u64) {
+    match route {
+        Route::HashFirst(h) => (1, h, 0, 0),
+        Route::HashChain(h) => (2, h, 0, 0),
+        Route::AllServers => (3, 0, 0, 0),
+        Route::Node(n) => (4, n, 0, 0),
+        Route::Reply {
+            node,
+            attachment,
+            msg_id,
+        } => (5, node, attachment, msg_id),
+    }
+}
+
+fn route_from_fields(tag: u8, a: u64, b: u64, c: u64) -> Option<Route> {
+    Some(match tag {
+        1 => Route::HashFirst(a),
+        2 => Route::HashChain(a),
+        3 => Route::AllServers,
+        4 => Route::Node(a),
+        5 => Route::Reply {
+            node: a,
+            attachment: b,
+            msg_id: c,
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_fields_round_trip() {
+        for r in [
+            Route::HashFirst(7),
+            Route::HashChain(u64::MAX),
+            Route::AllServers,
+            Route::Node(3),
+            Route::Reply {
+                node: 1,
+                attachment: 2,
+                msg_id: 3,
+            },
+        ] {
+            let (t, a, b, c) = route_fields(r);
+            assert_eq!(route_from_fields(t, a, b, c), Some(r));
+        }
+        assert_eq!(route_from_fields(9, 0, 0, 0), None);
+        for k in [Kind::Request, Kind::Response, Kind::Event] {
+            assert_eq!(kind_from_code(kind_code(k)), Some(k));
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! [`DaemonSettings`]: the plain values the daemon runs with. The binary maps the parsed config
+//! file onto them ([`super::from_config`]); tests may build them by hand. Nothing here reads files.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::placement::NodeId;
+
+/// Whether this daemon owns slots (server) or only routes (slave).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// On a host listed in `[SVRNODE]`.
+    Server,
+    /// On a host listed only in `[SLVNODE]`.
+    Slave,
+}
+
+impl Mode {
+    /// "server" or "slave".
+    pub fn word(self) -> &'static str {
+        match self {
+            Mode::Server => "server",
+            Mode::Slave => "slave",
+        }
+    }
+}
+
+/// One configured node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// "host:ctlport".
+    pub id: NodeId,
+    /// Host as written in the config.
+    pub host: String,
+    /// Server or slave.
+    pub mode: Mode,
+    /// Data address (servers only).
+    pub data_addr: Option<SocketAddr>,
+    /// Control port.
+    pub ctlport: u16,
+    /// Address the node connects from; `None` = any host (a slave named `[.]*`).
+    pub ip: Option<IpAddr>,
+}
+
+/// Everything the daemon needs to run.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Cluster name (GROUP).
+    pub cluster: String,
+    /// This node.
+    pub self_id: NodeId,
+    /// Server or slave.
+    pub mode: Mode,
+    /// Every configured node, this one included.
+    pub nodes: Vec<NodeSpec>,
+    /// Slots in the hash space.
+    pub slot_count: u32,
+    /// REPLICA.
+    pub replica: u32,
+    /// AUTOMERGE.
+    pub automerge: bool,
+    /// Merge copy rate limit (0 = unlimited).
+    pub merge_rate_bytes_per_sec: u64,
+    /// MERGETIMEOUT (zero = none): a merge running longer is reported in the log.
+    pub merge_timeout: Duration,
+    /// Heartbeat interval of the links.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a peer is DOWN.
+    pub heartbeat_timeout: Duration,
+    /// Shared secret of the links.
+    pub secret: Option<Vec<u8>>,
+    /// Address the control port listens on.
+    pub control_addr: SocketAddr,
+    /// Address of the Prometheus endpoint, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Largest message body accepted (bytes).
+    pub body_size_max: usize,
+}
+
+impl DaemonSettings {
+    /// The server nodes, in config order.
+    pub fn servers(&self) -> impl Iterator<Item = &NodeSpec> {
+        self.nodes.iter().filter(|n| n.mode == Mode::Server)
+    }
+
+    /// This node's entry.
+    pub fn self_spec(&self) -> Option<&NodeSpec> {
+        self.nodes.iter().find(|n| n.id == self.self_id)
+    }
+
+    /// Whether a control connection from `ip` is allowed: it must come from a configured host
+    /// (any host when a slave entry is a wildcard).
+    pub fn control_allowed(&self, ip: IpAddr) -> bool {
+        let ip = crate::link::access::canonical_ip(ip);
+        self.nodes.iter().any(|n| match n.ip {
+            None => true,
+            Some(allowed) => {
+                let allowed = crate::link::access::canonical_ip(allowed);
+                allowed.is_unspecified() || allowed == ip
+            }
+        })
+    }
+}
