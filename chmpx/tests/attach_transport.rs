@@ -458,11 +458,56 @@ fn attach_async_process_side_works() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let futs: Vec<_> = (0..8u8)
-            .map(|i| a.request_async(Route::HashChain(i as u64), vec![i; 100], T))
-            .collect();
-        for (i, f) in futs.into_iter().enumerate() {
-            assert_eq!(f.await.unwrap().body, vec![i as u8; 100]);
+        // Many concurrent requests on one runtime thread, no thread held per request.
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..64u32 {
+            let a = a.clone();
+            set.spawn(async move {
+                for round in 0..20u32 {
+                    let body = format!("{i}-{round}").into_bytes();
+                    let r = a
+                        .request_async(Route::HashChain(u64::from(i)), body.clone(), T)
+                        .await
+                        .unwrap();
+                    assert_eq!(r.body, body);
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        // Blocking and async callers share the attachment.
+        let blocking = {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u32 {
+                    let b = i.to_le_bytes();
+                    assert_eq!(a.request(Route::AllServers, &b, T).unwrap().body, b);
+                }
+            })
+        };
+        for i in 0..200u32 {
+            let b = (i + 1000).to_le_bytes().to_vec();
+            assert_eq!(
+                a.request_async(Route::AllServers, b.clone(), T)
+                    .await
+                    .unwrap()
+                    .body,
+                b
+            );
+        }
+        blocking.join().unwrap();
+        // A timeout is a typed error and leaves no slot behind.
+        match a
+            .request_async(
+                Route::AllServers,
+                b"hold me".to_vec(),
+                Duration::from_millis(50),
+            )
+            .await
+        {
+            Err(AttachError::Timeout { .. }) => {}
+            other => panic!("expected a timeout, got {other:?}"),
         }
     });
 }
@@ -531,10 +576,20 @@ fn attach_server_role_receives_requests_and_its_replies_reach_the_client() {
     ready_rx.recv().unwrap();
     let server =
         Attachment::connect(&cluster, CTLPORT, Role::Server, AttachOptions::default()).unwrap();
+    // Half the requests are taken with the blocking recv, half with recv_async.
     let serving = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let mut served = 0;
         while served < 100 {
-            let Some(req) = server.recv(T).unwrap() else {
+            let got = if served % 2 == 0 {
+                server.recv(T).unwrap()
+            } else {
+                rt.block_on(server.recv_async(T)).unwrap()
+            };
+            let Some(req) = got else {
                 panic!("no request within {T:?}");
             };
             assert_eq!(req.kind, Kind::Request);

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use super::envelope::{Envelope, Header, Kind, Route, ENVELOPE_HEADER_BYTES};
 use super::error::AttachError;
 use super::liveness::pid_alive;
@@ -54,6 +56,7 @@ struct Inner {
     next_msg_id: AtomicU64,
     next_epoch: AtomicU64,
     reattaches: AtomicU64,
+    pump_started: AtomicBool,
 }
 
 /// One live attachment (one set of objects, one handshake).
@@ -73,10 +76,22 @@ struct Dispatch {
     pending: HashMap<u64, Slot>,
     incoming: VecDeque<Envelope>,
     consumer_busy: bool,
+    /// Async callers waiting for a request or event (see `recv_async`).
+    incoming_waiters: VecDeque<oneshot::Sender<Envelope>>,
+    /// Requests whose response goes to an async caller.
+    async_pending: usize,
 }
 
 enum Slot {
-    Waiting { epoch: u64 },
+    /// A blocking caller will collect the result from the slot.
+    Waiting {
+        epoch: u64,
+    },
+    /// An async caller awaits the result on a channel.
+    Notify {
+        epoch: u64,
+        tx: oneshot::Sender<Result<Envelope, AttachError>>,
+    },
     Done(Result<Envelope, AttachError>),
 }
 
@@ -114,6 +129,7 @@ impl Attachment {
             next_msg_id: AtomicU64::new(1),
             next_epoch: AtomicU64::new(1),
             reattaches: AtomicU64::new(0),
+            pump_started: AtomicBool::new(false),
         });
         let conn = inner.connect_once(deadline)?;
         *lock(&inner.conn) = Some(conn);
@@ -250,25 +266,74 @@ impl Attachment {
             .push(&conn, request.msg_id, Kind::Response, route, body, deadline)
     }
 
-    /// Async form of [`Attachment::request`] (runs on tokio's blocking pool).
+    /// Async form of [`Attachment::request`]: the request is pushed at once (waiting for ring
+    /// room only if the ring is full), and the response is awaited without holding a thread.
+    /// A helper thread reads the ring while async callers wait.
     pub async fn request_async(
         &self,
         route: Route,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Envelope, AttachError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.request(route, &body, timeout))
-            .await
-            .map_err(|e| AttachError::Runtime(e.to_string()))?
+        let deadline = Instant::now() + timeout;
+        self.inner.check_body(body.len())?;
+        self.inner.ensure_pump();
+        let msg_id = self.inner.next_msg_id.fetch_add(1, Ordering::Relaxed);
+        let conn = self.inner.live_conn(deadline)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut d = lock(&self.inner.dispatch);
+            d.pending.insert(
+                msg_id,
+                Slot::Notify {
+                    epoch: conn.epoch,
+                    tx,
+                },
+            );
+            d.async_pending += 1;
+        }
+        let guard = AsyncSlotGuard {
+            inner: &self.inner,
+            msg_id,
+        };
+        self.inner
+            .push(&conn, msg_id, Kind::Request, route, &body, deadline)?;
+        self.inner.cv.notify_all();
+        let result = tokio::time::timeout_at(deadline.into(), rx).await;
+        drop(guard);
+        match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(_closed)) => Err(AttachError::Runtime("response channel closed".into())),
+            Err(_elapsed) => Err(AttachError::Timeout {
+                msg_id,
+                waited_ms: timeout.as_millis() as u64,
+            }),
+        }
     }
 
-    /// Async form of [`Attachment::recv`] (runs on tokio's blocking pool).
+    /// Async form of [`Attachment::recv`]: waits up to `timeout` for a request or event
+    /// without holding a thread; `Ok(None)` on timeout.
     pub async fn recv_async(&self, timeout: Duration) -> Result<Option<Envelope>, AttachError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.recv(timeout))
-            .await
-            .map_err(|e| AttachError::Runtime(e.to_string()))?
+        let deadline = Instant::now() + timeout;
+        let rx = {
+            let mut d = lock(&self.inner.dispatch);
+            if let Some(env) = d.incoming.pop_front() {
+                return Ok(Some(env));
+            }
+            let (tx, rx) = oneshot::channel();
+            d.incoming_waiters.push_back(tx);
+            rx
+        };
+        self.inner.ensure_pump();
+        self.inner.cv.notify_all();
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(env)) => Ok(Some(env)),
+            Ok(Err(_closed)) => Err(AttachError::Detached),
+            Err(_elapsed) => {
+                // Our sender stays queued until the pump finds it closed and skips it.
+                Ok(None)
+            }
+        }
     }
 
     /// Test hook: publishes raw bytes in the process -> chmpx ring and rings the doorbell.
@@ -311,6 +376,22 @@ impl Attachment {
     }
 }
 
+/// Removes an async request's slot however its wait ends (answer, timeout, cancellation).
+struct AsyncSlotGuard<'a> {
+    inner: &'a Arc<Inner>,
+    msg_id: u64,
+}
+
+impl Drop for AsyncSlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut d = lock(&self.inner.dispatch);
+        if let Some(Slot::Notify { .. }) = d.pending.get(&self.msg_id) {
+            d.pending.remove(&self.msg_id);
+        }
+        d.async_pending = d.async_pending.saturating_sub(1);
+    }
+}
+
 impl PendingResponse {
     /// The request's `msg_id`.
     pub fn msg_id(&self) -> u64 {
@@ -335,7 +416,8 @@ impl PendingResponse {
                     };
                 }
                 Some(Slot::Waiting { .. }) => {}
-                None => {
+                // Msg ids are unique per attachment: an async slot is never ours.
+                Some(Slot::Notify { .. }) | None => {
                     self.done = true;
                     return Err(AttachError::Runtime(format!(
                         "no pending request {}",
@@ -378,6 +460,21 @@ impl Drop for PendingResponse {
 }
 
 impl Inner {
+    /// Starts, once, the thread that reads the ring for async callers.
+    fn ensure_pump(self: &Arc<Self>) {
+        if self.pump_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("dkc-attach-pump".into())
+            .spawn(move || async_pump(weak));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the attach pump thread: {e}");
+            self.pump_started.store(false, Ordering::Release);
+        }
+    }
+
     fn check_body(&self, len: usize) -> Result<(), AttachError> {
         if len > self.options.body_size_max {
             return Err(AttachError::BodyTooLarge {
@@ -510,11 +607,26 @@ impl Inner {
     fn fail_epoch(&self, epoch: u64) {
         let mut d = lock(&self.dispatch);
         let mut failed = 0;
-        for (id, slot) in d.pending.iter_mut() {
-            if matches!(slot, Slot::Waiting { epoch: e } if *e == epoch) {
-                *slot = Slot::Done(Err(AttachError::ChmpxRestarted { msg_id: *id }));
-                failed += 1;
+        let ids: Vec<u64> = d
+            .pending
+            .iter()
+            .filter(|(_, slot)| {
+                matches!(slot, Slot::Waiting { epoch: e } | Slot::Notify { epoch: e, .. } if *e == epoch)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let lost = Err(AttachError::ChmpxRestarted { msg_id: id });
+            match d.pending.remove(&id) {
+                Some(Slot::Notify { tx, .. }) => {
+                    let _ = tx.send(lost);
+                }
+                Some(_) => {
+                    d.pending.insert(id, Slot::Done(lost));
+                }
+                None => {}
             }
+            failed += 1;
         }
         drop(d);
         if failed > 0 {
@@ -693,13 +805,61 @@ impl Inner {
             match env.kind {
                 Kind::Response => match d.pending.get_mut(&env.msg_id) {
                     Some(slot @ Slot::Waiting { .. }) => *slot = Slot::Done(Ok(env)),
+                    Some(Slot::Notify { .. }) => {
+                        if let Some(Slot::Notify { tx, .. }) = d.pending.remove(&env.msg_id) {
+                            let _ = tx.send(Ok(env));
+                        }
+                    }
                     _ => tracing::debug!(msg_id = env.msg_id, "late or unknown response dropped"),
                 },
-                Kind::Request | Kind::Event => d.incoming.push_back(env),
+                Kind::Request | Kind::Event => {
+                    // Hand it to the first async receiver still waiting, else queue it.
+                    let mut env = env;
+                    loop {
+                        let Some(tx) = d.incoming_waiters.pop_front() else {
+                            d.incoming.push_back(env);
+                            break;
+                        };
+                        match tx.send(env) {
+                            Ok(()) => break,
+                            Err(back) => env = back,
+                        }
+                    }
+                }
             }
         }
         drop(d);
         self.cv.notify_all();
+    }
+}
+
+/// Reads the ring while async callers wait; ends when the attachment is dropped. It holds
+/// the attachment only for one pass at a time, so dropping the last handle ends it.
+fn async_pump(weak: std::sync::Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let interval = inner.options.liveness_interval();
+        let mut d = lock(&inner.dispatch);
+        d.incoming_waiters.retain(|tx| !tx.is_closed());
+        let receivers = !d.incoming_waiters.is_empty();
+        let wanted = d.async_pending > 0 || receivers;
+        if !wanted || d.consumer_busy {
+            // Nothing to do, or a blocking caller reads the ring (it hands out our results
+            // too): sleep until something changes.
+            drop(inner.cv.wait_timeout(d, interval));
+            continue;
+        }
+        d.consumer_busy = true;
+        drop(d);
+        let r = inner.pump(Instant::now() + interval, receivers);
+        lock(&inner.dispatch).consumer_busy = false;
+        inner.cv.notify_all();
+        if let Err(e) = r {
+            tracing::debug!("async pump: {e}");
+            std::thread::sleep(interval.min(Duration::from_millis(10)));
+        }
     }
 }
 
