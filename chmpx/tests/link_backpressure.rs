@@ -212,3 +212,75 @@ async fn link_throughput_of_small_data_messages_between_two_managers() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The byte budget bounds a queue of large messages well below `depth × size`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_the_byte_budget_bounds_a_queue_of_large_messages() {
+    init_logs();
+    const BUDGET: usize = 512 * 1024;
+    const BIG: usize = 200 * 1024;
+    let mut ns = nodes(2).await;
+    let peers = specs(&ns);
+    let ids: Vec<String> = ns.iter().map(|n| n.id.clone()).collect();
+    let mut o = opts();
+    o.peer_queue_depth = 1000;
+    o.frame_size_max = 256 * 1024;
+    o.peer_queue_bytes_max = BUDGET;
+    o.event_queue_depth = 1;
+    o.send_timeout = Duration::from_millis(200);
+    let (a, mut rx_a) = start(&mut ns[0], peers.clone(), o.clone());
+    let (b, mut rx_b) = start(&mut ns[1], peers, o.clone());
+    wait_all_up(&mut rx_a, &[&ids[1]]).await;
+    wait_all_up(&mut rx_b, &[&ids[0]]).await;
+    let mut accepted = 0u64;
+    let started = Instant::now();
+    loop {
+        assert!(
+            accepted < ATTEMPTS_MAX as u64 && started.elapsed() < SOON * 2,
+            "never full"
+        );
+        match a.send(&ids[1], data(&ids[0], accepted, BIG)).await {
+            Ok(()) => accepted += 1,
+            Err(SendError::Timeout { .. }) => break,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    let state = a
+        .peer_states()
+        .into_iter()
+        .find(|s| s.id == ids[1])
+        .unwrap();
+    eprintln!(
+        "byte budget: {accepted} accepted, {} queued holding {} bytes",
+        state.queued, state.queued_bytes
+    );
+    assert!(state.queued_bytes <= BUDGET, "{state:?}");
+    assert!(
+        state.queued * BIG <= BUDGET,
+        "{} messages of {BIG} bytes exceed the budget",
+        state.queued
+    );
+    assert!(matches!(
+        a.try_send(&ids[1], data(&ids[0], 0, BIG)),
+        Err(SendError::Full { .. })
+    ));
+    // Draining B lets everything through, in order.
+    let mut next = 0;
+    while next < accepted {
+        match wait_for(&mut rx_b, SOON, |e| matches!(e, LinkEvent::Data { .. })).await {
+            Some(LinkEvent::Data { msg, .. }) => {
+                assert_eq!(msg.msg_id, next);
+                next += 1;
+            }
+            other => panic!("after {next} of {accepted}: {other:?}"),
+        }
+    }
+    // All budget is returned once the queue is empty.
+    let deadline = Instant::now() + SOON;
+    while a.peer_states()[0].queued_bytes != 0 {
+        assert!(Instant::now() < deadline, "budget not returned");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

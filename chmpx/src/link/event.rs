@@ -19,6 +19,13 @@ pub enum LinkEvent {
     },
 }
 
+/// A message in a peer's queue, holding its share of the queue's byte budget until the writer
+/// has encoded it.
+pub(crate) struct Queued {
+    pub msg: Outgoing,
+    pub _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// A message queued for one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {

@@ -60,6 +60,13 @@ pub const BACKOFF_MAX_DEFAULT_MS: u64 = 2000;
 /// wait (`send`) or are told `Full` (`try_send`).
 pub const PEER_QUEUE_DEPTH_DEFAULT: usize = 1024;
 
+/// Default byte budget of one peer's outbound queue (message fields plus envelope bound). With
+/// the count limit it keeps a peer's queue from holding `depth × 1 MiB`.
+pub const PEER_QUEUE_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// Largest batch the writer coalesces into one socket write, in bytes; one frame may exceed it.
+pub const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
+
 /// Default depth of the event channel towards the daemon. When the daemon does not drain it,
 /// readers stop reading and TCP flow control pushes back on the senders.
 pub const EVENT_QUEUE_DEPTH_DEFAULT: usize = 4096;
@@ -80,6 +87,7 @@ const _: () = assert!(HEARTBEAT_INTERVAL_DEFAULT_MS < HEARTBEAT_TIMEOUT_DEFAULT_
 const _: () = assert!(HEARTBEAT_TIMEOUT_DEFAULT_MS + HEARTBEAT_INTERVAL_DEFAULT_MS <= 2000);
 const _: () = assert!(BACKOFF_MIN_DEFAULT_MS <= BACKOFF_MAX_DEFAULT_MS);
 const _: () = assert!(FRAME_SIZE_MAX_DEFAULT_BYTES <= FRAME_SIZE_MAX_CEILING_BYTES);
+const _: () = assert!(FRAME_SIZE_MAX_DEFAULT_BYTES <= PEER_QUEUE_BYTES_MAX_DEFAULT);
 const _: () = assert!(
     PAYLOAD_SIZE_MAX_DEFAULT_BYTES
         + CLUSTER_NAME_LEN_MAX

@@ -27,7 +27,7 @@ use super::access::check_source;
 use super::backoff::Backoff;
 use super::conn::{ConnError, FrameReader, FrameWriter};
 use super::error::{SendError, StartError};
-use super::event::{LinkEvent, Outgoing};
+use super::event::{LinkEvent, Outgoing, Queued};
 use super::frame::DataMsg;
 use super::handshake::{self, HandshakeCtx};
 use super::limits::{
@@ -107,7 +107,11 @@ impl LinkManager {
         for spec in &specs {
             let (tx, rx) = mpsc::channel(options.peer_queue_depth);
             let (htx, hrx) = mpsc::channel(INBOUND_HANDOFF_DEPTH);
-            peers.push(Arc::new(PeerShared::new(spec.clone(), tx)));
+            peers.push(Arc::new(PeerShared::new(
+                spec.clone(),
+                tx,
+                options.peer_queue_bytes_max,
+            )));
             queues.push(rx);
             handoffs.push((htx, hrx));
         }
@@ -205,7 +209,8 @@ impl LinkHandle {
         Ok(peer)
     }
 
-    fn check_size(&self, id: &str, msg: &Outgoing) -> Result<(), SendError> {
+    /// Refuses a message that cannot fit in a frame; returns its cost in queue-budget bytes.
+    fn check_size(&self, id: &str, msg: &Outgoing) -> Result<u32, SendError> {
         let max = self.inner.options.frame_size_max;
         let len = msg.payload_bytes() + self.inner.options.cluster.len() + FRAME_ENVELOPE_BYTES_MAX;
         if len > max {
@@ -215,17 +220,30 @@ impl LinkHandle {
                 source,
             });
         }
-        Ok(())
+        // `len <= frame_size_max <= FRAME_SIZE_MAX_CEILING_BYTES`, which fits in a u32.
+        Ok(len as u32)
     }
 
-    /// Queues `msg` for `peer`, waiting up to `send_timeout` for room.
+    /// Queues `msg` for `peer`, waiting up to `send_timeout` for room (in messages and bytes).
     pub async fn send(&self, peer: &str, msg: Outgoing) -> Result<(), SendError> {
         let p = self.peer(peer)?;
-        self.check_size(peer, &msg)?;
+        let cost = self.check_size(peer, &msg)?;
         let waited = self.inner.options.send_timeout;
-        match tokio::time::timeout(waited, p.tx.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(SendError::Shutdown),
+        let enqueue = async {
+            let budget = p
+                .budget
+                .clone()
+                .acquire_many_owned(cost)
+                .await
+                .map_err(|_| SendError::Shutdown)?;
+            let queued = Queued {
+                msg,
+                _budget: Some(budget),
+            };
+            p.tx.send(queued).await.map_err(|_| SendError::Shutdown)
+        };
+        match tokio::time::timeout(waited, enqueue).await {
+            Ok(result) => result,
             Err(_) => Err(SendError::Timeout {
                 peer: peer.to_owned(),
                 waited,
@@ -233,15 +251,25 @@ impl LinkHandle {
         }
     }
 
-    /// Queues `msg` for `peer` if there is room now.
+    /// Queues `msg` for `peer` if there is room now (in messages and bytes).
     pub fn try_send(&self, peer: &str, msg: Outgoing) -> Result<(), SendError> {
         let p = self.peer(peer)?;
-        self.check_size(peer, &msg)?;
-        p.tx.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SendError::Full {
-                peer: peer.to_owned(),
-                depth: self.inner.options.peer_queue_depth,
-            },
+        let cost = self.check_size(peer, &msg)?;
+        let full = || SendError::Full {
+            peer: peer.to_owned(),
+            depth: self.inner.options.peer_queue_depth,
+        };
+        let budget = match p.budget.clone().try_acquire_many_owned(cost) {
+            Ok(b) => b,
+            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(full()),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Shutdown),
+        };
+        p.tx.try_send(Queued {
+            msg,
+            _budget: Some(budget),
+        })
+        .map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => full(),
             mpsc::error::TrySendError::Closed(_) => SendError::Shutdown,
         })
     }
@@ -418,7 +446,7 @@ struct Driver {
     inner: Arc<Inner>,
     peer: usize,
     dials: bool,
-    outq: mpsc::Receiver<Outgoing>,
+    outq: mpsc::Receiver<Queued>,
     inbound: mpsc::Receiver<Inbound>,
     events: mpsc::Sender<LinkEvent>,
 }
@@ -584,7 +612,7 @@ impl Driver {
 /// shutdown.
 async fn draining<F: std::future::Future>(
     fut: F,
-    outq: &mut mpsc::Receiver<Outgoing>,
+    outq: &mut mpsc::Receiver<Queued>,
     counters: &PeerCounters,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<F::Output> {

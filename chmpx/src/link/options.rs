@@ -72,6 +72,8 @@ pub struct LinkOptions {
     pub backoff_max: Duration,
     /// Outbound queue depth per peer, in messages.
     pub peer_queue_depth: usize,
+    /// Outbound queue byte budget per peer (at least `frame_size_max`).
+    pub peer_queue_bytes_max: usize,
     /// Event channel depth towards the daemon.
     pub event_queue_depth: usize,
     /// How long `send` waits for room in a full queue.
@@ -119,6 +121,19 @@ impl LinkOptions {
                 self.frame_size_max
             ));
         }
+        if self.peer_queue_bytes_max > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(format!(
+                "peer queue byte budget ({}) exceeds {}",
+                self.peer_queue_bytes_max,
+                tokio::sync::Semaphore::MAX_PERMITS
+            ));
+        }
+        if self.peer_queue_bytes_max < self.frame_size_max {
+            return Err(format!(
+                "peer queue byte budget ({}) must be at least frame size max ({}), or the largest message never fits",
+                self.peer_queue_bytes_max, self.frame_size_max
+            ));
+        }
         if self.connect_timeout.is_zero() || self.rw_timeout.is_zero() {
             return Err("connect and rw timeouts must be non-zero".into());
         }
@@ -137,6 +152,7 @@ impl Default for LinkOptions {
             backoff_min: Duration::from_millis(BACKOFF_MIN_DEFAULT_MS),
             backoff_max: Duration::from_millis(BACKOFF_MAX_DEFAULT_MS),
             peer_queue_depth: PEER_QUEUE_DEPTH_DEFAULT,
+            peer_queue_bytes_max: PEER_QUEUE_BYTES_MAX_DEFAULT,
             event_queue_depth: EVENT_QUEUE_DEPTH_DEFAULT,
             send_timeout: Duration::from_millis(SEND_TIMEOUT_DEFAULT_MS),
             frame_size_max: FRAME_SIZE_MAX_DEFAULT_BYTES,

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::event::Outgoing;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::event::Queued;
 use super::options::PeerSpec;
 use super::stats::{PeerCounters, PeerState};
 
@@ -28,11 +32,14 @@ pub struct PeerShared {
     pub up: AtomicBool,
     pub counters: PeerCounters,
     pub status: Mutex<PeerStatus>,
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: mpsc::Sender<Queued>,
+    /// Byte budget of the queue: a message holds `queue_cost` permits until encoded.
+    pub budget: Arc<Semaphore>,
+    pub budget_max: usize,
 }
 
 impl PeerShared {
-    pub fn new(spec: PeerSpec, tx: mpsc::Sender<Outgoing>) -> Self {
+    pub fn new(spec: PeerSpec, tx: mpsc::Sender<Queued>, budget_max: usize) -> Self {
         PeerShared {
             spec,
             up: AtomicBool::new(false),
@@ -46,6 +53,8 @@ impl PeerShared {
                 heartbeat_sent: None,
             }),
             tx,
+            budget: Arc::new(Semaphore::new(budget_max)),
+            budget_max,
         }
     }
 
@@ -83,6 +92,9 @@ impl PeerShared {
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             queued,
+            queued_bytes: self
+                .budget_max
+                .saturating_sub(self.budget.available_permits()),
             last_heartbeat: s.last_heartbeat,
             peer_epoch: s.peer_epoch,
             peer_status: s.peer_status,

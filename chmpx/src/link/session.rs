@@ -14,10 +14,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::conn::{ConnError, FrameReader, FrameWriter};
 use super::detector::FailureDetector;
-use super::event::{LinkEvent, Outgoing};
+use super::event::{LinkEvent, Outgoing, Queued};
 use super::frame::{Frame, FrameBody};
 use super::handshake::body_name;
-use super::limits::WRITE_BATCH_MAX;
+use super::limits::{WRITE_BATCH_BYTES_MAX, WRITE_BATCH_MAX};
 use super::peer::{LocalView, PeerShared};
 
 /// Heartbeat acks waiting for the writer; heartbeats come once per interval, so a handful is
@@ -60,7 +60,7 @@ pub async fn run<R, W, X>(
     ctx: &SessionCtx<'_>,
     mut reader: FrameReader<R>,
     mut writer: FrameWriter<W>,
-    outq: &mut mpsc::Receiver<Outgoing>,
+    outq: &mut mpsc::Receiver<Queued>,
     interrupt: impl std::future::Future<Output = (X, &'static str)>,
 ) -> Result<SessionEnd, X>
 where
@@ -172,7 +172,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 async fn write_loop<W: AsyncWrite + Unpin>(
     ctx: &SessionCtx<'_>,
     writer: &mut FrameWriter<W>,
-    outq: &mut mpsc::Receiver<Outgoing>,
+    outq: &mut mpsc::Receiver<Queued>,
     ack_rx: &mut mpsc::Receiver<u64>,
 ) -> SessionEnd {
     let mut tick = tokio::time::interval(ctx.heartbeat_interval);
@@ -193,11 +193,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             msg = outq.recv() => {
                 let Some(msg) = msg else { return SessionEnd::DaemonGone };
-                push_msg(ctx, writer, msg);
-                // Coalesce what is already queued into the same socket write.
+                push_msg(ctx, writer, msg.msg);
+                // Coalesce what is already queued into the same socket write, within bounds.
                 for _ in 1..WRITE_BATCH_MAX {
+                    if writer.pending_bytes() >= WRITE_BATCH_BYTES_MAX {
+                        break;
+                    }
                     match outq.try_recv() {
-                        Ok(msg) => push_msg(ctx, writer, msg),
+                        Ok(msg) => push_msg(ctx, writer, msg.msg),
                         Err(_) => break,
                     }
                 }
@@ -268,15 +271,15 @@ mod tests {
         peer: PeerShared,
         view: LocalView,
         events_tx: mpsc::Sender<LinkEvent>,
-        _out_tx: mpsc::Sender<Outgoing>,
+        _out_tx: mpsc::Sender<Queued>,
     }
 
-    fn fixture() -> (Fixture, mpsc::Receiver<Outgoing>, mpsc::Receiver<LinkEvent>) {
+    fn fixture() -> (Fixture, mpsc::Receiver<Queued>, mpsc::Receiver<LinkEvent>) {
         let (out_tx, outq) = mpsc::channel(4);
         let spec = PeerSpec::server("p:1", "127.0.0.1:1".parse().unwrap());
         let (events_tx, events_rx) = mpsc::channel(4);
         let f = Fixture {
-            peer: PeerShared::new(spec, out_tx.clone()),
+            peer: PeerShared::new(spec, out_tx.clone(), 1 << 20),
             view: LocalView::default(),
             events_tx,
             _out_tx: out_tx,

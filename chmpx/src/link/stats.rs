@@ -77,6 +77,8 @@ pub struct PeerState {
     pub dropped: u64,
     /// Messages waiting in the outbound queue.
     pub queued: usize,
+    /// Bytes those messages hold of the queue's byte budget.
+    pub queued_bytes: usize,
     pub last_heartbeat: Option<Instant>,
     /// The peer's own view from its last heartbeat: placement epoch and status word.
     pub peer_epoch: u64,
