@@ -214,44 +214,6 @@ async fn link_a_silent_peer_is_declared_down_within_timeout_plus_one_interval() 
     m.shutdown().await;
 }
 
-/// A raw peer "127.0.0.1:1" (lower id, so it is the dialer) that handshakes by hand.
-async fn raw_dial(
-    m: &chmpx::link::LinkHandle,
-) -> (
-    FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
-) {
-    let o = opts();
-    let addr = m.local_addr().unwrap();
-    let ctx = HandshakeCtx {
-        self_id: "127.0.0.1:1",
-        self_listens: true,
-        cluster: &o.cluster,
-        secret: None,
-    };
-    let (rd, wr) = TcpStream::connect(addr).await.unwrap().into_split();
-    let mut r = FrameReader::new(rd, o.frame_size_max, &o.cluster);
-    let mut w = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
-    handshake::dial(&ctx, &PeerSpec::server(m.self_id(), addr), &mut r, &mut w)
-        .await
-        .unwrap();
-    (r, w)
-}
-
-/// Reads frames until a Close; returns its reason.
-async fn close_reason(r: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>) -> String {
-    loop {
-        match tokio::time::timeout(SOON, r.read_frame()).await {
-            Ok(Ok((frame, _))) => {
-                if let chmpx::link::FrameBody::Close { reason } = frame.body {
-                    return reason;
-                }
-            }
-            other => panic!("no Close frame: {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_a_newer_connection_from_the_same_peer_replaces_the_old_one() {
     init_logs();
@@ -265,7 +227,7 @@ async fn link_a_newer_connection_from_the_same_peer_replaces_the_old_one() {
     assert!(wait_down(&mut rx, "127.0.0.1:1", SOON).await);
     wait_all_up(&mut rx, &["127.0.0.1:1"]).await;
     assert_eq!(
-        close_reason(&mut r1).await,
+        raw_close_reason(&mut r1).await,
         "replaced by a newer connection"
     );
     // Traffic now flows on the new connection.
@@ -282,7 +244,7 @@ async fn link_a_newer_connection_from_the_same_peer_replaces_the_old_one() {
     assert_eq!(got, b"hi");
     // A clean shutdown tells the peer why.
     m.shutdown().await;
-    assert_eq!(close_reason(&mut r2).await, "node shutting down");
+    assert_eq!(raw_close_reason(&mut r2).await, "node shutting down");
 }
 
 /// A slave has no data port: it dials every server, servers never dial it.

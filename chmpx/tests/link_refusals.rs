@@ -337,3 +337,58 @@ async fn link_the_frame_reader_names_each_failure() {
         .await
         .unwrap();
 }
+
+/// Bad input after a good handshake: the link is closed with a reason and counted, and the
+/// peer can link again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_bad_frames_on_an_established_link_close_it_and_the_peer_can_return() {
+    init_logs();
+    let raw_id = "127.0.0.1:1";
+    let mut ns = nodes(1).await;
+    let raw = PeerSpec::server(raw_id, "127.0.0.1:1".parse().unwrap());
+    let (m, mut rx) = start(&mut ns[0], vec![raw], opts());
+    let hello_again = encode_to_vec(
+        &Frame::new(
+            CLUSTER,
+            FrameBody::Hello {
+                node_id: raw_id.into(),
+                nonce: vec![0; NONCE_BYTES],
+            },
+        ),
+        1 << 20,
+    )
+    .unwrap();
+    let wrong_cluster = encode_to_vec(
+        &Frame::new("OTHER", FrameBody::HeartbeatAck { seq: 1 }),
+        1 << 20,
+    )
+    .unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage", vec![0, 0, 0, 3, 0xc1, 0xc1, 0xc1], "malformed"),
+        (
+            "oversized prefix",
+            vec![0x7f, 0xff, 0xff, 0xff],
+            "exceeds frame_size_max",
+        ),
+        ("second Hello", hello_again, "Hello after the handshake"),
+        ("wrong cluster", wrong_cluster, "OTHER"),
+    ];
+    for (i, (name, bytes, expect)) in cases.iter().enumerate() {
+        let (mut r, w) = raw_dial(&m).await;
+        wait_all_up(&mut rx, &[raw_id]).await;
+        let mut stream = w.into_inner();
+        stream.write_all(bytes).await.unwrap();
+        let reason = raw_close_reason(&mut r).await;
+        eprintln!("{name}: {reason}");
+        assert!(
+            reason.contains(expect),
+            "{name}: {reason:?} lacks {expect:?}"
+        );
+        assert!(
+            wait_down(&mut rx, raw_id, SOON).await,
+            "{name}: no PeerDown"
+        );
+        assert_eq!(m.stats().bad_frames, i as u64 + 1, "{name}");
+    }
+    m.shutdown().await;
+}

@@ -189,6 +189,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.out.len()
     }
 
+    /// The stream half, for tests that write raw bytes after a handshake.
+    pub fn into_inner(self) -> W {
+        self.wr
+    }
+
     /// Best-effort shutdown of the write side.
     pub async fn close(&mut self) {
         let _ = tokio::time::timeout(self.rw_timeout, self.wr.shutdown()).await;

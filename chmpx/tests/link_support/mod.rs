@@ -6,8 +6,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chmpx::link::conn::{FrameReader, FrameWriter};
+use chmpx::link::handshake::{self, HandshakeCtx};
 use chmpx::link::{LinkEvent, LinkHandle, LinkManager, LinkOptions, PeerSpec};
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 pub const CLUSTER: &str = "LINKTEST";
@@ -113,4 +116,42 @@ pub async fn wait_down(rx: &mut mpsc::Receiver<LinkEvent>, id: &str, within: Dur
     )
     .await
     .is_some()
+}
+
+/// A raw peer "127.0.0.1:1" (lower id, so it is the dialer) that handshakes by hand.
+pub async fn raw_dial(
+    m: &LinkHandle,
+) -> (
+    FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+) {
+    let o = opts();
+    let addr = m.local_addr().unwrap();
+    let ctx = HandshakeCtx {
+        self_id: "127.0.0.1:1",
+        self_listens: true,
+        cluster: &o.cluster,
+        secret: None,
+    };
+    let (rd, wr) = TcpStream::connect(addr).await.unwrap().into_split();
+    let mut r = FrameReader::new(rd, o.frame_size_max, &o.cluster);
+    let mut w = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
+    handshake::dial(&ctx, &PeerSpec::server(m.self_id(), addr), &mut r, &mut w)
+        .await
+        .unwrap();
+    (r, w)
+}
+
+/// Reads frames until a Close; returns its reason.
+pub async fn raw_close_reason(r: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>) -> String {
+    loop {
+        match tokio::time::timeout(SOON, r.read_frame()).await {
+            Ok(Ok((frame, _))) => {
+                if let chmpx::link::FrameBody::Close { reason } = frame.body {
+                    return reason;
+                }
+            }
+            other => panic!("no Close frame: {other:?}"),
+        }
+    }
 }
