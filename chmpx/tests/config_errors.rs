@@ -160,6 +160,7 @@ fn cross_entry_conflicts() {
     // Random delivery cannot keep replicas: refused.
     let (msg, _) = err(&GOOD.replace("REPLICA = 1", "DELIVERMODE = random"));
     assert_names(&msg, 3, "GLOBAL", "DELIVERMODE");
+    assert!(msg.contains("cannot keep replicas"), "{msg}");
 }
 
 #[test]

@@ -219,6 +219,17 @@ fn absent_keys_get_the_documented_defaults() {
     assert_eq!(doc(SectionKind::SvrNode, "PORT"), "GLOBAL PORT");
 }
 
+/// The example in the README's "The file" section is a valid config.
+#[test]
+fn readme_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/README.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("```ini\n").expect("an ini example") + "```ini\n".len();
+    let end = start + text[start..].find("```").expect("end of the example");
+    let c = Config::parse_str(&text[start..end], "README.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.servers.len(), 3);
+}
+
 /// Prints the key tables of conf/README.md from the registry.
 #[test]
 #[ignore = "run by hand to regenerate the README tables"]

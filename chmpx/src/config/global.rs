@@ -142,7 +142,8 @@ impl Global {
                 "server",
             )?),
         };
-        r.choice("DELIVERMODE", &[("hash", ())], "hash")?;
+        r.choice("DELIVERMODE", &[("hash", ())], "hash")
+            .map_err(|_| r.bad("DELIVERMODE", "hash (dkc routes by key hash only: CHMPX's random delivery cannot keep replicas)"))?;
         let max_chmpx = r.u32_or("MAXCHMPX", 1, MAXCHMPX_MAX, MAXCHMPX_DEFAULT)?;
         let replica = r
             .u32_or("REPLICA", 0, max_chmpx - 1, REPLICA_DEFAULT)

@@ -98,6 +98,25 @@ fn locate(text: &str) -> Located {
 
 /// Parses `text`; `file` is used only in error messages.
 pub(crate) fn read(text: &str, file: &Path) -> Result<RawDoc, ConfigError> {
+    // rust-ini refuses text after a header but reports it a line late and
+    // vaguely; catch it here with the right line.
+    for (index, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim();
+        if let Some(rest) = trimmed.strip_prefix('[') {
+            if let Some((_, after)) = rest.split_once(']') {
+                if !after.trim().is_empty() {
+                    return Err(ConfigError::Syntax {
+                        file: file.to_path_buf(),
+                        line: index + 1,
+                        message: format!(
+                            "text after the section header: \"{}\"; put comments on their own line",
+                            after.trim()
+                        ),
+                    });
+                }
+            }
+        }
+    }
     let option = ParseOption {
         enabled_quote: false,
         enabled_escape: false,
@@ -204,6 +223,16 @@ mod tests {
     fn key_before_section_is_an_error() {
         let err = read("\nGROUP = x\n[GLOBAL]\n", Path::new("t.ini")).unwrap_err();
         assert!(err.to_string().starts_with("t.ini:2: GROUP"), "{err}");
+    }
+
+    #[test]
+    fn text_after_a_header_is_refused_at_its_line() {
+        let err = read("\n[GLOBAL]   # once\nGROUP = a\n", Path::new("t.ini")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("t.ini:2: INI syntax error: text after the section header"),
+            "{err}"
+        );
     }
 
     #[test]
