@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use dkc_client::memcached::limits::{
     Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT, ITEM_SIZE_MAX_DEFAULT,
-    ITEM_SIZE_MAX_MAX, ITEM_SIZE_MAX_MIN,
+    ITEM_SIZE_MAX_MAX, ITEM_SIZE_MAX_MIN, STORAGE_TIMEOUT_MS_DEFAULT,
 };
 use dkc_client::memcached::{MemoryStorage, Server, ServerConfig};
 
@@ -41,6 +41,9 @@ struct Args {
     /// Close connections idle this long (0: never).
     #[arg(long = "idle-timeout-secs", default_value_t = IDLE_TIMEOUT_SECS_DEFAULT)]
     idle_timeout_secs: u64,
+    /// Longest wait for the storage on one request before answering SERVER_ERROR.
+    #[arg(long = "storage-timeout-ms", default_value_t = STORAGE_TIMEOUT_MS_DEFAULT)]
+    storage_timeout_ms: u64,
 }
 
 fn parse_size(text: &str) -> anyhow::Result<usize> {
@@ -77,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         connections_max: args.connections_max.max(1),
         idle_timeout: (args.idle_timeout_secs > 0)
             .then(|| Duration::from_secs(args.idle_timeout_secs)),
+        storage_timeout: Duration::from_millis(args.storage_timeout_ms.max(1)),
     };
     let addr = SocketAddr::new(args.listen, args.port);
     let (listener, local) = dkc_client::memcached::server::bind(addr)

@@ -102,6 +102,7 @@ pub async fn execute<S: Storage>(
             keys,
             with_cas,
             touch_exptime,
+            end,
         } => {
             let now = storage.now_secs();
             let options = GetOptions {
@@ -140,7 +141,9 @@ pub async fn execute<S: Storage>(
                         out.put_slice(&item.value);
                         out.put_slice(b"\r\n");
                     }
-                    line(out, "END");
+                    if end {
+                        line(out, "END");
+                    }
                 }
             }
         }
@@ -610,5 +613,94 @@ async fn execute_meta<S: Storage>(
                 Ok(ArithOutcome::Exists) => status_line(out, "EX", &common),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::memcached::limits::Limits;
+    use crate::memcached::memory::{ManualClock, MemoryStorage};
+    use crate::memcached::text::decode;
+
+    /// Runs every request in `input` and returns the replies.
+    async fn run(storage: &MemoryStorage, input: &[u8]) -> String {
+        let stats = ServerStats::new(1, 1);
+        let limits = Limits::default();
+        let mut out = BytesMut::new();
+        let mut at = 0;
+        while at < input.len() {
+            let frame = decode(&input[at..], &limits).expect("complete request");
+            at += frame.consumed + frame.swallow;
+            execute(frame.request, storage, &stats, &mut out).await;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    const START_SECS: u64 = 1_800_000_000;
+
+    fn storage() -> (Arc<ManualClock>, MemoryStorage) {
+        let clock = Arc::new(ManualClock::new(START_SECS));
+        let storage = MemoryStorage::new(clock.clone());
+        (clock, storage)
+    }
+
+    #[tokio::test]
+    async fn relative_expiry_follows_the_clock() {
+        let (clock, s) = storage();
+        assert_eq!(run(&s, b"set a 0 10 1\r\nx\r\n").await, "STORED\r\n");
+        clock.advance(9);
+        assert_eq!(run(&s, b"mg a t v\r\n").await, "VA 1 t1\r\nx\r\n");
+        clock.advance(1);
+        assert_eq!(run(&s, b"get a\r\n").await, "END\r\n");
+    }
+
+    #[tokio::test]
+    async fn absolute_and_negative_exptimes() {
+        let (clock, s) = storage();
+        let at = START_SECS + 100;
+        let set = format!("set a 0 {at} 1\r\nx\r\nset b 0 -1 1\r\ny\r\nget a b\r\n");
+        assert_eq!(
+            run(&s, set.as_bytes()).await,
+            "STORED\r\nSTORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n"
+        );
+        clock.advance(100);
+        assert_eq!(run(&s, b"get a\r\n").await, "END\r\n");
+        // An absolute time already past expires at once.
+        let past = format!("set c 0 {} 1\r\nz\r\nget c\r\n", START_SECS - 5);
+        assert_eq!(run(&s, past.as_bytes()).await, "STORED\r\nEND\r\n");
+    }
+
+    #[tokio::test]
+    async fn touch_gat_and_delayed_flush() {
+        let (clock, s) = storage();
+        run(&s, b"set a 0 5 1\r\nx\r\n").await;
+        assert_eq!(run(&s, b"touch a 100\r\n").await, "TOUCHED\r\n");
+        clock.advance(50);
+        assert_eq!(run(&s, b"gat 0 a\r\n").await, "VALUE a 0 1\r\nx\r\nEND\r\n");
+        assert_eq!(run(&s, b"mg a t\r\n").await, "HD t-1\r\n");
+        assert_eq!(run(&s, b"flush_all 10\r\n").await, "OK\r\n");
+        clock.advance(9);
+        assert_eq!(run(&s, b"mg a\r\n").await, "HD\r\n");
+        clock.advance(1);
+        assert_eq!(run(&s, b"mg a\r\n").await, "EN\r\n");
+    }
+
+    #[tokio::test]
+    async fn exptime_conversion() {
+        assert_eq!(expiry_from_exptime(0, 1000), Expiry::Never);
+        assert!(expiry_from_exptime(-1, 1000).is_expired(1000));
+        assert_eq!(expiry_from_exptime(30, 1000), Expiry::At(1030));
+        let month = EXPTIME_RELATIVE_SECS_MAX as i32;
+        assert_eq!(
+            expiry_from_exptime(month, 1000),
+            Expiry::At(1000 + month as u64)
+        );
+        assert_eq!(
+            expiry_from_exptime(month + 1, 1000),
+            Expiry::At(month as u64 + 1)
+        );
     }
 }

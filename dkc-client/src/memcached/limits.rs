@@ -34,12 +34,20 @@ pub const BATCH_REQUESTS_MAX: usize = 256;
 /// Reply bytes gathered before they are written out even in the middle of a batch.
 pub const REPLY_BUFFER_FLUSH_BYTES: usize = 256 * 1024;
 
+/// Keys fetched per step of a multi-get: the reply of each step is written out before the
+/// next, so a `get` of thousands of large items never sits in memory at once.
+pub const GET_KEYS_PER_STEP: usize = 16;
+
 /// Default connection limit (`-c`), as in memcached.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
 
 /// Default idle timeout in seconds (memcached's default is 0, none; a front of a cluster must
 /// not hold a slot forever for a client that sends half a command and goes away).
 pub const IDLE_TIMEOUT_SECS_DEFAULT: u64 = 300;
+
+/// Default time one request may wait for the storage before the client gets
+/// `SERVER_ERROR storage timed out` (a remote cluster must never hang a connection).
+pub const STORAGE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 
 /// Longest opaque (`O`) token in meta commands, as in memcached.
 pub const OPAQUE_LENGTH_MAX: usize = 32;
@@ -62,6 +70,7 @@ pub struct Limits {
     pub retrieval_line_length_max: usize,
     pub batch_requests_max: usize,
     pub reply_buffer_flush_bytes: usize,
+    pub get_keys_per_step: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +82,7 @@ impl Default for Limits {
             retrieval_line_length_max: RETRIEVAL_LINE_LENGTH_MAX,
             batch_requests_max: BATCH_REQUESTS_MAX,
             reply_buffer_flush_bytes: REPLY_BUFFER_FLUSH_BYTES,
+            get_keys_per_step: GET_KEYS_PER_STEP,
         }
     }
 }

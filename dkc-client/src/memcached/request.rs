@@ -15,6 +15,9 @@ pub enum Request {
         with_cas: bool,
         /// gat/gats: the new exptime.
         touch_exptime: Option<i32>,
+        /// Close the reply with `END`. False for all but the last step of a long multi-get,
+        /// which the server runs in steps so its reply is written out as it goes.
+        end: bool,
     },
     /// set/add/replace/append/prepend/cas.
     Store {
@@ -69,6 +72,23 @@ pub enum Request {
         noreply: bool,
     },
     Meta(super::meta::MetaRequest),
+}
+
+impl Request {
+    /// Whether the client asked for no reply (`noreply`, or meta `q`, whose successes are quiet).
+    pub fn is_noreply(&self) -> bool {
+        match self {
+            Request::Store { noreply, .. }
+            | Request::Delete { noreply, .. }
+            | Request::Arith { noreply, .. }
+            | Request::Touch { noreply, .. }
+            | Request::FlushAll { noreply, .. }
+            | Request::Acknowledge { noreply }
+            | Request::TooLarge { noreply, .. }
+            | Request::Reply { noreply, .. } => *noreply,
+            _ => false,
+        }
+    }
 }
 
 /// A decoded request and how many input bytes it used. `swallow` more bytes must be dropped

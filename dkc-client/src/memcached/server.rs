@@ -18,9 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::execute::{execute, Control};
-use super::limits::{Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT};
-use super::request::DecodeError;
+use super::execute::Control;
+use super::limits::{
+    Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT, STORAGE_TIMEOUT_MS_DEFAULT,
+};
+use super::request::{DecodeError, Request};
 use super::stats::{add, bump, ServerStats};
 use super::storage::Storage;
 use super::text::decode;
@@ -38,6 +40,8 @@ pub struct ServerConfig {
     pub connections_max: usize,
     /// `None`: no idle timeout.
     pub idle_timeout: Option<Duration>,
+    /// Longest wait for the storage on one request.
+    pub storage_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +50,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             connections_max: CONNECTIONS_MAX_DEFAULT,
             idle_timeout: Some(Duration::from_secs(IDLE_TIMEOUT_SECS_DEFAULT)),
+            storage_timeout: Duration::from_millis(STORAGE_TIMEOUT_MS_DEFAULT),
         }
     }
 }
@@ -193,9 +198,35 @@ pub async fn serve_connection<S: Storage>(
             input.advance(frame.consumed);
             swallow = frame.swallow;
             executed += 1;
-            if execute(frame.request, storage, stats, &mut output).await == Control::Close {
-                close = true;
-                break;
+            match frame.request {
+                Request::Get {
+                    keys,
+                    with_cas,
+                    touch_exptime,
+                    end,
+                } if keys.len() > limits.get_keys_per_step => {
+                    let steps = keys.len().div_ceil(limits.get_keys_per_step);
+                    for (index, step) in keys.chunks(limits.get_keys_per_step).enumerate() {
+                        let request = Request::Get {
+                            keys: step.to_vec(),
+                            with_cas,
+                            touch_exptime,
+                            end: end && index + 1 == steps,
+                        };
+                        execute(request, storage, stats, &mut output, config.storage_timeout).await;
+                        if output.len() >= limits.reply_buffer_flush_bytes {
+                            flush(&mut stream, &mut output, stats, config).await?;
+                        }
+                    }
+                }
+                request => {
+                    if execute(request, storage, stats, &mut output, config.storage_timeout).await
+                        == Control::Close
+                    {
+                        close = true;
+                        break;
+                    }
+                }
             }
         }
         flush(&mut stream, &mut output, stats, config).await?;
@@ -231,6 +262,40 @@ async fn flush(
     add(&stats.counters.bytes_written, output.len() as u64);
     output.clear();
     Ok(())
+}
+
+/// Executes one request, answering `SERVER_ERROR storage timed out` if the storage does not
+/// answer in time; a partial reply is dropped so the client never sees half an answer.
+async fn execute<S: Storage>(
+    request: Request,
+    storage: &S,
+    stats: &ServerStats,
+    output: &mut BytesMut,
+    timeout: Duration,
+) -> Control {
+    let mark = output.len();
+    let noreply = request.is_noreply();
+    match tokio::time::timeout(
+        timeout,
+        super::execute::execute(request, storage, stats, output),
+    )
+    .await
+    {
+        Ok(control) => control,
+        Err(_) => {
+            output.truncate(mark);
+            if !noreply {
+                output.extend_from_slice(
+                    format!(
+                        "SERVER_ERROR storage timed out after {} ms\r\n",
+                        timeout.as_millis()
+                    )
+                    .as_bytes(),
+                );
+            }
+            Control::Continue
+        }
+    }
 }
 
 /// Binds `addr` and returns the listener with its actual address (port 0 picks one).

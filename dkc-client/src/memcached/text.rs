@@ -228,6 +228,7 @@ fn decode_get(
             keys,
             with_cas,
             touch_exptime,
+            end: true,
         },
         used,
     )
