@@ -6,20 +6,20 @@
 //! [`CHILD_ENV`] set. The child opens the file and applies a deterministic stream of operations
 //! (set, overwrite, delete, delete leaving a tombstone) derived from a per-round seed, printing
 //! `ACK <n>` and flushing stdout after operation `n` returns. The parent sends SIGKILL after a
-//! seeded random delay, replays the same operation stream up to the last acknowledged `n` in a
-//! model, and compares every key: the last acknowledged operation on each key wins, and the one
+//! seeded random delay, replays the same operation stream up to the last acknowledged `n` on a
+//! memory-mode model store, and compares every key's raw record (value, flags, version,
+//! tombstone) and the item count: the last acknowledged operation on each key wins, and the one
 //! operation that may have been in flight (`n + 1`) may show either its old or its new state.
 //!
 //! Reproduce a failure with the printed seed:
 //! `K2HASH_CRASH_SEED=<seed> cargo test -p k2hash --release --test crash_kill`.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k2hash::{K2Hash, Meta, OpenOptions};
+use k2hash::{Decision, K2Hash, Meta, OpenOptions, Record};
 
 /// Set in the child: `<mode>|<sync 0/1>|<round seed>|<path>`.
 const CHILD_ENV: &str = "K2HASH_CRASH_CHILD";
@@ -73,14 +73,6 @@ impl Op {
     fn key(&self) -> &[u8] {
         match self {
             Op::Set { key, .. } | Op::Delete { key } | Op::DeleteTombstone { key, .. } => key,
-        }
-    }
-
-    /// The live value the key has after this op.
-    fn after(&self) -> Option<Vec<u8>> {
-        match self {
-            Op::Set { value, .. } => Some(value.clone()),
-            _ => None,
         }
     }
 }
@@ -269,14 +261,60 @@ fn run_child_round(
     reader.join().expect("reader thread")
 }
 
-/// The model: each key's live value (`None` = absent or deleted).
-type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+/// The model: a memory-mode store that replays exactly the acknowledged operations, so the
+/// comparison covers every field (value, flags, version, tombstone bit) without restating the
+/// engine's semantics here.
+struct Model {
+    store: K2Hash,
+}
+
+impl Model {
+    fn new() -> Model {
+        let store = OpenOptions::memory()
+            .background(false)
+            .open()
+            .expect("open the model store");
+        Model { store }
+    }
+
+    fn raw(&self, key: &[u8]) -> Option<Record> {
+        self.store.get_raw(key).expect("model get_raw")
+    }
+
+    fn apply(&self, op: &Op) {
+        apply(&self.store, op).expect("model op");
+    }
+
+    /// Forces `key` to `state` (the state the crashed file kept for the in-flight key).
+    fn put(&self, key: &[u8], state: Option<Record>) {
+        self.store
+            .update_raw(key, |_| {
+                let decision = match state {
+                    Some(record) => Decision::PutRecord(record),
+                    None => Decision::Remove {
+                        tombstone_version: None,
+                    },
+                };
+                (decision, ())
+            })
+            .expect("model put");
+    }
+}
+
+/// A short description of a raw record state for failure messages.
+fn describe(state: &Option<Record>) -> String {
+    match state {
+        None => "absent".to_string(),
+        Some(r) if r.tombstone => format!("tombstone v{}", r.version),
+        Some(r) => format!("{} bytes v{} flags {}", r.value.len(), r.version, r.flags),
+    }
+}
 
 fn check_after_kill(
     kind: FileKind,
     sync: bool,
     path: &Path,
-    model: &mut Model,
+    model: &Model,
     in_flight: &Op,
     context: &str,
 ) {
@@ -291,33 +329,42 @@ fn check_after_kill(
         "{context}: verify found problems: {:?}",
         report.problems
     );
+    // The in-flight operation may or may not have happened: both states are acceptable.
+    let in_flight_key = in_flight.key().to_vec();
+    let before = model.raw(&in_flight_key);
+    model.apply(in_flight);
+    let after = model.raw(&in_flight_key);
     for k in 0..KEY_SPACE {
         let key = key_of(k);
         let got = store
-            .get(&key)
-            .unwrap_or_else(|e| panic!("{context}: get failed: {e}"))
-            .map(|r| r.value);
-        let expected = model.get(&key).cloned().flatten();
-        if in_flight.key() == key.as_slice() {
-            let new = in_flight.after();
+            .get_raw(&key)
+            .unwrap_or_else(|e| panic!("{context}: get_raw failed: {e}"));
+        if key == in_flight_key {
             assert!(
-                got == expected || got == new,
-                "{context}: in-flight key {k}: got {:?} bytes, expected old {:?} or new {:?}",
-                got.as_ref().map(Vec::len),
-                expected.as_ref().map(Vec::len),
-                new.as_ref().map(Vec::len)
+                got == before || got == after,
+                "{context}: in-flight key {k}: got {}, expected {} (before) or {} (after)",
+                describe(&got),
+                describe(&before),
+                describe(&after)
             );
             // Whichever state survived is the truth from now on.
-            model.insert(key, got);
+            model.put(&key, got);
         } else {
+            let expected = model.raw(&key);
             assert!(
                 got == expected,
-                "{context}: key {k}: got {:?} bytes, expected {:?} bytes (acknowledged write lost)",
-                got.as_ref().map(Vec::len),
-                expected.as_ref().map(Vec::len)
+                "{context}: key {k}: got {}, expected {} (acknowledged state lost)",
+                describe(&got),
+                describe(&expected)
             );
         }
     }
+    let live = store.stats().items;
+    let model_live = model.store.stats().items;
+    assert_eq!(
+        live, model_live,
+        "{context}: item count differs from the model"
+    );
     store
         .close()
         .unwrap_or_else(|e| panic!("{context}: close failed: {e}"));
@@ -356,7 +403,7 @@ fn kill_rounds(kind: FileKind, sync: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("crash.k2h");
     let started = Instant::now();
-    let mut model = Model::new();
+    let model = Model::new();
     let mut total_acks = 0u64;
     let mut rounds_done = 0u64;
     let mut rounds_opened = 0u64;
@@ -370,8 +417,7 @@ fn kill_rounds(kind: FileKind, sync: bool) {
         let outcome = run_child_round(kind, sync, &path, round_seed, delay);
         let acked = outcome.last_ack.map_or(0, |a| a + 1);
         for n in 0..acked {
-            let op = op_at(round_seed, n);
-            model.insert(op.key().to_vec(), op.after());
+            model.apply(&op_at(round_seed, n));
         }
         let in_flight = op_at(round_seed, acked);
         let context = format!(
@@ -380,7 +426,7 @@ fn kill_rounds(kind: FileKind, sync: bool) {
         println!("{context}: opened={}", outcome.opened);
         // Until some child got past create there is no file to check.
         if path.exists() {
-            check_after_kill(kind, sync, &path, &mut model, &in_flight, &context);
+            check_after_kill(kind, sync, &path, &model, &in_flight, &context);
         }
         total_acks += acked;
         rounds_done += 1;
