@@ -243,8 +243,13 @@ fn attach_listener_killed_and_restarted_process_reattaches_by_itself() {
         t.elapsed()
     );
     let _echo2 = Echo::start(&cluster, &[]);
-    let r = a
-        .request(Route::AllServers, b"two", Duration::from_secs(10))
+    // The first call after the restart is async: it re-attaches off the runtime thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(a.request_async(Route::AllServers, b"two".to_vec(), Duration::from_secs(10)))
         .unwrap();
     assert_eq!(r.body, b"two");
     assert!(a.reattach_count() >= 1);
@@ -566,7 +571,10 @@ fn attach_server_role_receives_requests_and_its_replies_reach_the_client() {
                             };
                             senders[&attachment].send(&Envelope { msg_id, ..env }).unwrap();
                         }
-                        Kind::Event => {}
+                        Kind::Event => {
+                            let to = &senders[&server.expect("server attached first")];
+                            to.send(&env).unwrap();
+                        }
                     },
                     _ = &mut stop_rx => break,
                 }
@@ -583,6 +591,7 @@ fn attach_server_role_receives_requests_and_its_replies_reach_the_client() {
             .build()
             .unwrap();
         let mut served = 0;
+        let mut events = 0;
         while served < 100 {
             let got = if served % 2 == 0 {
                 server.recv(T).unwrap()
@@ -592,6 +601,11 @@ fn attach_server_role_receives_requests_and_its_replies_reach_the_client() {
             let Some(req) = got else {
                 panic!("no request within {T:?}");
             };
+            if req.kind == Kind::Event {
+                assert_eq!(req.body, b"event");
+                events += 1;
+                continue;
+            }
             assert_eq!(req.kind, Kind::Request);
             assert!(matches!(req.route, Route::Reply { .. }));
             let mut body = b"re:".to_vec();
@@ -599,8 +613,10 @@ fn attach_server_role_receives_requests_and_its_replies_reach_the_client() {
             server.reply(&req, &body).unwrap();
             served += 1;
         }
+        assert_eq!(events, 1, "the one-way event did not arrive exactly once");
     });
     let client = attach(&cluster);
+    client.send(Route::AllServers, b"event").unwrap();
     for i in 0..100u64 {
         let r = client
             .request(Route::HashFirst(i), format!("q{i}").as_bytes(), T)

@@ -279,7 +279,16 @@ impl Attachment {
         self.inner.check_body(body.len())?;
         self.inner.ensure_pump();
         let msg_id = self.inner.next_msg_id.fetch_add(1, Ordering::Relaxed);
-        let conn = self.inner.live_conn(deadline)?;
+        let conn = match self.inner.healthy_conn() {
+            Some(c) => c,
+            None => {
+                // Re-attaching waits for chmpx (handshake, backoff): keep it off the runtime.
+                let inner = self.inner.clone();
+                tokio::task::spawn_blocking(move || inner.live_conn(deadline))
+                    .await
+                    .map_err(|e| AttachError::Runtime(e.to_string()))??
+            }
+        };
         let (tx, rx) = oneshot::channel();
         {
             let mut d = lock(&self.inner.dispatch);
@@ -483,6 +492,16 @@ impl Inner {
             });
         }
         Ok(())
+    }
+
+    /// The current connection if it is healthy, without waiting.
+    fn healthy_conn(&self) -> Option<Arc<Conn>> {
+        lock(&self.conn)
+            .as_ref()
+            .filter(|c| {
+                !c.broken.load(Ordering::Acquire) && c.seg.state() == SegmentState::Accepted
+            })
+            .cloned()
     }
 
     /// The current connection if healthy; otherwise attaches again (backoff until `deadline`).
