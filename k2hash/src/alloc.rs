@@ -21,14 +21,14 @@ struct Arena {
     large: BTreeMap<u64, Vec<u64>>,
     chunk_cur: u64,
     chunk_end: u64,
+    /// Bytes in this arena's free lists and unused chunk.
+    free_bytes: u64,
 }
 
 pub(crate) struct Alloc {
     arenas: Vec<Mutex<Arena>>,
     tail: Mutex<u64>,
     granule: u64,
-    /// Bytes in free lists and unused arena chunks (not counting the file's unused tail).
-    pub(crate) free_bytes: AtomicU64,
     tail_pos: AtomicU64,
 }
 
@@ -40,6 +40,7 @@ impl Arena {
             large: BTreeMap::new(),
             chunk_cur: 0,
             chunk_end: 0,
+            free_bytes: 0,
         }
     }
 
@@ -93,9 +94,13 @@ impl Alloc {
                 .collect(),
             tail: Mutex::new(tail),
             granule: g,
-            free_bytes: AtomicU64::new(0),
             tail_pos: AtomicU64::new(tail),
         }
+    }
+
+    /// Bytes in free lists and unused arena chunks (not counting the file's unused tail).
+    pub(crate) fn free_bytes(&self) -> u64 {
+        self.arenas.iter().map(|a| a.lock().free_bytes).sum()
     }
 
     /// First never-allocated byte.
@@ -111,7 +116,7 @@ impl Alloc {
         let mut ar = self.arenas[a % ARENA_COUNT].lock();
         // Holes larger than a small class are kept whole in the large map.
         ar.push(self.granule, off, len);
-        self.free_bytes.fetch_add(len, Ordering::Relaxed);
+        ar.free_bytes += len;
     }
 
     /// Allocates `len` bytes (a multiple of the granule) for arena `a`.
@@ -127,10 +132,9 @@ impl Alloc {
         }
         .or_else(|| ar.pop_large_at_least(len));
         if let Some((off, have)) = found {
-            self.free_bytes.fetch_sub(have, Ordering::Relaxed);
+            ar.free_bytes -= len;
             if have > len {
                 ar.push(g, off + len, have - len);
-                self.free_bytes.fetch_add(have - len, Ordering::Relaxed);
             }
             return Ok(off);
         }
@@ -143,13 +147,13 @@ impl Alloc {
             }
             let want = len.max(ARENA_CHUNK_BYTES);
             let start = self.take_tail(region, want, g)?;
-            self.free_bytes.fetch_add(want, Ordering::Relaxed);
+            ar.free_bytes += want;
             ar.chunk_cur = start;
             ar.chunk_end = start + want;
         }
         let off = ar.chunk_cur;
         ar.chunk_cur += len;
-        self.free_bytes.fetch_sub(len, Ordering::Relaxed);
+        ar.free_bytes -= len;
         Ok(off)
     }
 
@@ -164,7 +168,7 @@ impl Alloc {
             if gap.is_multiple_of(self.granule) {
                 let mut ar = self.arenas[0].lock();
                 ar.push(self.granule, *t, gap);
-                self.free_bytes.fetch_add(gap, Ordering::Relaxed);
+                ar.free_bytes += gap;
             }
         }
         *t = start + len;

@@ -5,7 +5,6 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::types::Cursor;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Records copied per scan batch.
@@ -48,8 +47,8 @@ pub(crate) fn compact_open(
             "compaction target {dst:?} already exists"
         )));
     }
-    let total = src.counters.items.load(Ordering::Relaxed)
-        + src.counters.tombstones.load(Ordering::Relaxed);
+    let st = src.stats();
+    let total = st.items + st.tombstones;
     let out = crate::OpenOptions::full_map(dst)
         .create(true)
         .background(false)

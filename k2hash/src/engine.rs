@@ -34,6 +34,18 @@ pub(crate) struct Table {
     pub(crate) bits: u32,
     pub(crate) used: u64,
     pub(crate) deleted: u64,
+    /// Counters of this shard's records (kept per shard so writers share no cache line).
+    pub(crate) k: ShardCounters,
+}
+
+/// Per-shard record counters, changed only under the shard's write lock.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ShardCounters {
+    pub(crate) items: u64,
+    pub(crate) tombstones: u64,
+    pub(crate) live_bytes: u64,
+    pub(crate) used_bytes: u64,
+    pub(crate) expiring: u64,
 }
 
 impl Table {
@@ -60,11 +72,6 @@ pub(crate) struct Cell {
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) items: AtomicU64,
-    pub(crate) tombstones: AtomicU64,
-    pub(crate) live_bytes: AtomicU64,
-    pub(crate) used_bytes: AtomicU64,
-    pub(crate) expiring: AtomicU64,
     pub(crate) grows: AtomicU64,
 }
 
@@ -94,6 +101,8 @@ pub(crate) struct Engine {
 pub(crate) struct Loc<'a> {
     pub(crate) hdr: RecHeader,
     pub(crate) bytes: &'a [u8],
+    /// True when `bytes` holds the whole record (checksum verified), not just header + key.
+    pub(crate) full: bool,
 }
 
 impl<'a> Loc<'a> {
@@ -103,13 +112,19 @@ impl<'a> Loc<'a> {
     }
     #[inline]
     pub(crate) fn value(&self) -> &'a [u8] {
+        debug_assert!(self.full, "value of a header-only record view");
         let s = REC_HEADER_BYTES + self.hdr.key_len as usize;
-        &self.bytes[s..s + self.hdr.value_len as usize]
+        self.bytes
+            .get(s..s + self.hdr.value_len as usize)
+            .unwrap_or(&[])
     }
     #[inline]
     pub(crate) fn subkeys_raw(&self) -> &'a [u8] {
+        debug_assert!(self.full, "subkeys of a header-only record view");
         let s = REC_HEADER_BYTES + self.hdr.key_len as usize + self.hdr.value_len as usize;
-        &self.bytes[s..s + self.hdr.subkeys_len as usize]
+        self.bytes
+            .get(s..s + self.hdr.subkeys_len as usize)
+            .unwrap_or(&[])
     }
 }
 
@@ -117,6 +132,8 @@ impl<'a> Loc<'a> {
 pub(crate) struct Probe {
     /// Slot position and record offset of the key, if present.
     pub(crate) found: Option<(u64, u64)>,
+    /// Header of the found record.
+    pub(crate) hdr: Option<RecHeader>,
     /// Where an insert would go (first deleted slot on the path, else the empty slot).
     pub(crate) insert_at: u64,
 }
@@ -251,6 +268,7 @@ impl Engine {
                         bits: 0,
                         used: 0,
                         deleted: 0,
+                        k: ShardCounters::default(),
                     }),
                 })
                 .collect(),
@@ -321,6 +339,7 @@ impl Engine {
                 bits: g.table_bits,
                 used: 0,
                 deleted: 0,
+                k: ShardCounters::default(),
             };
         }
         if self.sync {
@@ -350,7 +369,7 @@ impl Engine {
         for i in 0..self.shards.len() {
             let doff = HEADER_BYTES + i as u64 * DIR_ENTRY_BYTES;
             let e = self.region.word(doff)?.load(Ordering::Acquire);
-            let (off, bits) = dir_entry_parts(e);
+            let (off, bits) = dir_entry_parts(e).unwrap_or((0, 0));
             let tb = if (TABLE_BITS_MIN..=TABLE_BITS_MAX).contains(&bits) {
                 table_bytes(bits, self.granule)
             } else {
@@ -373,6 +392,7 @@ impl Engine {
                 bits,
                 used: 0,
                 deleted: 0,
+                k: ShardCounters::default(),
             };
             let mut buf = Vec::new();
             for pos in 0..(1u64 << bits) {
@@ -386,11 +406,16 @@ impl Engine {
                     continue;
                 }
                 let (roff, tag) = slot_parts(s);
-                match self.check_slot_record(i, roff, tag, &mut buf) {
+                match self
+                    .check_slot_record(i, roff, tag, &mut buf)
+                    .and_then(|r| {
+                        self.check_reachable(&t, r.0.key_hash, pos, roff)
+                            .map(|()| r)
+                    }) {
                     Ok((hdr, key_term)) => {
                         t.used += 1;
                         blocks.push((roff, hdr.block_bytes as u64));
-                        self.account(hdr.key_hash, &hdr, key_term, true);
+                        self.account(&mut t, hdr.key_hash, &hdr, key_term, true);
                     }
                     Err(err) => {
                         report(
@@ -438,6 +463,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Checks that a probe for `hash` reaches slot `pos` (no empty slot between its home and
+    /// it): otherwise the key would be silently invisible.
+    pub(crate) fn check_reachable(&self, t: &Table, hash: u64, pos: u64, roff: u64) -> Result<()> {
+        let mask = t.mask();
+        let mut p = home_slot(hash, mask);
+        while p != pos {
+            if self.region.slot(t.slot_off(p)).load(Ordering::Acquire) == SLOT_EMPTY {
+                return Err(Error::corrupted(
+                    "record unreachable from its home slot (index damaged)",
+                    roff,
+                ));
+            }
+            p = (p + 1) & mask;
+        }
+        Ok(())
+    }
+
     /// Checks the record a slot points to; returns its header and digest term.
     fn check_slot_record(
         &self,
@@ -466,31 +508,44 @@ impl Engine {
 
     /// Adds (or with `add == false` removes) one record's contribution to counters and cells.
     #[inline]
-    pub(crate) fn account(&self, hash: u64, hdr: &RecHeader, term: u64, add: bool) {
+    pub(crate) fn account(&self, t: &mut Table, hash: u64, hdr: &RecHeader, term: u64, add: bool) {
         let c = &self.cells[(hash >> (64 - DIGEST_CELL_BITS)) as usize];
-        let k = &self.counters;
         let bytes = hdr.key_len as u64 + hdr.value_len as u64 + hdr.subkeys_len as u64;
-        let f = |a: &AtomicU64, v: u64| {
-            if add {
-                a.fetch_add(v, Ordering::Relaxed);
-            } else {
-                a.fetch_sub(v, Ordering::Relaxed);
-            }
+        // The caller holds the shard's write lock, and a cell lies in one shard: plain
+        // load/store (no locked read-modify-write) is enough.
+        let cell = |a: &AtomicU64, v: u64| {
+            let x = a.load(Ordering::Relaxed);
+            a.store(
+                if add {
+                    x.wrapping_add(v)
+                } else {
+                    x.wrapping_sub(v)
+                },
+                Ordering::Relaxed,
+            );
         };
-        f(&c.count, 1);
-        f(&c.hash, term);
+        cell(&c.count, 1);
+        cell(&c.hash, term);
+        let f = |a: &mut u64, v: u64| {
+            *a = if add {
+                a.wrapping_add(v)
+            } else {
+                a.wrapping_sub(v)
+            };
+        };
+        let k = &mut t.k;
         f(
             if hdr.tombstone {
-                &k.tombstones
+                &mut k.tombstones
             } else {
-                &k.items
+                &mut k.items
             },
             1,
         );
-        f(&k.live_bytes, bytes);
-        f(&k.used_bytes, hdr.block_bytes as u64);
+        f(&mut k.live_bytes, bytes);
+        f(&mut k.used_bytes, hdr.block_bytes as u64);
         if hdr.expire_at != 0 {
-            f(&k.expiring, 1);
+            f(&mut k.expiring, 1);
         }
     }
 
@@ -523,12 +578,24 @@ impl Engine {
             &buf[..]
         };
         let hdr = decode_rec_header(hb, off, size, self.granule)?;
+        self.loc_with(off, hdr, full, buf)
+    }
+
+    /// Like `rec_at` for a record whose header was already decoded and checked.
+    #[inline]
+    pub(crate) fn loc_with<'a>(
+        &'a self,
+        off: u64,
+        hdr: RecHeader,
+        full: bool,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<Loc<'a>> {
         let len = if full {
             hdr.used_bytes() as usize
         } else {
             REC_HEADER_BYTES + hdr.key_len as usize
         };
-        let bytes = if mapped {
+        let bytes = if self.region.mode != Mode::IndexMap {
             self.region.slice(off, len)?
         } else {
             self.region.pread_into(off, len, buf)?;
@@ -537,7 +604,7 @@ impl Engine {
         if full && rec_checksum(hdr.block_bytes, bytes) != hdr.checksum {
             return Err(Error::corrupted("record checksum mismatch", off));
         }
-        Ok(Loc { hdr, bytes })
+        Ok(Loc { hdr, bytes, full })
     }
 
     /// Finds `key` (hash `h`) in table `t`.
@@ -545,13 +612,14 @@ impl Engine {
     pub(crate) fn probe(&self, t: &Table, h: u64, key: &[u8], buf: &mut Vec<u8>) -> Result<Probe> {
         let mask = t.mask();
         let tag = tag_of(h);
-        let mut pos = h & mask;
+        let mut pos = home_slot(h, mask);
         let mut first_deleted = None;
         for _ in 0..=mask {
             let s = self.region.slot(t.slot_off(pos)).load(Ordering::Acquire);
             if s == SLOT_EMPTY {
                 return Ok(Probe {
                     found: None,
+                    hdr: None,
                     insert_at: first_deleted.unwrap_or(pos),
                 });
             }
@@ -564,6 +632,7 @@ impl Engine {
                     if loc.hdr.key_hash == h && loc.key() == key {
                         return Ok(Probe {
                             found: Some((pos, roff)),
+                            hdr: Some(loc.hdr),
                             insert_at: pos,
                         });
                     }
@@ -574,6 +643,7 @@ impl Engine {
         match first_deleted {
             Some(p) => Ok(Probe {
                 found: None,
+                hdr: None,
                 insert_at: p,
             }),
             None => Err(Error::corrupted("index table has no empty slot", t.off)),
@@ -609,6 +679,7 @@ impl Engine {
             bits,
             used: 0,
             deleted: 0,
+            k: t.k,
         };
         let nmask = nt.mask();
         let mut buf = Vec::new();
@@ -618,9 +689,14 @@ impl Engine {
             if s == SLOT_EMPTY || s == SLOT_DELETED {
                 continue;
             }
-            let (roff, _) = slot_parts(s);
-            let hdr = self.rec_at(roff, false, &mut buf)?.hdr;
-            let mut p = hdr.key_hash & nmask;
+            let (roff, tag) = slot_parts(s);
+            // Up to 16 table bits the home slot is a function of the tag alone, so most
+            // growth never touches the records.
+            let mut p = if bits <= TAG_BITS {
+                tag & nmask
+            } else {
+                home_slot(self.rec_at(roff, false, &mut buf)?.hdr.key_hash, nmask)
+            };
             while self.region.slot(nt.slot_off(p)).load(Ordering::Relaxed) != SLOT_EMPTY {
                 p = (p + 1) & nmask;
             }
@@ -640,6 +716,7 @@ impl Engine {
             bits,
             used,
             deleted: 0,
+            k: t.k,
         };
         self.alloc.free(si, old.0, old.1);
         self.counters.grows.fetch_add(1, Ordering::Relaxed);
@@ -694,24 +771,23 @@ impl Engine {
     }
 
     pub(crate) fn stats(&self) -> crate::types::Stats {
-        let k = &self.counters;
-        let mut slots = 0;
+        let mut st = crate::types::Stats {
+            shards: self.shards.len() as u64,
+            ..Default::default()
+        };
         for s in &self.shards {
-            slots += 1u64 << s.t.read().bits;
+            let t = s.t.read();
+            st.index_slots += 1u64 << t.bits;
+            st.items += t.k.items;
+            st.tombstones += t.k.tombstones;
+            st.live_bytes += t.k.live_bytes;
+            st.used_bytes += t.k.used_bytes;
         }
         let size = self.region.size();
-        crate::types::Stats {
-            items: k.items.load(Ordering::Relaxed),
-            tombstones: k.tombstones.load(Ordering::Relaxed),
-            live_bytes: k.live_bytes.load(Ordering::Relaxed),
-            used_bytes: k.used_bytes.load(Ordering::Relaxed),
-            file_size: size,
-            free_bytes: self.alloc.free_bytes.load(Ordering::Relaxed)
-                + size.saturating_sub(self.alloc.tail()),
-            shards: self.shards.len() as u64,
-            index_slots: slots,
-            grows: k.grows.load(Ordering::Relaxed),
-        }
+        st.file_size = size;
+        st.free_bytes = self.alloc.free_bytes() + size.saturating_sub(self.alloc.tail());
+        st.grows = self.counters.grows.load(Ordering::Relaxed);
+        st
     }
 
     pub(crate) fn verify(&self) -> Result<VerifyReport> {

@@ -61,24 +61,35 @@ const _: () = assert!(HDR_END as u64 <= HEADER_BYTES);
 pub const DIRTY_OPEN: u32 = 1;
 
 // ----- shard directory ---------------------------------------------------------------------
-/// Bytes of one directory entry: `table_offset | table_bits` (offset 64-aligned, bits in the
-/// low 6 bits). Published with one aligned 8-byte store.
+/// Bytes of one directory entry: `check << 48 | table_offset | table_bits` (offset 64-aligned
+/// and below 2^48, bits in the low 6 bits, a 16-bit check of the low 48 bits on top so a
+/// damaged entry is detected). Published with one aligned 8-byte store.
 pub const DIR_ENTRY_BYTES: u64 = 8;
 /// Alignment of shard tables.
 pub const TABLE_ALIGN_BYTES: u64 = 64;
 const _: () = assert!(TABLE_ALIGN_BYTES >= 64 && TABLE_ALIGN_BYTES.is_power_of_two());
+const DIR_LOW_MASK: u64 = (1 << 48) - 1;
+
+const fn dir_check(low: u64) -> u64 {
+    (low.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5A5A) >> 48
+}
 
 /// Packs a directory entry.
 pub const fn dir_entry(table_offset: u64, bits: u32) -> u64 {
-    table_offset | bits as u64
+    let low = table_offset | bits as u64;
+    (dir_check(low) << 48) | low
 }
 
-/// Unpacks a directory entry into `(table_offset, bits)`.
-pub const fn dir_entry_parts(e: u64) -> (u64, u32) {
-    (
-        e & !(TABLE_ALIGN_BYTES - 1),
-        (e & (TABLE_ALIGN_BYTES - 1)) as u32,
-    )
+/// Unpacks a directory entry into `(table_offset, bits)`; `None` if its check fails.
+pub const fn dir_entry_parts(e: u64) -> Option<(u64, u32)> {
+    let low = e & DIR_LOW_MASK;
+    if dir_check(low) != e >> 48 {
+        return None;
+    }
+    Some((
+        low & !(TABLE_ALIGN_BYTES - 1),
+        (low & (TABLE_ALIGN_BYTES - 1)) as u32,
+    ))
 }
 
 /// Where the data area starts for `shard_bits`.
@@ -101,13 +112,23 @@ pub const SLOT_OFFSET_MASK: u64 = (1 << SLOT_OFFSET_BITS) - 1;
 /// The 16 tag bits are key-hash bits 32..48 (never used for slot position or shard).
 pub const TAG_SHIFT: u32 = 32;
 const _: () = assert!(SLOT_OFFSET_BITS + 16 == 64);
-const _: () = assert!(crate::limits::TABLE_BITS_MAX <= TAG_SHIFT);
-const _: () = assert!(TAG_SHIFT + 16 + crate::limits::SHARD_BITS_MAX <= 64);
+const _: () = assert!(crate::limits::TABLE_BITS_MAX <= 32);
+const _: () = assert!(TAG_SHIFT + TAG_BITS + crate::limits::SHARD_BITS_MAX <= 64);
+
+/// Bits in a slot tag.
+pub const TAG_BITS: u32 = 16;
+
+/// The home slot of a key hash in a table of `mask + 1` slots: the tag bits first (so a table
+/// of up to 2^16 slots can be rebuilt from the slots alone), then the low hash bits above them.
+#[inline]
+pub const fn home_slot(hash: u64, mask: u64) -> u64 {
+    (tag_of(hash) | (hash << TAG_BITS)) & mask
+}
 
 /// The tag of a key hash.
 #[inline]
 pub const fn tag_of(hash: u64) -> u64 {
-    (hash >> TAG_SHIFT) & 0xFFFF
+    (hash >> TAG_SHIFT) & ((1 << TAG_BITS) - 1)
 }
 
 /// Packs a slot.
@@ -418,6 +439,12 @@ pub fn decode_header(h: &[u8], file_size: u64) -> Result<Geometry> {
         return Err(Error::corrupted(
             "header checksum mismatch",
             HDR_CHECKSUM as u64,
+        ));
+    }
+    if rd_u32(h, HDR_RESERVED1) != 0 {
+        return Err(Error::corrupted(
+            "reserved header field not zero",
+            HDR_RESERVED1 as u64,
         ));
     }
     let g = Geometry {

@@ -121,11 +121,12 @@ impl Engine {
         let t = self.shards[self.shard_of(h)].t.read();
         let mut buf = Vec::new();
         let p = self.probe(&t, h, key, &mut buf)?;
-        let Some((_, off)) = p.found else {
+        let (Some((_, off)), Some(hdr)) = (p.found, p.hdr) else {
             return Ok(None);
         };
-        let loc = self.rec_at(off, true, &mut buf)?;
-        if !raw && !self.is_live(&loc.hdr) {
+        // Checksum first: a damaged expiry or tombstone bit must not hide a record silently.
+        let loc = self.loc_with(off, hdr, true, &mut buf)?;
+        if !raw && !self.is_live(&hdr) {
             return Ok(None);
         }
         let subkeys_raw = loc.subkeys_raw();
@@ -152,6 +153,7 @@ impl Engine {
     pub(crate) fn modify<'v, T>(
         &self,
         key: &[u8],
+        full: bool,
         f: impl FnOnce(Option<&Cur<'_>>) -> Result<(Action<'v>, T)>,
     ) -> Result<T> {
         check_key(key)?;
@@ -164,13 +166,16 @@ impl Engine {
         self.maybe_grow(si, &mut t)?;
         let mut buf = Vec::new();
         let p = self.probe(&t, h, key, &mut buf)?;
-        let cur = match p.found {
-            Some((_, off)) => {
-                let loc = self.rec_at(off, true, &mut buf)?;
+        let cur = match (p.found, p.hdr) {
+            (Some((_, off)), Some(hdr)) => {
+                // The whole record is read and its checksum verified whenever the outcome
+                // depends on it; a plain `set` (full == false) only needs the header, unless a
+                // subkey list must be carried over.
+                let loc = self.loc_with(off, hdr, full || hdr.subkeys_len > 0, &mut buf)?;
                 let live = self.is_live(&loc.hdr);
                 Some(Cur { loc, live })
             }
-            None => None,
+            _ => None,
         };
         let (action, out) = f(cur.as_ref())?;
         let old = cur
@@ -252,7 +257,18 @@ impl Engine {
                     let mut s = s.borrow_mut();
                     encode_record(&fields, bb32, &mut s);
                     self.region.write(off, &s, true)?;
-                    decode_rec_header(&s, off, self.region.size(), self.granule)
+                    Ok(RecHeader {
+                        block_bytes: bb32,
+                        checksum: 0,
+                        key_hash: h,
+                        version: meta.version,
+                        expire_at: meta.expire_at,
+                        flags: meta.flags,
+                        key_len: key.len() as u16,
+                        tombstone,
+                        value_len: value.len() as u32,
+                        subkeys_len: sk.len() as u32,
+                    })
                 });
                 let hdr = match hdr {
                     Ok(hdr) => hdr,
@@ -293,10 +309,16 @@ impl Engine {
             _ => {}
         }
         if let Some((ohdr, _)) = &old {
-            self.account(h, ohdr, crate::digest_term(key, ohdr.version), false);
+            self.account(
+                &mut t,
+                h,
+                ohdr,
+                crate::digest_term(key, ohdr.version),
+                false,
+            );
         }
         if let Some(nh) = &new_hdr {
-            self.account(h, nh, crate::digest_term(key, nh.version), true);
+            self.account(&mut t, h, nh, crate::digest_term(key, nh.version), true);
         }
         if self.sync {
             drop(t);
@@ -310,7 +332,7 @@ impl Engine {
     }
 
     pub(crate) fn set(&self, key: &[u8], value: &[u8], meta: Meta) -> Result<()> {
-        self.modify(key, |_| {
+        self.modify(key, false, |_| {
             Ok((
                 Action::Write {
                     value: Some(Cow::Borrowed(value)),
@@ -327,7 +349,7 @@ impl Engine {
         let children: Vec<&[u8]> = r.subkeys.iter().map(|c| c.as_slice()).collect();
         let sk = encode_children(&children)?;
         let value: &[u8] = if r.tombstone { &[] } else { &r.value };
-        self.modify(&r.key, |cur| {
+        self.modify(&r.key, true, |cur| {
             if cur.is_some_and(|c| c.loc.hdr.version >= r.version) {
                 return Ok((Action::Keep, false));
             }
@@ -344,7 +366,7 @@ impl Engine {
     }
 
     pub(crate) fn remove(&self, key: &[u8], tv: Option<u64>) -> Result<bool> {
-        self.modify(key, |cur| {
+        self.modify(key, true, |cur| {
             let live = cur.is_some_and(|c| c.live);
             let a = match tv {
                 Some(v) => Action::Write {
@@ -371,7 +393,7 @@ impl Engine {
         value: &[u8],
         meta: Meta,
     ) -> Result<CasOutcome> {
-        self.modify(key, |cur| match cur.filter(|c| c.live) {
+        self.modify(key, true, |cur| match cur.filter(|c| c.live) {
             None => Ok((Action::Keep, CasOutcome::NotFound)),
             Some(c) if c.loc.hdr.version != ev => Ok((
                 Action::Keep,
@@ -397,7 +419,7 @@ impl Engine {
         value: &[u8],
         meta: Meta,
     ) -> Result<(Record, bool)> {
-        self.modify(key, |cur| match cur.filter(|c| c.live) {
+        self.modify(key, true, |cur| match cur.filter(|c| c.live) {
             Some(c) => Ok((Action::Keep, (c.to_record(), false))),
             None => {
                 let rec = Record {
@@ -428,7 +450,7 @@ impl Engine {
         raw: bool,
         f: impl FnOnce(Option<&Record>) -> (Decision, T),
     ) -> Result<T> {
-        self.modify(key, |cur| {
+        self.modify(key, true, |cur| {
             let rec = cur.filter(|c| raw || c.live).map(|c| c.to_record());
             let (d, out) = f(rec.as_ref());
             let a = match d {
@@ -483,7 +505,7 @@ impl Engine {
         parent: &[u8],
         f: impl FnOnce(Vec<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
     ) -> Result<T> {
-        self.modify(parent, |cur| {
+        self.modify(parent, true, |cur| {
             let Some(c) = cur.filter(|c| c.live) else {
                 return Ok((Action::Keep, T::default()));
             };

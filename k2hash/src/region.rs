@@ -67,6 +67,11 @@ impl Region {
         if p == libc::MAP_FAILED {
             return Err(Error::io("mmap", path, std::io::Error::last_os_error()));
         }
+        if file.is_none() {
+            // Memory mode: huge pages cut page faults and TLB misses; a refusal is harmless.
+            // SAFETY: advice on our own fresh mapping.
+            unsafe { libc::madvise(p, len, libc::MADV_HUGEPAGE) };
+        }
         Ok(Region {
             base: p.cast(),
             reserve,
@@ -130,6 +135,18 @@ impl Region {
                     return Err(Error::io("fallocate", self.path.as_deref(), e));
                 }
             }
+        }
+        if self.mode == Mode::FullMap && !self.read_only {
+            // Fault the new pages in with one call instead of one fault per page on first
+            // store; older kernels refuse the advice, which only costs speed.
+            // SAFETY: the range lies inside our mapping and the file now covers it.
+            unsafe {
+                libc::madvise(
+                    self.base.add(cur as usize).cast(),
+                    (want - cur) as usize,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
         }
         self.size.store(want, Ordering::Release);
         Ok(())

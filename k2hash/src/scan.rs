@@ -179,7 +179,7 @@ impl Engine {
             }
             // Re-check each under the write lock: it may have changed since.
             for k in keys {
-                let done = self.modify(&k, |cur| match cur {
+                let done = self.modify(&k, true, |cur| match cur {
                     Some(c) if pick(&c.loc.hdr) => Ok((crate::ops::Action::Delete, true)),
                     _ => Ok((crate::ops::Action::Keep, false)),
                 })?;
@@ -198,9 +198,6 @@ impl Engine {
 
     /// Reclaims expired records in shards `first..first+count` (wrapping). Returns how many.
     pub(crate) fn reclaim_expired_shards(&self, first: usize, count: usize) -> Result<u64> {
-        if self.counters.expiring.load(Ordering::Relaxed) == 0 {
-            return Ok(0);
-        }
         let now = self.now();
         let n = self.shards.len();
         let mut total = 0;
@@ -212,6 +209,9 @@ impl Engine {
                 let lo = (si as u64) << (64 - self.shard_bits);
                 (lo, lo | (u64::MAX >> self.shard_bits))
             };
+            if self.shards[si].t.read().k.expiring == 0 {
+                continue;
+            }
             total += self.delete_where(lo, hi, |h| {
                 !h.tombstone && h.expire_at != 0 && h.expire_at <= now
             })?;
@@ -257,6 +257,7 @@ pub(crate) fn verify_engine(e: &Engine) -> Result<VerifyReport> {
                 if decode_subkeys(loc.subkeys_raw()).is_none() {
                     return Err(Error::corrupted("malformed subkey list", off));
                 }
+                e.check_reachable(&t, h, pos, off)?;
                 if !keys.insert(key.to_vec()) {
                     return Err(Error::corrupted("key indexed twice", off));
                 }

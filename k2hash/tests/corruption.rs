@@ -152,7 +152,7 @@ fn first_used_slot(b: &[u8]) -> (usize, u64) {
     let sb = u32::from_le_bytes(b[HDR_SHARD_BITS..HDR_SHARD_BITS + 4].try_into().unwrap());
     for i in 0..(1usize << sb) {
         let e = u64::from_le_bytes(b[HEADER_BYTES as usize + 8 * i..][..8].try_into().unwrap());
-        let (off, bits) = dir_entry_parts(e);
+        let (off, bits) = dir_entry_parts(e).unwrap();
         for pos in 0..(1usize << bits) {
             let so = off as usize + 8 * pos;
             let s = u64::from_le_bytes(b[so..so + 8].try_into().unwrap());
