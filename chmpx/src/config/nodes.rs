@@ -242,3 +242,26 @@ impl std::fmt::Display for LocalAddrs {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_own_addresses_are_local() {
+        let local = LocalAddrs::detect();
+        for name in ["127.0.0.1", "localhost", "LOCALHOST", "::1", "127.0.0.2"] {
+            assert!(local.is_local(&HostSpec::Name(name.into())), "{name}");
+        }
+        assert!(local.is_local(&HostSpec::Any));
+        assert!(local.addrs.iter().any(|a| a.is_loopback()));
+        if let Some(own) = local.names.get(1) {
+            assert!(local.is_local(&HostSpec::Name(own.to_ascii_uppercase())));
+        }
+        assert!(
+            !local.is_local(&HostSpec::Name("192.0.2.77".into())),
+            "TEST-NET-1 is nobody's address"
+        );
+        assert!(!local.is_local(&HostSpec::Name("surely-not-this-host.invalid".into())));
+    }
+}
