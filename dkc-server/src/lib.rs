@@ -16,6 +16,8 @@
 //! - [`merge`] — answers chmpx's merge requests (digests, version lists, item batches).
 //! - [`record`] — conversions between engine records and wire records.
 //! - [`counters`] — operation counters reported by `Stats`.
+//! - [`server`] — the process: settings from the config, opening the file, attaching to chmpx,
+//!   worker threads, acknowledgement levels, graceful shutdown. `src/main.rs` is a thin `main`.
 
 pub(crate) mod cmd;
 pub mod counters;
@@ -24,6 +26,7 @@ pub mod hlc;
 pub mod limits;
 pub mod merge;
 pub mod record;
+pub mod server;
 
 pub use executor::{Executed, Executor};
 pub use hlc::{Hlc, ManualClock, PhysicalClock, SystemClock};

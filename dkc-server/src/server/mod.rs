@@ -1,0 +1,33 @@
+//! The dkc-server process: joins the config, the k2hash file, the executor and chmpx's attach
+//! transport.
+//!
+//! ```text
+//!            chmpx (this host)
+//!     ┌────────────┴─────────────┐ attach (shm rings + MQ doorbells)
+//!     │  worker threads × N      │  recv → decode → Executor::execute → reply
+//!     │     │ writes with acks   │            (merge bodies → merge::handle_body)
+//!     │     ▼                    │
+//!     │  Replicate request on    │  HashChain(key hash): chmpx fans it out to the key's other
+//!     │  the key's chain         │  live owners and tells us how many it reached
+//!     │     │                    │
+//!     │  ack waiters × M  ───────┘  wait for the replica's answer, then answer the client
+//! ```
+//! Workers never block on replicas: a write that needs acknowledgements hands its client
+//! envelope to the ack waiters, so a worker is always free to take the next message (including
+//! chmpx's "this went to 0 nodes" notice that completes such a wait at once).
+//!
+//! Layout: [`settings`] (config → plain values), [`open`] (the k2hash file, with clear refusals),
+//! [`replicator`] (acknowledgement levels), [`worker`] (the receive loop), [`run`] (start-up,
+//! signals, graceful shutdown).
+//!
+//! Must never depend on: chmpx's daemon internals (only `chmpx::attach`, `chmpx::config` and
+//! the flags chmpx documents for attached processes).
+
+pub mod open;
+pub mod replicator;
+pub mod run;
+pub mod settings;
+pub mod worker;
+
+pub use run::{run, ServerError};
+pub use settings::{ServerSettings, SettingsError, StoreSpec};

@@ -1,0 +1,165 @@
+//! Start-up and shutdown of the server process.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chmpx::attach::{AttachError, Attachment, Role};
+
+use super::open::{open_store, OpenError};
+use super::replicator::AckJob;
+use super::settings::{ServerSettings, ACK_WAITER_THREADS};
+use super::worker::{send_reply, Shared, Worker};
+use crate::executor::Executor;
+use crate::hlc::SystemClock;
+
+/// Depth of the queue of writes waiting for replicas; when full, workers wait (back-pressure).
+pub const ACK_QUEUE_DEPTH: usize = 4096;
+/// Pause between attempts to attach while chmpx is not up yet.
+pub const ATTACH_RETRY_PAUSE_MS: u64 = 500;
+/// How often the main thread looks at the stop flag.
+pub const STOP_POLL_MS: u64 = 50;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The k2hash data could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// chmpx refused us, or attaching failed in a way retrying cannot fix.
+    #[error("cannot attach to chmpx of cluster {cluster:?} ctlport {ctlport}: {source}")]
+    Attach {
+        /// GROUP.
+        cluster: String,
+        /// CTLPORT.
+        ctlport: u16,
+        /// The cause.
+        #[source]
+        source: AttachError,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    /// Closing the store failed (data written before is safe as far as the engine knows).
+    #[error("closing the k2hash data failed: {0}")]
+    Close(k2hash::Error),
+}
+
+fn attach(s: &ServerSettings, stop: &AtomicBool) -> Result<Option<Attachment>, ServerError> {
+    let started = Instant::now();
+    loop {
+        match Attachment::connect(&s.cluster, s.ctlport, Role::Server, s.attach.clone()) {
+            Ok(att) => return Ok(Some(att)),
+            Err(
+                e @ (AttachError::ChmpxNotRunning { .. } | AttachError::HandshakeTimeout { .. }),
+            ) => {
+                tracing::info!(
+                    error = %e,
+                    waited_s = started.elapsed().as_secs(),
+                    "waiting for chmpx (start it with the same config and --ctlport)"
+                );
+            }
+            Err(source) => {
+                return Err(ServerError::Attach {
+                    cluster: s.cluster.clone(),
+                    ctlport: s.ctlport,
+                    source,
+                })
+            }
+        }
+        if stop.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(ATTACH_RETRY_PAUSE_MS));
+    }
+}
+
+/// Runs the server until `stop` is set (by SIGTERM), then finishes the requests in hand and
+/// closes the store.
+pub fn run(settings: ServerSettings, stop: Arc<AtomicBool>) -> Result<(), ServerError> {
+    let clock = Arc::new(SystemClock);
+    let store = Arc::new(open_store(&settings.store, clock.clone())?);
+    tracing::info!(
+        node = %settings.node_id,
+        node_index = settings.node_index,
+        mode = ?store.mode(),
+        path = ?store.path(),
+        items = store.stats().items,
+        "k2hash data open"
+    );
+    let exec = Executor::new(store.clone(), settings.node_index, clock)
+        .with_limits(settings.limits.clone());
+    // Versions minted after a restart must be above everything stored, even if the wall clock
+    // went back while we were down: the executor observes each stored version before writing
+    // over it, which covers that per key.
+    let Some(att) = attach(&settings, &stop)? else {
+        return close(store);
+    };
+    tracing::info!(
+        cluster = %settings.cluster,
+        ctlport = settings.ctlport,
+        threads = settings.threads,
+        ack = ?settings.ack_level,
+        value_size_max = settings.limits.value_size_max,
+        "attached to chmpx as a server; serving"
+    );
+    let shared = Arc::new(Shared {
+        exec,
+        att,
+        ack_level: settings.ack_level,
+        rcv_timeout: settings.rcv_timeout,
+        stop: stop.clone(),
+    });
+    let (ack_tx, ack_rx) = crossbeam_channel::bounded::<AckJob>(ACK_QUEUE_DEPTH);
+    let mut waiters = Vec::new();
+    for i in 0..ACK_WAITER_THREADS {
+        let rx = ack_rx.clone();
+        let shared = shared.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("dkc-ack-{i}"))
+            .spawn(move || {
+                for job in rx {
+                    let (env, answer) = job.wait(shared.rcv_timeout);
+                    send_reply(&shared.att, &env, &answer);
+                }
+            })
+            .map_err(ServerError::Thread)?;
+        waiters.push(t);
+    }
+    drop(ack_rx);
+    let mut workers = Vec::new();
+    for i in 0..settings.threads {
+        let worker = Worker {
+            shared: shared.clone(),
+            acks: ack_tx.clone(),
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("dkc-worker-{i}"))
+            .spawn(move || worker.run())
+            .map_err(ServerError::Thread)?;
+        workers.push(t);
+    }
+    drop(ack_tx);
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(STOP_POLL_MS));
+    }
+    tracing::info!("stopping: finishing the requests in hand");
+    for t in workers {
+        let _ = t.join();
+    }
+    for t in waiters {
+        let _ = t.join();
+    }
+    drop(shared);
+    close(store)
+}
+
+fn close(store: Arc<k2hash::K2Hash>) -> Result<(), ServerError> {
+    store.sync().map_err(ServerError::Close)?;
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close().map_err(ServerError::Close)?,
+        Err(_) => tracing::warn!("the store is still shared at exit; it closes when dropped"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! [`ServerSettings`]: what dkc-server runs with, built from the cluster config file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chmpx::attach::AttachOptions;
+use chmpx::config::{AckLevel, Config, K2hType, LocalAddrs, Mode};
+use dkc_client::proto::version::NODE_COUNT_MAX;
+
+use crate::limits::{Limits, VALUE_SIZE_MAX_DEFAULT};
+
+/// Most worker threads, whatever MAXTHREAD says: on top of this, more threads only contend.
+pub const WORKER_THREADS_MAX: usize = 64;
+/// Worker threads per CPU core used when MAXTHREAD allows it (workers mostly wait on the ring).
+pub const WORKER_THREADS_PER_CORE: usize = 4;
+/// Threads that wait for replica acknowledgements.
+pub const ACK_WAITER_THREADS: usize = 4;
+/// Room in a message body for everything but the key and the value (version byte,
+/// MessagePack markers, flags, expiry, version).
+pub const BODY_FRAMING_BYTES: usize = 256;
+
+const _: () = assert!(ACK_WAITER_THREADS >= 1 && WORKER_THREADS_MAX >= 1);
+
+/// Where and how the k2hash data is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// K2HTYPE.
+    pub kind: K2hType,
+    /// The file (None for the memory type).
+    pub path: Option<PathBuf>,
+    /// K2HFULLMAP: map the whole file (true) or only the index (false).
+    pub full_map: bool,
+    /// K2HINIT: start from an empty file.
+    pub init: bool,
+    /// SYNC: fdatasync before acknowledging a write.
+    pub sync: bool,
+    /// K2HMASKBIT: 2^bits index shards (used when creating, checked when opening).
+    pub shard_bits: u32,
+    /// K2HCMASKBIT: initial 2^bits slots per shard table (creation only).
+    pub table_bits: u32,
+}
+
+/// Everything dkc-server runs with.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// The config file.
+    pub conf_file: PathBuf,
+    /// GROUP: the cluster name used to find the local chmpx.
+    pub cluster: String,
+    /// CTLPORT of this node's chmpx.
+    pub ctlport: u16,
+    /// "host:ctlport" of this node.
+    pub node_id: String,
+    /// This node's position among the `[SVRNODE]` entries: stamped into every version.
+    pub node_index: u8,
+    /// The k2hash data.
+    pub store: StoreSpec,
+    /// ACKLEVEL.
+    pub ack_level: AckLevel,
+    /// REPLICA.
+    pub replica: u32,
+    /// Worker threads.
+    pub threads: usize,
+    /// RCVTIMEOUT: how long a write waits for replica acknowledgements.
+    pub rcv_timeout: Duration,
+    /// How to attach to chmpx (body size and queue mode as chmpx has them).
+    pub attach: AttachOptions,
+    /// Command limits.
+    pub limits: Limits,
+}
+
+/// Why the config cannot run a dkc-server here.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config itself is wrong (the message names file, line and key).
+    #[error(transparent)]
+    Config(#[from] Box<chmpx::config::ConfigError>),
+    /// The entry for this process is a slave.
+    #[error(
+        "{file}: the entry for this process ({node}) is a [SLVNODE]; dkc-server runs on \
+         [SVRNODE] hosts only (check --ctlport)"
+    )]
+    NotAServer {
+        /// The config file.
+        file: PathBuf,
+        /// The entry.
+        node: String,
+    },
+    /// No `[K2HDKC]` section.
+    #[error(
+        "{file}: no [K2HDKC] section; add one (at least K2HTYPE, and K2HFILE for the file \
+         type), see conf/README.md"
+    )]
+    NoDkcSection {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Too many servers for the version layout.
+    #[error(
+        "{file}: this node is server number {position} in the file, but versions have room \
+         for {max} server nodes only; list at most {max} [SVRNODE] entries"
+    )]
+    TooManyServers {
+        /// The config file.
+        file: PathBuf,
+        /// 1-based position.
+        position: usize,
+        /// NODE_COUNT_MAX.
+        max: usize,
+    },
+    /// MAXPAYLOAD leaves no room for values.
+    #[error(
+        "{file}: MAXPAYLOAD {max_payload} is too small for dkc: it must exceed {needed} bytes"
+    )]
+    PayloadTooSmall {
+        /// The config file.
+        file: PathBuf,
+        /// MAXPAYLOAD.
+        max_payload: u64,
+        /// The smallest workable value.
+        needed: usize,
+    },
+}
+
+impl ServerSettings {
+    /// Settings for the `[SVRNODE]` entry this process is (`ctlport` from `--ctlport`).
+    pub fn from_config(
+        cfg: &Config,
+        ctlport: Option<u16>,
+        local: &LocalAddrs,
+    ) -> Result<ServerSettings, SettingsError> {
+        let me = cfg.self_node(ctlport, local).map_err(Box::new)?;
+        let file = cfg.file.clone();
+        let node_id = me.id().to_string();
+        if me.mode != Mode::Server {
+            return Err(SettingsError::NotAServer {
+                file,
+                node: node_id,
+            });
+        }
+        let position = cfg
+            .servers
+            .iter()
+            .position(|n| n.id() == me.id())
+            .unwrap_or(0);
+        let node_index = u8::try_from(position)
+            .ok()
+            .filter(|_| position < NODE_COUNT_MAX)
+            .ok_or(SettingsError::TooManyServers {
+                file: file.clone(),
+                position: position + 1,
+                max: NODE_COUNT_MAX,
+            })?;
+        let dkc = cfg
+            .dkc
+            .as_ref()
+            .ok_or(SettingsError::NoDkcSection { file: file.clone() })?;
+        let g = &cfg.global;
+
+        let body_size_max = usize::try_from(g.max_payload).unwrap_or(usize::MAX);
+        let limits = Limits::default();
+        // A request carries the key and the value; a reply carries them back. Keep the value
+        // limit where both still fit in one body.
+        let room = limits.key_size_max + BODY_FRAMING_BYTES;
+        let value_size_max = body_size_max.checked_sub(room).filter(|v| *v > 0).ok_or(
+            SettingsError::PayloadTooSmall {
+                file: file.clone(),
+                max_payload: g.max_payload,
+                needed: room,
+            },
+        )?;
+        let limits = limits.with_value_size_max(value_size_max.min(VALUE_SIZE_MAX_DEFAULT));
+
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores * WORKER_THREADS_PER_CORE)
+            .min(dkc.max_thread as usize)
+            .max(dkc.min_thread as usize)
+            .clamp(1, WORKER_THREADS_MAX);
+
+        Ok(ServerSettings {
+            conf_file: file,
+            cluster: g.group.clone(),
+            ctlport: me.ctlport,
+            node_id,
+            node_index,
+            store: StoreSpec {
+                kind: dkc.k2h_type,
+                path: cfg.k2h_file_for(me),
+                full_map: dkc.k2h_fullmap,
+                init: dkc.k2h_init,
+                sync: dkc.sync,
+                shard_bits: dkc.k2h_maskbit.min(k2hash::limits::SHARD_BITS_MAX),
+                table_bits: dkc.k2h_cmaskbit.clamp(
+                    k2hash::limits::TABLE_BITS_MIN,
+                    k2hash::limits::TABLE_BITS_MAX,
+                ),
+            },
+            ack_level: g.ack_level,
+            replica: g.replica,
+            threads,
+            rcv_timeout: dkc.rcv_timeout(),
+            attach: AttachOptions {
+                body_size_max,
+                mode: g.ipc_mode,
+                ..AttachOptions::default()
+            },
+            limits,
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! The receive loop of one worker thread: take a message from chmpx, execute it, answer it, and
+//! start the replication of what it wrote.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chmpx::attach::{Attachment, Envelope, Kind, Route};
+use chmpx::config::AckLevel;
+use chmpx::merge::protocol::is_merge_body;
+use crossbeam_channel::Sender;
+use dkc_client::proto::{
+    decode_request, encode_request, encode_response, ErrorCode, ProtoError, Request, Response,
+    WireRecord,
+};
+
+use super::replicator::{ack_outcome, target_count, AckJob};
+use crate::executor::Executor;
+use crate::merge;
+
+/// How long a worker waits for a message before it looks at the stop flag again.
+pub const RECV_POLL_MS: u64 = 100;
+/// Pause after a failed receive (chmpx gone), so a worker does not spin while it re-attaches.
+pub const RECV_ERROR_PAUSE_MS: u64 = 200;
+
+/// What every worker shares.
+pub struct Shared {
+    /// The command layer.
+    pub exec: Executor,
+    /// The attachment to the local chmpx (clones share one connection).
+    pub att: Attachment,
+    /// ACKLEVEL.
+    pub ack_level: AckLevel,
+    /// RCVTIMEOUT.
+    pub rcv_timeout: Duration,
+    /// Set on SIGTERM: finish what is in hand and leave.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// One worker: the shared state plus its handle to the ack waiters.
+pub struct Worker {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Where writes waiting for replicas go.
+    pub acks: Sender<AckJob>,
+}
+
+impl Worker {
+    /// Receives and handles messages until the stop flag is set.
+    pub fn run(&self) {
+        let s = &self.shared;
+        while !s.stop.load(Ordering::Acquire) {
+            match s.att.recv(Duration::from_millis(RECV_POLL_MS)) {
+                Ok(Some(env)) => self.handle(env),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving from chmpx failed; retrying");
+                    std::thread::sleep(Duration::from_millis(RECV_ERROR_PAUSE_MS));
+                }
+            }
+        }
+    }
+
+    /// Handles one message from chmpx.
+    pub fn handle(&self, env: Envelope) {
+        let s = &self.shared;
+        match env.kind {
+            Kind::Response => {
+                tracing::debug!(msg_id = env.msg_id, "stray response ignored");
+            }
+            Kind::Event if target_count(&env).is_some() => {
+                // chmpx reached no other owner: nobody will acknowledge our Replicate, so we
+                // answer it ourselves (the route leads back to our own pending request).
+                if target_count(&env) == Some(0) {
+                    let done = Response::Replicated {
+                        applied: 0,
+                        stale: 0,
+                    };
+                    send_reply(&s.att, &env, &done);
+                }
+            }
+            Kind::Request | Kind::Event => self.serve(env),
+        }
+    }
+
+    fn serve(&self, env: Envelope) {
+        let s = &self.shared;
+        let wants_reply = env.kind == Kind::Request;
+        if is_merge_body(&env.body) {
+            if wants_reply {
+                let body = merge::handle_body(&s.exec, &env.body);
+                reply_bytes(&s.att, &env, body);
+            }
+            return;
+        }
+        let req = match decode_request(&env.body) {
+            Ok(req) => req,
+            Err(e) => {
+                let code = match e {
+                    ProtoError::UnsupportedVersion { .. } => ErrorCode::Version,
+                    _ => ErrorCode::BadRequest,
+                };
+                tracing::debug!(error = %e, "undecodable request");
+                if wants_reply {
+                    send_reply(&s.att, &env, &Response::error(code, e.to_string()));
+                }
+                return;
+            }
+        };
+        let done = s.exec.execute(&req);
+        if done.replicate.is_empty() || matches!(req, Request::Replicate { .. }) {
+            if wants_reply {
+                send_reply(&s.att, &env, &done.response);
+            }
+            return;
+        }
+        self.replicate(env, done.response, done.replicate, wants_reply);
+    }
+
+    /// Sends the written records to the key's other owners and answers the client as the
+    /// acknowledgement level says.
+    fn replicate(&self, env: Envelope, response: Response, records: Vec<WireRecord>, reply: bool) {
+        let s = &self.shared;
+        let mut pendings = Vec::with_capacity(records.len());
+        let deadline = Instant::now() + s.rcv_timeout;
+        for rec in records {
+            let route = Route::HashChain(k2hash::key_hash(&rec.key));
+            let body = match encode_request(&Request::Replicate { records: vec![rec] }) {
+                Ok(b) => b,
+                Err(e) => {
+                    let r = Response::error(
+                        ErrorCode::Unavailable,
+                        format!("written on the primary, but not replicated: {e}"),
+                    );
+                    if reply {
+                        send_reply(&s.att, &env, &r);
+                    }
+                    return;
+                }
+            };
+            let sent = match s.ack_level {
+                AckLevel::One => s.att.send(route, &body).map(|_| None),
+                AckLevel::All | AckLevel::Quorum => {
+                    s.att.submit(route, &body, s.rcv_timeout).map(Some)
+                }
+            };
+            match sent {
+                Ok(Some(p)) => pendings.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication could not be sent");
+                    if reply && s.ack_level != AckLevel::One {
+                        send_reply(&s.att, &env, &ack_outcome(Err(e), response, s.rcv_timeout));
+                        return;
+                    }
+                }
+            }
+        }
+        if !reply {
+            return;
+        }
+        let Some(pending) = pendings.pop() else {
+            send_reply(&s.att, &env, &response);
+            return;
+        };
+        // Writes replicate one record each today; extra ones are not waited for.
+        drop(pendings);
+        let job = AckJob {
+            request: env,
+            response,
+            pending,
+            deadline,
+        };
+        if let Err(unsent) = self.acks.send(job) {
+            // The waiters are gone (shutting down): wait here instead.
+            let (env, answer) = unsent.0.wait(s.rcv_timeout);
+            send_reply(&s.att, &env, &answer);
+        }
+    }
+}
+
+/// Answers `env` with `resp`.
+pub fn send_reply(att: &Attachment, env: &Envelope, resp: &Response) {
+    match encode_response(resp) {
+        Ok(body) => reply_bytes(att, env, body),
+        Err(e) => tracing::error!(error = %e, "cannot encode a response"),
+    }
+}
+
+/// Answers `env` with an encoded body, replacing a body too large for chmpx by an error.
+fn reply_bytes(att: &Attachment, env: &Envelope, body: Vec<u8>) {
+    let max = att.options().body_size_max;
+    let body = if body.len() > max {
+        let too_big = Response::error(
+            ErrorCode::TooLarge,
+            format!(
+                "the answer is {} bytes, more than MAXPAYLOAD {max}",
+                body.len()
+            ),
+        );
+        encode_response(&too_big).unwrap_or_default()
+    } else {
+        body
+    };
+    if let Err(e) = att.reply(env, &body) {
+        tracing::debug!(msg_id = env.msg_id, error = %e, "answer not delivered");
+    }
+}
