@@ -29,3 +29,6 @@ pub use limits::Limits;
 pub use memory::{Clock, ManualClock, MemoryStorage, SystemClock};
 pub use server::{Server, ServerConfig};
 pub use storage::Storage;
+
+#[cfg(test)]
+mod fuzz_tests;
