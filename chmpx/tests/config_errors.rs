@@ -164,6 +164,17 @@ fn cross_entry_conflicts() {
 }
 
 #[test]
+fn too_many_nodes_are_refused_at_the_section_that_overflows() {
+    let text = GOOD
+        .replace("REPLICA = 1", "REPLICA = 1\nMAXCHMPX = 4")
+        .replace("NAME = 127.0.0.1", "NAME = h[1-3]");
+    let text = format!("{text}[SVRNODE]\nNAME = big[1-30000]\nPORT = 8020\nCTLPORT = 8021\n");
+    let (msg, _) = err(&text);
+    assert_names(&msg, 15, "SVRNODE", "NAME");
+    assert!(msg.contains("exceed MAXCHMPX (4)"), "{msg}");
+}
+
+#[test]
 fn self_node_errors() {
     let c = Config::parse_str(GOOD, FILE).unwrap();
     let far = LocalAddrs {

@@ -137,6 +137,19 @@ impl Config {
             } else {
                 slaves.extend(NodeSpec::read(&reader, Mode::Slave, &global, &base)?);
             }
+            // Checked per section so that many large NAME patterns cannot
+            // build millions of entries before the count is refused.
+            let count = servers.len() + slaves.len();
+            if count > global.max_chmpx as usize {
+                return Err(ConfigError::Conflict {
+                    at: reader.at("NAME"),
+                    value: reader.text("NAME").unwrap_or_default().to_string(),
+                    problem: format!(
+                        "{count} node entries after NAME expansion exceed MAXCHMPX ({})",
+                        global.max_chmpx
+                    ),
+                });
+            }
         }
         for (kind, list) in [
             (SectionKind::SvrNode, &servers),
