@@ -36,6 +36,20 @@ pub fn rlimit_msgqueue_bytes() -> Option<u64> {
     Some(lim.rlim_cur)
 }
 
+/// The soft RLIMIT_NOFILE of this process; `None` for unlimited or unknown.
+pub fn rlimit_nofile() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(lim.rlim_cur)
+}
+
 /// Bytes the kernel charges against RLIMIT_MSGQUEUE for one queue (an estimate that follows
 /// ipc/mqueue.c: the message payloads plus one pointer per message plus the priority tree).
 pub fn queue_cost_bytes(maxmsg: u64, msgsize: u64) -> u64 {
@@ -101,8 +115,11 @@ impl fmt::Display for MqLimit {
                 f,
                 "RLIMIT_MSGQUEUE (now {} bytes per user) cannot hold another queue of about \
                  {queue_cost} bytes; raise it with `ulimit -q <bytes>` (hard limit in \
-                 /etc/security/limits.conf, `msgqueue`) or detach idle processes",
-                show(*current)
+                 /etc/security/limits.conf, `msgqueue`) or detach idle processes (EMFILE \
+                 also means this process ran out of descriptors: RLIMIT_NOFILE now {}, \
+                 `ulimit -n`)",
+                show(*current),
+                show(rlimit_nofile())
             ),
         }
     }
@@ -157,6 +174,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(r.contains("RLIMIT_MSGQUEUE") && r.contains("ulimit -q"));
+        assert!(r.contains("RLIMIT_NOFILE"));
         assert!(classify_mq_open_error(libc::ENOENT, 4, 16).is_none());
     }
 
