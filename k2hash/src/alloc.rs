@@ -146,7 +146,7 @@ impl Alloc {
                 ar.push(g, cur, end - cur);
             }
             let want = len.max(ARENA_CHUNK_BYTES);
-            let start = self.take_tail(region, want, g)?;
+            let (start, _, _) = self.take_tail_raw(region, want, g)?;
             ar.free_bytes += want;
             ar.chunk_cur = start;
             ar.chunk_end = start + want;
@@ -157,22 +157,61 @@ impl Alloc {
         Ok(off)
     }
 
-    /// Takes `len` bytes at `align` from the file tail, growing the file.
-    pub(crate) fn take_tail(&self, region: &Region, len: u64, align: u64) -> Result<u64> {
+    /// Takes `len` bytes at `align` from the file tail, growing the file. Used for blocks
+    /// (granule alignment: never a gap) while an arena is locked.
+    fn take_tail_raw(&self, region: &Region, len: u64, align: u64) -> Result<(u64, u64, u64)> {
         let mut t = self.tail.lock();
         let start = t.next_multiple_of(align);
         region.ensure_size(start + len)?;
-        if start > *t {
-            // The alignment gap is free space too.
-            let gap = start - *t;
-            if gap.is_multiple_of(self.granule) {
-                let mut ar = self.arenas[0].lock();
-                ar.push(self.granule, *t, gap);
-                ar.free_bytes += gap;
-            }
-        }
+        let gap = (*t, start - *t);
         *t = start + len;
         self.tail_pos.store(*t, Ordering::Relaxed);
+        Ok((start, gap.0, gap.1))
+    }
+
+    /// Takes `len` bytes at `align` from the file tail for a table; must be called without an
+    /// arena lock held (an alignment gap is returned to arena `a`).
+    pub(crate) fn take_tail(&self, region: &Region, a: usize, len: u64, align: u64) -> Result<u64> {
+        let (start, gap_off, gap_len) = self.take_tail_raw(region, len, align)?;
+        if gap_len > 0 && gap_len.is_multiple_of(self.granule) {
+            self.free(a, gap_off, gap_len);
+        }
         Ok(start)
+    }
+
+    /// Merges free blocks that touch into larger ones (run in the background): exact-size
+    /// classes never merge by themselves, so without this, space freed by small records
+    /// could not serve larger ones. Holds every arena lock (in index order) for one sort of
+    /// the free list; readers are never blocked. Returns how many merges were made.
+    pub(crate) fn coalesce(&self) -> usize {
+        let g = self.granule;
+        let mut guards: Vec<_> = self.arenas.iter().map(|a| a.lock()).collect();
+        let mut all: Vec<(u64, u64)> = Vec::new();
+        for ar in guards.iter_mut() {
+            for (c, v) in ar.small.iter_mut().enumerate() {
+                all.extend(v.drain(..).map(|off| (off, c as u64 * g)));
+            }
+            ar.nonempty.fill(0);
+            for (len, v) in std::mem::take(&mut ar.large) {
+                all.extend(v.into_iter().map(|off| (off, len)));
+            }
+            ar.free_bytes = ar.chunk_end - ar.chunk_cur;
+        }
+        all.sort_unstable();
+        let before = all.len();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(all.len());
+        for (off, len) in all {
+            match merged.last_mut() {
+                Some(last) if last.0 + last.1 == off => last.1 += len,
+                _ => merged.push((off, len)),
+            }
+        }
+        let n = guards.len();
+        for (i, &(off, len)) in merged.iter().enumerate() {
+            let ar = &mut guards[i % n];
+            ar.push(g, off, len);
+            ar.free_bytes += len;
+        }
+        before - merged.len()
     }
 }

@@ -326,6 +326,7 @@ impl Engine {
         for i in 0..self.shards.len() {
             let off = self.alloc.take_tail(
                 &self.region,
+                i,
                 tb,
                 TABLE_ALIGN_BYTES.max(self.granule as u64),
             )?;
@@ -670,9 +671,12 @@ impl Engine {
             });
         }
         let tb = table_bytes(bits, self.granule);
-        let noff =
-            self.alloc
-                .take_tail(&self.region, tb, TABLE_ALIGN_BYTES.max(self.granule as u64))?;
+        let noff = self.alloc.take_tail(
+            &self.region,
+            si,
+            tb,
+            TABLE_ALIGN_BYTES.max(self.granule as u64),
+        )?;
         self.region.zero(noff, tb)?;
         let nt = Table {
             off: noff,
@@ -787,6 +791,7 @@ impl Engine {
         st.file_size = size;
         st.free_bytes = self.alloc.free_bytes() + size.saturating_sub(self.alloc.tail());
         st.grows = self.counters.grows.load(Ordering::Relaxed);
+        st.tail_bytes = self.alloc.tail();
         st
     }
 

@@ -283,6 +283,12 @@ impl K2Hash {
         self.inner.reclaim_expired()
     }
 
+    /// Merges adjacent free blocks now (the background sweeper does this periodically).
+    /// Returns how many free blocks were merged away.
+    pub fn coalesce_free_space(&self) -> u64 {
+        self.inner.alloc.coalesce() as u64
+    }
+
     /// The current time of this store's clock, unix seconds.
     pub fn now(&self) -> u64 {
         self.inner.now()

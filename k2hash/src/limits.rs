@@ -49,6 +49,10 @@ pub const FILE_GROW_BYTES_MIN: u64 = 4 * 1024 * 1024;
 pub const SUBKEY_DEPTH_MAX: usize = 64;
 /// Interval of the background expiry sweeper, milliseconds.
 pub const SWEEP_INTERVAL_MS: u64 = 1000;
+/// The sweeper merges adjacent free blocks every this many passes.
+pub const COALESCE_INTERVAL_PASSES: u64 = 10;
+/// ... but only when free lists hold at least this many bytes.
+pub const COALESCE_FREE_BYTES_MIN: u64 = 1024 * 1024;
 /// Shards the sweeper visits per pass (bounds the work of one pass).
 pub const SWEEP_SHARDS_PER_PASS: usize = 64;
 

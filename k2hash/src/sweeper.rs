@@ -1,10 +1,13 @@
 //! Background sweeper: every `SWEEP_INTERVAL_MS` it reclaims expired records in the next
 //! `SWEEP_SHARDS_PER_PASS` shards (round robin), so expired space is reused without a
-//! separate step and each pass does bounded work. It holds only a weak reference, so it
+//! separate step and each pass does bounded work; every `COALESCE_INTERVAL_PASSES` passes it
+//! merges adjacent free blocks so freed small blocks can serve larger records. It holds only a weak reference, so it
 //! never keeps a store alive.
 
 use crate::engine::Engine;
-use crate::limits::{SWEEP_INTERVAL_MS, SWEEP_SHARDS_PER_PASS};
+use crate::limits::{
+    COALESCE_FREE_BYTES_MIN, COALESCE_INTERVAL_PASSES, SWEEP_INTERVAL_MS, SWEEP_SHARDS_PER_PASS,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ pub(crate) fn start(eng: &Arc<Engine>) {
         .name("k2hash-sweeper".into())
         .spawn(move || {
             let mut next = 0usize;
+            let mut passes = 0u64;
             loop {
                 {
                     let (m, cv) = &*stop;
@@ -31,6 +35,12 @@ pub(crate) fn start(eng: &Arc<Engine>) {
                 // themselves; the sweeper just moves on.
                 let _ = e.reclaim_expired_shards(next, SWEEP_SHARDS_PER_PASS);
                 next = (next + SWEEP_SHARDS_PER_PASS) % e.shards.len();
+                passes += 1;
+                if passes.is_multiple_of(COALESCE_INTERVAL_PASSES)
+                    && e.alloc.free_bytes() >= COALESCE_FREE_BYTES_MIN
+                {
+                    e.alloc.coalesce();
+                }
             }
         });
     if let Ok(h) = h {

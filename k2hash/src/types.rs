@@ -238,4 +238,6 @@ pub struct Stats {
     pub index_slots: u64,
     /// Shard tables grown since open.
     pub grows: u64,
+    /// High-water mark: first byte never handed out by the allocator.
+    pub tail_bytes: u64,
 }

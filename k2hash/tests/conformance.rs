@@ -740,6 +740,33 @@ fn space_is_reused(k: Kind) {
     assert!(s.verify().unwrap().is_clean());
 }
 
+fn freed_small_blocks_serve_large_records(k: Kind) {
+    let e = Env::new(k);
+    let s = e.open();
+    // Many small records side by side, then removed: their blocks touch each other.
+    for i in 0..40_000 {
+        s.set(&key(i), &[1u8; 40], m(1)).unwrap();
+    }
+    for i in 0..40_000 {
+        s.remove(&key(i), None).unwrap();
+    }
+    let merged = s.coalesce_free_space();
+    assert!(merged > 10_000, "merged {merged}");
+    let tail = s.stats().tail_bytes;
+    // 2 KiB records now fit in the merged holes: no new space is taken from the tail.
+    for i in 0..150 {
+        s.set(&key(10_000 + i), &[2u8; 2048], m(2)).unwrap();
+    }
+    assert_eq!(s.stats().tail_bytes, tail);
+    for i in 0..150 {
+        assert_eq!(
+            s.get(&key(10_000 + i)).unwrap().unwrap().value,
+            vec![2u8; 2048]
+        );
+    }
+    assert!(s.verify().unwrap().is_clean());
+}
+
 fn compact_copies_everything(k: Kind) {
     let e = Env::new(k);
     let s = e.open();
@@ -819,5 +846,6 @@ conformance!(
     temporary_removed_on_close,
     space_is_reused,
     compact_copies_everything,
+    freed_small_blocks_serve_large_records,
     many_keys_grow,
 );
