@@ -104,14 +104,12 @@ impl LinkManager {
         let mut queues = Vec::new();
         let mut handoffs = Vec::new();
         let mut peers = Vec::new();
+        // The largest message must fit in an empty queue, or it could never be sent.
+        let budget_bytes = options.peer_queue_bytes_max.max(options.frame_size_max);
         for spec in &specs {
             let (tx, rx) = mpsc::channel(options.peer_queue_depth);
             let (htx, hrx) = mpsc::channel(INBOUND_HANDOFF_DEPTH);
-            peers.push(Arc::new(PeerShared::new(
-                spec.clone(),
-                tx,
-                options.peer_queue_bytes_max,
-            )));
+            peers.push(Arc::new(PeerShared::new(spec.clone(), tx, budget_bytes)));
             queues.push(rx);
             handoffs.push((htx, hrx));
         }

@@ -72,7 +72,8 @@ pub struct LinkOptions {
     pub backoff_max: Duration,
     /// Outbound queue depth per peer, in messages.
     pub peer_queue_depth: usize,
-    /// Outbound queue byte budget per peer (at least `frame_size_max`).
+    /// Outbound queue byte budget per peer. The manager raises it to `frame_size_max` when it
+    /// is smaller, so the largest message always fits.
     pub peer_queue_bytes_max: usize,
     /// Event channel depth towards the daemon.
     pub event_queue_depth: usize,
@@ -121,17 +122,12 @@ impl LinkOptions {
                 self.frame_size_max
             ));
         }
-        if self.peer_queue_bytes_max > tokio::sync::Semaphore::MAX_PERMITS {
+        if self.peer_queue_bytes_max.max(self.frame_size_max) > tokio::sync::Semaphore::MAX_PERMITS
+        {
             return Err(format!(
                 "peer queue byte budget ({}) exceeds {}",
                 self.peer_queue_bytes_max,
                 tokio::sync::Semaphore::MAX_PERMITS
-            ));
-        }
-        if self.peer_queue_bytes_max < self.frame_size_max {
-            return Err(format!(
-                "peer queue byte budget ({}) must be at least frame size max ({}), or the largest message never fits",
-                self.peer_queue_bytes_max, self.frame_size_max
             ));
         }
         if self.connect_timeout.is_zero() || self.rw_timeout.is_zero() {
