@@ -627,3 +627,57 @@ fn attach_server_role_receives_requests_and_its_replies_reach_the_client() {
     stop_tx.send(()).unwrap();
     router.join().unwrap();
 }
+
+const LOW_RLIMIT_ENV: &str = "DKC_ATTACH_TEST_LOW_RLIMIT";
+
+/// Entry point of the re-executed child that attaches under a tiny RLIMIT_MSGQUEUE (does
+/// nothing in a normal test run).
+#[test]
+fn child_low_rlimit_entry() {
+    let Ok(cluster) = std::env::var(LOW_RLIMIT_ENV) else {
+        return;
+    };
+    let lim = libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: setting a limit of this (child) process.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_MSGQUEUE, &lim) }, 0);
+    match Attachment::connect(&cluster, CTLPORT, Role::Client, AttachOptions::default()) {
+        Ok(_) => println!("RESULT attached"),
+        Err(e) => println!("RESULT {e}"),
+    }
+}
+
+#[test]
+fn attach_under_a_tiny_rlimit_msgqueue_names_the_limit_and_leaves_nothing() {
+    let cluster = unique_cluster("rlim");
+    let _echo = Echo::start(&cluster, &[]);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_low_rlimit_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LOW_RLIMIT_ENV, &cluster)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = stdout
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_string()))
+        .unwrap_or_else(|| panic!("child printed no result: {stdout}"));
+    assert!(result.contains("RLIMIT_MSGQUEUE"), "{result}");
+    assert!(result.contains("now 64 bytes"), "{result}");
+    assert!(result.contains("ulimit -q"), "{result}");
+    // The child's half-made objects went away with it (segment unlinked on the error path).
+    let prefix = format!("dkc.{cluster}.{CTLPORT}.p");
+    assert!(
+        shm_objects(&cluster)
+            .iter()
+            .all(|n| !n.starts_with(&prefix)),
+        "{:?}",
+        shm_objects(&cluster)
+    );
+}
