@@ -681,3 +681,63 @@ fn attach_under_a_tiny_rlimit_msgqueue_names_the_limit_and_leaves_nothing() {
         shm_objects(&cluster)
     );
 }
+
+#[test]
+fn attach_full_ring_towards_a_process_is_backpressure_never_a_block() {
+    use chmpx::attach::{AttachListener, Envelope};
+
+    let cluster = unique_cluster("bp");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let rc = cluster.clone();
+    let chmpx_side = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut l = AttachListener::bind(&rc, CTLPORT, AttachOptions::default()).unwrap();
+            ready_tx.send(()).unwrap();
+            let p = l.accept().await.unwrap();
+            let event = |i: u32| Envelope {
+                msg_id: u64::from(i),
+                kind: Kind::Event,
+                route: Route::Node(0),
+                flags: 0,
+                body: vec![i as u8; 64 << 10],
+            };
+            // The process does not read: sends succeed until the ring is full, then fail
+            // at once with Backpressure.
+            let t = Instant::now();
+            let mut sent = 0u32;
+            loop {
+                match p.send(&event(sent)) {
+                    Ok(()) => sent += 1,
+                    Err(AttachError::Backpressure { .. }) => break,
+                    Err(e) => panic!("unexpected: {e}"),
+                }
+                assert!(sent < 1000, "ring never filled");
+            }
+            assert!(t.elapsed() < Duration::from_secs(1), "sending blocked");
+            sent_tx.send(sent).unwrap();
+            // Once the process has drained its ring, sending works again.
+            go_rx.await.unwrap();
+            p.send(&event(sent)).unwrap();
+            drop(p);
+        });
+    });
+    ready_rx.recv().unwrap();
+    let c = attach(&cluster);
+    let sent = sent_rx.recv().unwrap();
+    assert!(sent >= 8, "only {sent} events of 64 KiB fit a 2 MiB ring");
+    for i in 0..sent {
+        let e = c.recv(T).unwrap().expect("event");
+        assert_eq!((e.kind, e.msg_id), (Kind::Event, u64::from(i)));
+        assert_eq!(e.body.len(), 64 << 10);
+    }
+    go_tx.send(()).unwrap();
+    let e = c.recv(T).unwrap().expect("event after draining");
+    assert_eq!(e.msg_id, u64::from(sent));
+    chmpx_side.join().unwrap();
+}
