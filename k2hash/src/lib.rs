@@ -10,13 +10,16 @@
 //! - [`format`]: byte offsets of the header, shard directory, index slots and records, derived
 //!   from each other and checked by const asserts; pure encode/decode, no I/O.
 //! - `region`: the one big mapping (anonymous for memory mode, `MAP_SHARED` of the file
-//!   otherwise) plus `pread`/`pwrite` access for index-map mode, file growth and locking.
-//! - `alloc`: free-space management (striped arenas, rebuilt from the index at every open).
-//! - `index`: per-shard open-addressing tables of 8-byte slots, grown by doubling one shard at a
-//!   time under that shard's lock only.
-//! - `engine`: the operations (get/set/remove/CAS/update/subkeys/scan/digest/stats).
-//! - `commit`: group commit for `sync` mode; `sweeper`: background expiry reclamation.
-//! - `verify` and `compact`: offline checks and rewrite.
+//!   otherwise) plus `pread`/`pwrite` access for index-map mode, file growth.
+//! - `alloc`: free-space management (striped arenas, rebuilt from the index at every open,
+//!   adjacent holes merged in the background).
+//! - `engine`: shards (one `RwLock` and one open-addressing table of 8-byte slots each, grown
+//!   by doubling one shard at a time), open/rebuild/close, record access primitives.
+//! - `ops`: key operations, all built on one locked read-modify-write (`modify`).
+//! - `scan`: cursors, hash-range scans, digests, purge, expiry reclamation, verification.
+//! - `commit`: group commit for `sync` mode; `sweeper`: background expiry and coalescing.
+//! - `verify` and `compact`: public reports and offline rewrite.
+//! - `types`, `options`, `clock`, `error`: the public value types.
 //!
 //! # Storage modes
 //! ```text
