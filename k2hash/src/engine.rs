@@ -170,10 +170,12 @@ fn lock_file(f: &File, path: &Path, shared: bool) -> Result<()> {
     }
     let e = std::io::Error::last_os_error();
     if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        let mut b = [0u8; 4];
-        let pid = match std::os::unix::fs::FileExt::read_exact_at(f, &mut b, HDR_OWNER_PID as u64) {
-            Ok(()) => u32::from_le_bytes(b),
-            Err(_) => 0,
+        // The header names the writer that owns the file; when its dirty flag is clear no
+        // writer is active, so the holder is a read-only opener whose pid is unknown (0).
+        let mut b = [0u8; 8];
+        let pid = match std::os::unix::fs::FileExt::read_exact_at(f, &mut b, HDR_DIRTY as u64) {
+            Ok(()) if get_u32(&b, 0) == DIRTY_OPEN => get_u32(&b, 4),
+            _ => 0,
         };
         return Err(Error::Locked {
             path: path.to_path_buf(),

@@ -51,11 +51,11 @@ pub enum Error {
         actual: u64,
     },
     /// Another process (or another handle in this process) owns the file.
-    #[error("k2hash: {path:?} is in use by pid {pid} (owner lock held); stop that process first")]
+    #[error("k2hash: {path:?} is in use by pid {pid} (owner lock held; pid 0 means read-only openers); stop that process first")]
     Locked {
         /// The file.
         path: PathBuf,
-        /// Pid recorded by the owner (0 if unknown).
+        /// Pid of the writer that owns the file (0 when the holders are read-only openers).
         pid: u32,
     },
     /// A write was attempted on a read-only store.

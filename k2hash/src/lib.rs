@@ -184,6 +184,7 @@ impl K2Hash {
 
     /// Atomic read-modify-write of one key under its lock. `f` sees the live record (`None`
     /// when absent, tombstoned or expired) and returns what to do plus a result passed back.
+    /// `f` runs while the key's shard is write-locked: it must not call back into this store.
     pub fn update<T>(
         &self,
         key: &[u8],

@@ -678,7 +678,7 @@ fn read_only_refuses_writes(k: Kind) {
     ));
     // Readers share; a writer is refused while they hold it.
     let ro2 = e.opts().read_only(true).open().unwrap();
-    assert!(matches!(e.opts().open(), Err(Error::Locked { .. })));
+    assert!(matches!(e.opts().open(), Err(Error::Locked { pid: 0, .. })));
     drop((ro, ro2));
     e.opts().open().unwrap();
 }
