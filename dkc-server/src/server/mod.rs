@@ -29,5 +29,5 @@ pub mod run;
 pub mod settings;
 pub mod worker;
 
-pub use run::{run, ServerError};
+pub use run::{run, serve, ServerError, Serving};
 pub use settings::{ServerSettings, SettingsError, StoreSpec};

@@ -110,6 +110,37 @@ pub fn run(settings: ServerSettings, stop: Arc<AtomicBool>) -> Result<(), Server
         rcv_timeout: settings.rcv_timeout,
         stop: stop.clone(),
     });
+    let serving = serve(shared.clone(), settings.threads)?;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(STOP_POLL_MS));
+    }
+    tracing::info!("stopping: finishing the requests in hand");
+    serving.join();
+    drop(shared);
+    close(store)
+}
+
+/// The threads of a serving server.
+pub struct Serving {
+    workers: Vec<std::thread::JoinHandle<()>>,
+    waiters: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Serving {
+    /// Waits for the workers (which leave once `shared.stop` is set, after the message in
+    /// hand), then for the ack waiters (which leave once every queued write is answered).
+    pub fn join(self) {
+        for t in self.workers {
+            let _ = t.join();
+        }
+        for t in self.waiters {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts `threads` workers and the ack waiters over an attached `shared` state.
+pub fn serve(shared: Arc<Shared>, threads: usize) -> Result<Serving, ServerError> {
     let (ack_tx, ack_rx) = crossbeam_channel::bounded::<AckJob>(ACK_QUEUE_DEPTH);
     let mut waiters = Vec::new();
     for i in 0..ACK_WAITER_THREADS {
@@ -128,7 +159,7 @@ pub fn run(settings: ServerSettings, stop: Arc<AtomicBool>) -> Result<(), Server
     }
     drop(ack_rx);
     let mut workers = Vec::new();
-    for i in 0..settings.threads {
+    for i in 0..threads.max(1) {
         let worker = Worker {
             shared: shared.clone(),
             acks: ack_tx.clone(),
@@ -139,19 +170,7 @@ pub fn run(settings: ServerSettings, stop: Arc<AtomicBool>) -> Result<(), Server
             .map_err(ServerError::Thread)?;
         workers.push(t);
     }
-    drop(ack_tx);
-    while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(STOP_POLL_MS));
-    }
-    tracing::info!("stopping: finishing the requests in hand");
-    for t in workers {
-        let _ = t.join();
-    }
-    for t in waiters {
-        let _ = t.join();
-    }
-    drop(shared);
-    close(store)
+    Ok(Serving { workers, waiters })
 }
 
 fn close(store: Arc<k2hash::K2Hash>) -> Result<(), ServerError> {

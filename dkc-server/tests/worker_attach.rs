@@ -1,0 +1,318 @@
+//! The server's workers and ack waiters over the real attach transport, with this test playing
+//! chmpx: it delivers client requests, answers (or not) the Replicate requests the server sends
+//! on the key's chain, and routes the server's own answers back as chmpx's router would.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chmpx::attach::{
+    AttachListener, AttachOptions, AttachedProcess, Attachment, Envelope, Kind, Role, Route,
+};
+use chmpx::config::AckLevel;
+use chmpx::daemon::{FLAG_CHMPX_ERROR, FLAG_TARGET_COUNT};
+use chmpx::merge::protocol::{self as mp, HashRange, MergeRequest, MergeResponse};
+use dkc_client::proto::{
+    decode_request, decode_response, encode_request, ErrorCode, Request, Response, SetMode,
+};
+use dkc_server::server::serve;
+use dkc_server::server::worker::Shared;
+use dkc_server::{Executor, ManualClock};
+
+/// The client attachment id this fake chmpx pretends requests come from.
+const CLIENT_ATTACHMENT: u64 = 999;
+/// Our node number in routes.
+const NODE: u64 = 7;
+const RCV_TIMEOUT: Duration = Duration::from_millis(300);
+const WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// What the fake chmpx does with a Replicate request from the server.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Chain {
+    /// No other live owner: send the count notice 0.
+    NoReplica,
+    /// One replica, which acknowledges.
+    OneAcks,
+    /// One replica, which never answers.
+    OneSilent,
+    /// chmpx cannot reach the replica.
+    Unreachable,
+}
+
+struct FakeChmpx {
+    p: AttachedProcess,
+    next_id: u64,
+    replicated: Vec<Request>,
+}
+
+impl FakeChmpx {
+    fn request(&mut self, body: Vec<u8>) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let env = Envelope {
+            msg_id: id,
+            kind: Kind::Request,
+            route: Route::Reply {
+                node: NODE,
+                attachment: CLIENT_ATTACHMENT,
+                msg_id: id,
+            },
+            flags: 0,
+            body,
+        };
+        self.p.send(&env).unwrap();
+        id
+    }
+
+    /// Runs chmpx's side until the client's answer to `id` arrives.
+    async fn answer(&mut self, id: u64, chain: Chain) -> Vec<u8> {
+        let server_att = self.p.id();
+        loop {
+            let batch = tokio::time::timeout(WAIT_MAX, self.p.recv_batch(64))
+                .await
+                .expect("the server answers in time")
+                .unwrap();
+            for env in batch {
+                match (env.kind, env.route) {
+                    (
+                        Kind::Response,
+                        Route::Reply {
+                            attachment, msg_id, ..
+                        },
+                    ) if attachment == CLIENT_ATTACHMENT => {
+                        if msg_id == id {
+                            return env.body;
+                        }
+                    }
+                    // The server answering its own pending request (count notice 0): route it
+                    // back to the server, as the router does for local responses.
+                    (Kind::Response, Route::Reply { attachment, .. })
+                        if attachment == server_att =>
+                    {
+                        self.p.send(&env).unwrap();
+                    }
+                    (Kind::Request | Kind::Event, Route::HashChain(_)) => {
+                        self.replicated.push(decode_request(&env.body).unwrap());
+                        if env.kind == Kind::Event {
+                            continue; // ack level one: nobody answers
+                        }
+                        let reply = Route::Reply {
+                            node: NODE,
+                            attachment: server_att,
+                            msg_id: env.msg_id,
+                        };
+                        let count = |n: u32| Envelope {
+                            msg_id: env.msg_id,
+                            kind: Kind::Event,
+                            route: reply,
+                            flags: FLAG_TARGET_COUNT,
+                            body: n.to_le_bytes().to_vec(),
+                        };
+                        let response = |flags: u16, body: Vec<u8>| Envelope {
+                            msg_id: env.msg_id,
+                            kind: Kind::Response,
+                            route: reply,
+                            flags,
+                            body,
+                        };
+                        match chain {
+                            Chain::NoReplica => self.p.send(&count(0)).unwrap(),
+                            Chain::OneAcks => {
+                                self.p.send(&count(1)).unwrap();
+                                let ok = Response::Replicated {
+                                    applied: 1,
+                                    stale: 0,
+                                };
+                                let body = dkc_client::proto::encode_response(&ok).unwrap();
+                                self.p.send(&response(0, body)).unwrap();
+                            }
+                            Chain::OneSilent => self.p.send(&count(1)).unwrap(),
+                            Chain::Unreachable => {
+                                self.p.send(&count(1)).unwrap();
+                                self.p
+                                    .send(&response(FLAG_CHMPX_ERROR, b"cannot reach n2".to_vec()))
+                                    .unwrap();
+                            }
+                        }
+                    }
+                    other => panic!("unexpected message {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+fn set(key: &str, value: &str) -> Vec<u8> {
+    encode_request(&Request::Set {
+        key: key.into(),
+        value: value.into(),
+        mode: SetMode::Set,
+        flags: 0,
+        expire_at: 0,
+    })
+    .unwrap()
+}
+
+fn start_server(
+    cluster: String,
+    ctlport: u16,
+    ack: AckLevel,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let clock = Arc::new(ManualClock::new(1_767_225_600_000));
+        let store = k2hash::OpenOptions::memory()
+            .clock(clock.clone())
+            .open()
+            .unwrap();
+        let exec = Executor::new(Arc::new(store), 3, clock);
+        let att =
+            Attachment::connect(&cluster, ctlport, Role::Server, AttachOptions::default()).unwrap();
+        let shared = Arc::new(Shared {
+            exec,
+            att,
+            ack_level: ack,
+            rcv_timeout: RCV_TIMEOUT,
+            stop: stop.clone(),
+        });
+        let serving = serve(shared, 2).unwrap();
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        serving.join();
+    })
+}
+
+async fn scenario(tag: &str, ack: AckLevel, body: impl AsyncFnOnce(&mut FakeChmpx)) {
+    let cluster = format!("srv{tag}{}", std::process::id());
+    let ctlport = 20_000 + (std::process::id() % 20_000) as u16;
+    let mut listener = AttachListener::bind(&cluster, ctlport, AttachOptions::default()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = start_server(cluster, ctlport, ack, stop.clone());
+    let p = tokio::time::timeout(WAIT_MAX, listener.accept())
+        .await
+        .expect("server attaches")
+        .unwrap();
+    assert_eq!(p.role(), Role::Server);
+    let mut fake = FakeChmpx {
+        p,
+        next_id: 0,
+        replicated: Vec::new(),
+    };
+    body(&mut fake).await;
+    stop.store(true, Ordering::Release);
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_serves_commands_merge_and_acks_over_attach() {
+    scenario("all", AckLevel::All, async |fake: &mut FakeChmpx| {
+        // A write with no other live owner is answered at once (count notice 0).
+        let id = fake.request(set("a", "1"));
+        let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+        assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+        assert_eq!(
+            fake.replicated.len(),
+            1,
+            "the write went out on the key's chain"
+        );
+        // A replica that acknowledges.
+        let id = fake.request(set("b", "2"));
+        let r = decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap();
+        assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+        // A replica that never answers: the client learns the outcome is unknown.
+        let id = fake.request(set("c", "3"));
+        match decode_response(&fake.answer(id, Chain::OneSilent).await).unwrap() {
+            Response::Error { code, .. } => assert_eq!(code, ErrorCode::Timeout),
+            other => panic!("{other:?}"),
+        }
+        // chmpx cannot reach the replica.
+        let id = fake.request(set("d", "4"));
+        match decode_response(&fake.answer(id, Chain::Unreachable).await).unwrap() {
+            Response::Error { code, message } => {
+                assert_eq!(code, ErrorCode::Unavailable);
+                assert!(message.contains("cannot reach n2"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Reads are answered directly and see every write above.
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+            let id = fake.request(encode_request(&Request::Get { key: k.into() }).unwrap());
+            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+                Response::Value(item) => assert_eq!(item.value, v.as_bytes()),
+                other => panic!("{k}: {other:?}"),
+            }
+        }
+        // Garbage and another protocol version get errors, never silence.
+        let id = fake.request(vec![1, 0xc1, 0xc1]);
+        let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    code: ErrorCode::BadRequest,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        let mut other_version = set("x", "y");
+        other_version[0] = 99;
+        let id = fake.request(other_version);
+        let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    code: ErrorCode::Version,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        // A merge request is answered by the merge handler.
+        let req = MergeRequest::Digest {
+            ranges: vec![HashRange {
+                lo: 0,
+                hi: u64::MAX,
+            }],
+        };
+        let id = fake.request(mp::encode_request(&req).unwrap());
+        match mp::decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+            MergeResponse::Digests { digests } => assert_eq!(digests[0].count, 4),
+            other => panic!("{other:?}"),
+        }
+        // A Replicate from another primary is applied and acknowledged, not re-replicated.
+        let before = fake.replicated.len();
+        let rec = dkc_client::proto::WireRecord {
+            key: b"r".to_vec(),
+            value: b"from-peer".to_vec(),
+            version: u64::MAX / 2,
+            ..Default::default()
+        };
+        let id = fake.request(encode_request(&Request::Replicate { records: vec![rec] }).unwrap());
+        let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+        assert_eq!(
+            r,
+            Response::Replicated {
+                applied: 1,
+                stale: 0
+            }
+        );
+        assert_eq!(fake.replicated.len(), before);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_ack_level_one_answers_without_waiting() {
+    scenario("one", AckLevel::One, async |fake: &mut FakeChmpx| {
+        // Even with a silent replica the client is answered at once.
+        let id = fake.request(set("a", "1"));
+        let r = decode_response(&fake.answer(id, Chain::OneSilent).await).unwrap();
+        assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+    })
+    .await;
+}
