@@ -125,6 +125,12 @@ pub const SHMRINGSIZE_MAX: u64 = 4 * 1024 * 1024 * 1024;
 pub const SHMRING_PAYLOADS_MIN: u64 = 2;
 /// IPCMODE default: file mode of queues and shared memory (owner only).
 pub const IPCMODE_DEFAULT: u32 = 0o600;
+/// MERGERATE default: bytes per second one merge may copy (64 MiB/s).
+pub const MERGERATE_BYTES_PER_S_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Smallest MERGERATE (64 KiB/s).
+pub const MERGERATE_BYTES_PER_S_MIN: u64 = 64 * 1024;
+/// Largest MERGERATE (64 GiB/s, i.e. no practical limit).
+pub const MERGERATE_BYTES_PER_S_MAX: u64 = 64 * 1024 * 1024 * 1024;
 /// DATADIR default.
 pub const DATADIR_DEFAULT: &str = "/var/lib/dkc";
 

@@ -94,6 +94,7 @@ pub struct Global {
     pub shm_ring_size: u64,
     pub max_payload: u64,
     pub ipc_mode: u32,
+    pub merge_rate_bytes_per_s: u64,
     pub data_dir: PathBuf,
 }
 
@@ -326,6 +327,12 @@ impl Global {
             shm_ring_size,
             max_payload,
             ipc_mode,
+            merge_rate_bytes_per_s: r.size_or(
+                "MERGERATE",
+                MERGERATE_BYTES_PER_S_MIN,
+                MERGERATE_BYTES_PER_S_MAX,
+                MERGERATE_BYTES_PER_S_DEFAULT,
+            )?,
             data_dir: base.join(r.text("DATADIR").unwrap_or(DATADIR_DEFAULT)),
         })
     }

@@ -542,6 +542,15 @@ pub fn key_docs() -> Vec<KeyDoc> {
     );
     k(
         Global,
+        "MERGERATE",
+        Dkc,
+        false,
+        format!("bytes per second (K/M/G suffix ok) {MERGERATE_BYTES_PER_S_MIN}..={MERGERATE_BYTES_PER_S_MAX}"),
+        n(MERGERATE_BYTES_PER_S_DEFAULT),
+        "most bytes per second one merge copies, so merging does not starve client traffic",
+    );
+    k(
+        Global,
         "DATADIR",
         Dkc,
         false,
