@@ -98,6 +98,8 @@ fn locate(text: &str) -> Located {
 
 /// Parses `text`; `file` is used only in error messages.
 pub(crate) fn read(text: &str, file: &Path) -> Result<RawDoc, ConfigError> {
+    // Editors on some systems start UTF-8 files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // rust-ini refuses text after a header but reports it a line late and
     // vaguely; catch it here with the right line.
     for (index, raw) in text.lines().enumerate() {
@@ -206,6 +208,13 @@ mod tests {
         let e = &doc.sections[2].entries[0];
         assert_eq!((e.key.as_str(), e.value.as_str(), e.line), ("NAME", "b", 9));
         assert_eq!(doc.sections[1].entries[1].line, 7);
+    }
+
+    #[test]
+    fn byte_order_mark_is_ignored() {
+        let doc = read("\u{feff}[GLOBAL]\r\nGROUP = g\r\n", Path::new("t.ini")).unwrap();
+        assert_eq!(doc.sections[0].name, "GLOBAL");
+        assert_eq!(doc.sections[0].entries[0].value, "g");
     }
 
     #[test]
