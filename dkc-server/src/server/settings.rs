@@ -208,3 +208,71 @@ impl ServerSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(global_extra: &str, dkc: &str) -> Config {
+        let text = format!(
+            "[GLOBAL]\nGROUP = T\nMAXCHMPX = 8\nREPLICA = 1\nSLOTCOUNT = 64\nDATADIR = /tmp/x\n\
+             {global_extra}\n\
+             [SVRNODE]\nNAME = 127.0.0.1\nPORT = 18120\nCTLPORT = 18121\n\
+             [SVRNODE]\nNAME = 127.0.0.1\nPORT = 18122\nCTLPORT = 18123\n\
+             [SLVNODE]\nNAME = [.]*\nCTLPORT = 18131\n{dkc}"
+        );
+        Config::parse_str(&text, "/etc/dkc/test.ini").unwrap()
+    }
+
+    const DKC: &str = "[K2HDKC]\nK2HTYPE = file\nK2HFILE = dkc.k2h\nMAXTHREAD = 8\n";
+
+    #[test]
+    fn settings_from_config_pick_this_node_and_its_file() {
+        let cfg = config("ACKLEVEL = quorum", DKC);
+        let local = LocalAddrs::loopback_only();
+        let s = ServerSettings::from_config(&cfg, Some(18123), &local).unwrap();
+        assert_eq!(
+            (s.node_index, s.ctlport, s.cluster.as_str()),
+            (1, 18123, "T")
+        );
+        assert_eq!(s.ack_level, AckLevel::Quorum);
+        assert_eq!(s.store.kind, K2hType::File);
+        assert_eq!(s.store.path, Some(PathBuf::from("/tmp/x/T-18123/dkc.k2h")));
+        assert!(s.threads >= 1 && s.threads <= 8);
+        let s0 = ServerSettings::from_config(&cfg, Some(18121), &local).unwrap();
+        assert_eq!(s0.node_index, 0);
+        assert_ne!(s0.store.path, s.store.path, "each node has its own file");
+    }
+
+    #[test]
+    fn settings_value_limit_leaves_room_in_a_message() {
+        let local = LocalAddrs::loopback_only();
+        let s = ServerSettings::from_config(&config("", DKC), Some(18121), &local).unwrap();
+        let body = s.attach.body_size_max;
+        assert!(s.limits.value_size_max + s.limits.key_size_max + BODY_FRAMING_BYTES <= body);
+        let big = config("MAXPAYLOAD = 4M\nSHMRINGSIZE = 16M", DKC);
+        let s = ServerSettings::from_config(&big, Some(18121), &local).unwrap();
+        assert_eq!(
+            s.limits.value_size_max, VALUE_SIZE_MAX_DEFAULT,
+            "capped at the default"
+        );
+        let tiny = config("MAXPAYLOAD = 2K", DKC);
+        let err = ServerSettings::from_config(&tiny, Some(18121), &local).unwrap_err();
+        assert!(
+            matches!(err, SettingsError::PayloadTooSmall { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn settings_refuse_slaves_and_missing_sections() {
+        let local = LocalAddrs::loopback_only();
+        let err = ServerSettings::from_config(&config("", DKC), Some(18131), &local).unwrap_err();
+        assert!(matches!(err, SettingsError::NotAServer { .. }), "{err}");
+        let err = ServerSettings::from_config(&config("", ""), Some(18121), &local).unwrap_err();
+        assert!(matches!(err, SettingsError::NoDkcSection { .. }), "{err}");
+        assert!(err.to_string().contains("test.ini"));
+        let err = ServerSettings::from_config(&config("", DKC), Some(1), &local).unwrap_err();
+        assert!(matches!(err, SettingsError::Config(_)), "{err}");
+    }
+}
