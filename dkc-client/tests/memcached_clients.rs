@@ -1,5 +1,5 @@
 //! Real clients against dkc-memcached (memory backend): libmemcached's `memccapable` in ASCII
-//! mode and pymemcache's own integration tests. Both fail, never skip, when the client is not
+//! and binary modes, and pymemcache's own integration tests. Both fail, never skip, when the client is not
 //! installed (`apt-get install -y libmemcached-tools`, `pip install pymemcache pytest`).
 
 mod memcached_support;
@@ -16,7 +16,7 @@ fn memccapable_ascii_passes() {
         );
     };
     let server = start_dkc(&[]);
-    // -a: ASCII protocol only (dkc-memcached has no binary protocol); -t: i/o timeout seconds.
+    // -a: ASCII protocol tests only; -t: i/o timeout in seconds.
     let output = Command::new(memccapable)
         .args([
             "-h",
@@ -42,6 +42,41 @@ fn memccapable_ascii_passes() {
         "only {passed} memccapable tests ran:\n{stdout}"
     );
     eprintln!("memccapable: {passed} ASCII tests passed");
+}
+
+#[test]
+fn memccapable_binary_passes() {
+    let Some(memccapable) = which("memccapable") else {
+        panic!(
+            "memccapable is not on PATH: install it with `apt-get install -y libmemcached-tools`"
+        );
+    };
+    let server = start_dkc(&[]);
+    let output = Command::new(memccapable)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.addr.port().to_string(),
+            "-b",
+            "-t",
+            "10",
+        ])
+        .output()
+        .expect("run memccapable");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("All tests passed"),
+        "memccapable -b failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let passed = stdout.lines().filter(|l| l.ends_with("[pass]")).count();
+    assert!(
+        passed >= 20,
+        "only {passed} memccapable tests ran:\n{stdout}"
+    );
+    eprintln!("memccapable: {passed} binary tests passed");
 }
 
 #[test]

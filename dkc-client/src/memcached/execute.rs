@@ -288,6 +288,9 @@ pub async fn execute<S: Storage>(
             }
         }
         Request::Stats { group } => stats_reply(group.as_deref(), storage, stats, out).await,
+        Request::Binary(request) => {
+            return super::binary::execute(request, storage, stats, out).await
+        }
         Request::Meta(meta) => {
             bump(&c.cmd_meta);
             execute_meta(meta, storage, stats, out).await;
@@ -323,46 +326,54 @@ async fn stats_reply<S: Storage>(
             return;
         }
     }
-    let storage_stats = match storage.stats().await {
-        Ok(s) => s,
-        Err(e) => {
-            server_error(out, &e);
-            return;
+    match general_stats(storage, stats).await {
+        Ok(all) => {
+            for (name, value) in all {
+                line(out, &format!("STAT {name} {value}"));
+            }
+            line(out, "END");
         }
-    };
+        Err(e) => server_error(out, &e),
+    }
+}
+
+/// The general `stats` group: names and values in memcached's order.
+pub async fn general_stats<S: Storage>(
+    storage: &S,
+    stats: &ServerStats,
+) -> Result<Vec<(&'static str, String)>, StorageError> {
+    let storage_stats = storage.stats().await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut stat = |name: &str, value: &dyn std::fmt::Display| {
-        line(out, &format!("STAT {name} {value}"));
-    };
-    stat("pid", &std::process::id());
-    stat("uptime", &stats.started.elapsed().as_secs());
-    stat("time", &now);
-    stat("version", &VERSION_REPORTED);
-    stat("pointer_size", &(usize::BITS));
-    stat("max_connections", &stats.connections_max);
-    let counters = stats.counters.snapshot();
-    let mut rest = Vec::new();
-    for (name, value) in counters {
-        // memcached prints the byte counters after the command counters, then its settings.
+    let mut all: Vec<(&'static str, String)> = vec![
+        ("pid", std::process::id().to_string()),
+        ("uptime", stats.started.elapsed().as_secs().to_string()),
+        ("time", now.to_string()),
+        ("version", VERSION_REPORTED.to_string()),
+        ("pointer_size", usize::BITS.to_string()),
+        ("max_connections", stats.connections_max.to_string()),
+    ];
+    let mut bytes_counters = Vec::new();
+    for (name, value) in stats.counters.snapshot() {
+        // memcached prints the byte counters after the command counters.
         if name == "bytes_read" || name == "bytes_written" {
-            rest.push((name, value));
+            bytes_counters.push((name, value.to_string()));
         } else {
-            stat(name, &value);
+            all.push((name, value.to_string()));
         }
     }
-    for (name, value) in rest {
-        stat(name, &value);
-    }
-    stat("limit_maxbytes", &storage_stats.limit_maxbytes);
-    stat("accepting_conns", &1);
-    stat("threads", &stats.threads);
-    stat("bytes", &storage_stats.bytes);
-    stat("curr_items", &storage_stats.curr_items);
-    stat("total_items", &storage_stats.total_items);
-    line(out, "END");
+    all.extend(bytes_counters);
+    all.extend([
+        ("limit_maxbytes", storage_stats.limit_maxbytes.to_string()),
+        ("accepting_conns", "1".to_string()),
+        ("threads", stats.threads.to_string()),
+        ("bytes", storage_stats.bytes.to_string()),
+        ("curr_items", storage_stats.curr_items.to_string()),
+        ("total_items", storage_stats.total_items.to_string()),
+    ]);
+    Ok(all)
 }
 
 /// Appends ` k<key>` (and ` b` for base64 keys) and ` O<opaque>` in request order: what

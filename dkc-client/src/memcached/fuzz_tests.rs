@@ -52,6 +52,23 @@ proptest! {
             }
             Err(DecodeError::Incomplete) => prop_assert!(input.len() <= limits.connection_buffer_max()),
             Err(DecodeError::LineTooLong { length, limit }) => prop_assert!(length > limit),
+            Err(DecodeError::BadMagic { .. }) => prop_assert!(false, "text decoder never checks magic"),
+        }
+    }
+
+    #[test]
+    fn arbitrary_binary_frames_never_panic(mut input in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let limits = Limits::default();
+        if let Some(first) = input.first_mut() {
+            *first = super::binary::MAGIC_REQUEST;
+        }
+        match super::binary::decode(&input, &limits) {
+            Ok(frame) => {
+                prop_assert!(frame.consumed >= super::binary::HEADER_BYTES);
+                prop_assert!(frame.consumed <= input.len());
+            }
+            Err(DecodeError::Incomplete) => {}
+            Err(other) => prop_assert!(false, "unexpected {other:?}"),
         }
     }
 

@@ -1,4 +1,5 @@
-//! dkc-memcached's protocol layer: a memcached-1.6-compatible front (text and meta protocols)
+//! dkc-memcached's protocol layer: a memcached-1.6-compatible front (text, meta and binary
+//! protocols)
 //! over any [`Storage`]. It owns parsing, reply encoding, exptime conversion and connection
 //! handling; it must never depend on how or where items are stored (the cluster client
 //! implements [`Storage`], the lead wires it in `bin/dkc-memcached.rs`).
@@ -12,8 +13,10 @@
 //! - [`storage`]: the [`Storage`] trait; [`memory`]: the in-memory storage for tests.
 //! - [`stats`]: counters for `stats`; [`server`]: the tokio TCP server.
 //!
-//! The binary protocol is not implemented.
+//! - [`binary`]: binary protocol decoder and command layer (chosen per connection by its
+//!   first byte, as memcached does).
 
+pub mod binary;
 pub mod execute;
 pub mod limits;
 pub mod memory;

@@ -72,6 +72,7 @@ pub enum Request {
         noreply: bool,
     },
     Meta(super::meta::MetaRequest),
+    Binary(super::binary::BinaryRequest),
 }
 
 impl Request {
@@ -109,4 +110,7 @@ pub enum DecodeError {
     /// A command line grew past the limit without a newline; memcached closes the connection.
     #[error("command line of {length} bytes without a newline exceeds {limit} bytes; closing")]
     LineTooLong { length: usize, limit: usize },
+    /// A binary-protocol connection sent a header without the request magic 0x80.
+    #[error("binary request starts with {byte:#04x}, not the request magic 0x80; closing")]
+    BadMagic { byte: u8 },
 }

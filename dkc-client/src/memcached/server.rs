@@ -166,6 +166,8 @@ pub async fn serve_connection<S: Storage>(
     let mut output = BytesMut::new();
     // Bytes of a rejected data block still to be discarded.
     let mut swallow = 0usize;
+    // Chosen by the first byte the client sends, as memcached's auto-negotiation does.
+    let mut binary: Option<bool> = None;
     loop {
         let mut executed = 0usize;
         let mut close = false;
@@ -187,7 +189,13 @@ pub async fn serve_connection<S: Storage>(
                 flush(&mut stream, &mut output, stats, config).await?;
                 executed = 0;
             }
-            let frame = match decode(&input, limits) {
+            let binary = *binary.get_or_insert(input[0] == super::binary::MAGIC_REQUEST);
+            let decoded = if binary {
+                super::binary::decode(&input, limits)
+            } else {
+                decode(&input, limits)
+            };
+            let frame = match decoded {
                 Ok(frame) => frame,
                 Err(DecodeError::Incomplete) => break,
                 Err(e) => {
