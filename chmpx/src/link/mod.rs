@@ -22,6 +22,20 @@
 //!
 //! One link per pair: the lower id dials when both listen (a slave, which has no data port,
 //! always dials). See [`options::self_dials`].
+//!
+//! What the daemon can rely on:
+//! - Per peer, events arrive in order: `PeerUp`, then that link's `Data`/`Control` in the order
+//!   the peer sent them, then `PeerDown`. Messages to one peer leave in the order queued.
+//! - The link layer never retries or duplicates a message. Whatever was queued or in flight when
+//!   a link goes DOWN may be lost (queued ones are counted in `PeerState::dropped`); the daemon
+//!   treats `PeerDown` as "outstanding requests to that peer need an answer from elsewhere".
+//! - While a peer is DOWN, `send`/`try_send` fail at once with `PeerDown`.
+//! - Memory per peer is bounded: the queue by `peer_queue_depth` messages and
+//!   `peer_queue_bytes_max` bytes, the write batch by `WRITE_BATCH_BYTES_MAX`, the read buffer by
+//!   `frame_size_max`. A slow daemon stalls its readers, and TCP pushes back on the senders; a
+//!   peer whose heartbeats still arrive is never declared DOWN for being slow.
+//! - A peer is DOWN at most `heartbeat_timeout + heartbeat_interval` after its last frame, at
+//!   once on EOF, reset or a bad frame.
 
 pub mod access;
 pub mod auth;
