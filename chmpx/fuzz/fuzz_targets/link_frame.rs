@@ -15,8 +15,10 @@ fuzz_target!(|data: &[u8]| {
         match decode_frame(&data[at..], FRAME_SIZE_MAX) {
             Ok((frame, used)) => {
                 assert!(used > 0 && used <= data.len() - at);
-                let again = encode_to_vec(&frame, FRAME_SIZE_MAX).expect("decoded frame re-encodes");
-                let (same, used2) = decode_frame(&again, FRAME_SIZE_MAX).expect("re-encoded frame decodes");
+                let again =
+                    encode_to_vec(&frame, FRAME_SIZE_MAX).expect("decoded frame re-encodes");
+                let (same, used2) =
+                    decode_frame(&again, FRAME_SIZE_MAX).expect("re-encoded frame decodes");
                 assert_eq!(same, frame);
                 assert_eq!(used2, again.len());
                 at += used;
