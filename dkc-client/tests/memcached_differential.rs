@@ -198,6 +198,21 @@ fn cases() -> Vec<Vec<u8>> {
         cat(&[lit(b"set a 0 0 1\r\nx\r\ngets a\r\ncas a 0 0 1 1\r\ny\r\ncas zz 0 0 1 1\r\nx\r\ndelete a\r\ndelete a\r\n")]),
         cat(&[lit(b"set a 0 0 1\r\nx\r\ntouch a 10\r\ntouch zz 10\r\ngat 100 a zz\r\ngats 100 a\r\n")]),
         cat(&[lit(b"set a 0 0 1\r\nx\r\nflush_all\r\nget a\r\nset a 0 0 1\r\nx\r\nflush_all noreply\r\nget a\r\n")]),
+        cat(&[lit(b"ms hk 2\r\nhi\r\nmg hk h l v\r\nmg hk h l\r\nmg hk l h t f s k O9 c\r\n")]),
+        cat(&[lit(b"ms Zm9v 3 b F5\r\nbar\r\nmg Zm9v b k v f\r\nget foo\r\nmd Zm9v b k q\r\nmg foo v\r\n")]),
+        cat(&[lit(b"set foo 0 0 3\r\nbar\r\nmg Zm9v b v\r\nma Zm9v b\r\nset n 0 0 1\r\n5\r\nma bg== b v k O1\r\n")]),
+        cat(&[lit(b"mg hk T10 t v\r\nms hk 1 T10\r\nx\r\nmg hk T0 t\r\nmg hk t\r\n")]),
+        cat(&[lit(b"ms wk 1\r\nx\r\nmd wk I\r\nmg wk v c\r\nmg wk v\r\nmd wk I\r\nmg wk\r\nms wk 1\r\ny\r\nmg wk v\r\n")]),
+        cat(&[lit(b"mg vk N30 q\r\nmg vk N30\r\nmg vk s v\r\n")]),
+        cat(&[lit(b"gets a b\r\nset a 1 0 1\r\nx\r\nset b 2 0 2\r\nyy\r\ngets a b\r\ngats 0 b a\r\n")]),
+        cat(&[lit(b"incr a 1\r\ndecr a 1\r\nset a 0 0 4\r\n1000\r\ndecr a 1\r\nget a\r\nincr a 9000\r\nget a\r\n")]),
+        cat(&[lit(b"set a 0 0 1\r\nx\r\nappend a 0 0 1 noreply\r\ny\r\nprepend a 0 0 1 noreply\r\nz\r\nget a\r\nreplace a 5 0 1 noreply\r\nr\r\nget a\r\n")]),
+        cat(&[lit(b"touch a 0\r\nset a 0 100 1\r\nx\r\ntouch a 0\r\nmg a t\r\ntouch a -1\r\nget a\r\n")]),
+        cat(&[lit(b"mn\r\nmn\r\nmn\r\n")]),
+        cat(&[lit(b"delete a noreply\r\ndelete a 0 noreply\r\ndelete a 0 0\r\ndelete\r\ndelete a b c d\r\n")]),
+        cat(&[lit(b"cas a 0 0 1 1 noreply\r\nx\r\ncas a 0 0 1 noreply\r\nx\r\n")]),
+        cat(&[lit(b"ma m1 N0 J0 MD D1 v\r\nma m1 MI D18446744073709551615 v\r\nma m1 v\r\n")]),
+        cat(&[lit(b"ma m2 T-1 N10 J5 v t\r\nma m2 v t T100\r\n")]),
     ]
 }
 

@@ -557,7 +557,7 @@ async fn execute_meta<S: Storage>(
             delta,
             initial,
             vivify_ttl,
-            ttl,
+            ttl: _,
             cas_compare,
             value,
         } => {
@@ -565,7 +565,8 @@ async fn execute_meta<S: Storage>(
                 incr,
                 delta,
                 vivify: vivify_ttl.map(|t| (initial, expiry_from_exptime(t, now))),
-                touch: ttl.map(|t| expiry_from_exptime(t, now)),
+                // memcached 1.6.18 accepts `T` on ma but leaves the TTL alone; so do we.
+                touch: None,
                 cas_compare,
             };
             let (hits, misses) = if incr {
