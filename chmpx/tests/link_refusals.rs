@@ -392,3 +392,55 @@ async fn link_bad_frames_on_an_established_link_close_it_and_the_peer_can_return
     }
     m.shutdown().await;
 }
+
+/// A peer that handshakes and then breaks every link at once must not make the dialer spin:
+/// redials of a link that died young wait for the backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_a_peer_that_breaks_every_link_is_redialled_with_backoff() {
+    init_logs();
+    let raw_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let raw_addr = raw_listener.local_addr().unwrap();
+    // Ids are names: pick them so that the manager is the dialer.
+    let (m_id, raw_id) = ("a-manager", "z-raw");
+    let m_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let m_addr = m_listener.local_addr().unwrap();
+    let (m, _rx) = chmpx::link::LinkManager::start(
+        m_id,
+        vec![PeerSpec::server(raw_id, raw_addr)],
+        opts(),
+        Some(m_listener),
+    )
+    .unwrap();
+    let o = opts();
+    let me = [PeerSpec::server(m_id, m_addr)];
+    let window = Duration::from_millis(1000);
+    let deadline = tokio::time::Instant::now() + window;
+    let mut links = 0u32;
+    while let Ok(Ok((stream, source))) =
+        tokio::time::timeout_at(deadline, raw_listener.accept()).await
+    {
+        let ctx = chmpx::link::handshake::HandshakeCtx {
+            self_id: raw_id,
+            self_listens: true,
+            cluster: &o.cluster,
+            secret: None,
+        };
+        let (rd, wr) = stream.into_split();
+        let mut r = FrameReader::new(rd, o.frame_size_max, &o.cluster);
+        let mut w = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
+        if chmpx::link::handshake::accept(&ctx, &me, source.ip(), &mut r, &mut w)
+            .await
+            .is_ok()
+        {
+            links += 1;
+            let mut s = w.into_inner();
+            let _ = s.write_all(&[0, 0, 0, 1, 0xc1]).await;
+        }
+    }
+    eprintln!("{links} links in {window:?} from a dialer facing a peer that breaks every link");
+    assert!(links >= 2, "the dialer must keep trying ({links})");
+    // Backoff 20 ms doubling to 200 ms: about 8 attempts a second, never hundreds.
+    assert!(links <= 15, "the dialer spins: {links} links in {window:?}");
+    assert!(m.stats().bad_frames >= 2);
+    m.shutdown().await;
+}

@@ -457,7 +457,20 @@ impl Driver {
         let o = &inner.options;
         let mut backoff = Backoff::new(o.backoff_min, o.backoff_max, seed);
         let mut next: Option<Inbound> = None;
+        let mut flapping = false;
         loop {
+            // A link that died young (e.g. the peer accepts, then refuses our frames) is
+            // redialled only after a backoff delay, so a broken peer cannot make us spin.
+            if flapping && self.dials && next.is_none() {
+                let counters = &self.inner.peers[self.peer].counters;
+                let pause = tokio::time::sleep(backoff.next_delay());
+                if draining(pause, &mut self.outq, counters, &mut shutdown)
+                    .await
+                    .is_none()
+                {
+                    break;
+                }
+            }
             let conn = match next.take() {
                 Some(c) => Some((c.reader, c.writer, c.source)),
                 None => self.connect(&mut backoff, &mut shutdown).await,
@@ -465,7 +478,7 @@ impl Driver {
             let Some((reader, writer, source)) = conn else {
                 break;
             };
-            backoff.reset();
+            let linked_at = tokio::time::Instant::now();
             let peer = self.inner.peers[self.peer].clone();
             self.inner.stats.links_up.fetch_add(1, Ordering::Relaxed);
             tracing::info!(node = %self.inner.self_id, peer = %peer.spec.id, %source, "link UP");
@@ -493,6 +506,10 @@ impl Driver {
             };
             let outcome = session::run(&ctx, reader, writer, &mut self.outq, interrupt).await;
             peer.set_up(false);
+            flapping = linked_at.elapsed() < o.heartbeat_timeout;
+            if !flapping {
+                backoff.reset();
+            }
             self.drop_queued();
             let node = &self.inner.self_id;
             let id = &peer.spec.id;
