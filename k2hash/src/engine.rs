@@ -574,14 +574,34 @@ impl Engine {
         }
         let size = self.region.size();
         let mapped = self.region.mode != Mode::IndexMap;
-        let hb = if mapped {
-            self.region.slice(off, REC_HEADER_BYTES)?
+        if mapped {
+            let hdr = decode_rec_header(
+                self.region.slice(off, REC_HEADER_BYTES)?,
+                off,
+                size,
+                self.granule,
+            )?;
+            return self.loc_with(off, hdr, full, buf);
+        }
+        // Index-map mode: one speculative pread usually brings the whole small record.
+        let want = (INDEX_MAP_READ_BYTES as u64)
+            .min(size.saturating_sub(off))
+            .max(REC_HEADER_BYTES as u64);
+        self.region.pread_into(off, want as usize, buf)?;
+        let hdr = decode_rec_header(buf, off, size, self.granule)?;
+        let len = if full {
+            hdr.used_bytes() as usize
         } else {
-            self.region.pread_into(off, REC_HEADER_BYTES, buf)?;
-            &buf[..]
+            REC_HEADER_BYTES + hdr.key_len as usize
         };
-        let hdr = decode_rec_header(hb, off, size, self.granule)?;
-        self.loc_with(off, hdr, full, buf)
+        if len > buf.len() {
+            return self.loc_with(off, hdr, full, buf);
+        }
+        let bytes = &buf[..len];
+        if full && rec_checksum(hdr.block_bytes, bytes) != hdr.checksum {
+            return Err(Error::corrupted("record checksum mismatch", off));
+        }
+        Ok(Loc { hdr, bytes, full })
     }
 
     /// Like `rec_at` for a record whose header was already decoded and checked.

@@ -45,6 +45,8 @@ pub const ARENA_COUNT: usize = 16;
 pub const ARENA_CHUNK_BYTES: u64 = 256 * 1024;
 /// The file grows by at least this many bytes at a time.
 pub const FILE_GROW_BYTES_MIN: u64 = 4 * 1024 * 1024;
+/// Bytes read at once when locating a record in index-map mode (covers small records whole).
+pub const INDEX_MAP_READ_BYTES: usize = 512;
 /// Depth limit of `remove_with_children` recursion.
 pub const SUBKEY_DEPTH_MAX: usize = 64;
 /// Interval of the background expiry sweeper, milliseconds.

@@ -50,8 +50,19 @@ fn is_corrupted<T: std::fmt::Debug>(r: &Result<T>) -> bool {
 
 /// Opens a damaged file and checks that every answer is either right or a typed error.
 fn check_damaged(p: &Path, model: &HashMap<Vec<u8>, Vec<u8>>) {
+    check_damaged_in(p, model, false);
+    // The same file through pread/pwrite (index-map mode) must behave the same way.
+    check_damaged_in(p, model, true);
+}
+
+fn check_damaged_in(p: &Path, model: &HashMap<Vec<u8>, Vec<u8>>, index_map: bool) {
     let rep = verify_path(p);
-    let opened = OpenOptions::full_map(p).background(false).open();
+    let opts = if index_map {
+        OpenOptions::index_map(p)
+    } else {
+        OpenOptions::full_map(p)
+    };
+    let opened = opts.background(false).open();
     match opened {
         Err(e) => {
             assert!(
