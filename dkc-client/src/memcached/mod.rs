@@ -9,7 +9,8 @@
 //! - [`numeric`]: memcached's number acceptance rules.
 //! - [`request`]: the request types both encodings decode into; `Incomplete` vs invalid.
 //! - [`text`]: text protocol decoder; [`meta`]: meta protocol decoder.
-//! - [`execute`]: applies a request to a storage and encodes the reply.
+//! - [`execute`]: applies a request to a storage and encodes the reply ([`meta_execute`] for
+//!   meta requests, [`binary`] for binary ones).
 //! - [`storage`]: the [`Storage`] trait; [`memory`]: the in-memory storage for tests.
 //! - [`stats`]: counters for `stats`; [`server`]: the tokio TCP server.
 //!
@@ -21,6 +22,7 @@ pub mod execute;
 pub mod limits;
 pub mod memory;
 pub mod meta;
+pub mod meta_execute;
 pub mod numeric;
 pub mod request;
 pub mod server;
