@@ -99,6 +99,8 @@ struct NodeState {
     up: bool,
     server_attached: bool,
     merge: MergeState,
+    /// The pending epoch `merge` refers to (0: a recovery merge).
+    merge_epoch: u64,
     progress: Option<super::status::MergeProgress>,
     unfinished: HashSet<u32>,
     msgs_per_sec: f64,
@@ -197,6 +199,7 @@ impl Router {
                 up: spec.id == s.self_id,
                 server_attached: false,
                 merge: MergeState::Nothing,
+                merge_epoch: 0,
                 progress: None,
                 unfinished: HashSet::new(),
                 msgs_per_sec: 0.0,
@@ -715,6 +718,7 @@ impl Router {
                     n.up = true;
                     n.server_attached = st.server_attached;
                     n.merge = st.merge;
+                    n.merge_epoch = st.merge_epoch;
                     n.progress = st.progress;
                     n.unfinished = st.unfinished.into_iter().collect();
                     n.msgs_per_sec = st.msgs_per_sec;
@@ -815,13 +819,13 @@ impl Router {
             return false;
         };
         let concerned: HashSet<&NodeId> = self.map.members().iter().chain(pmap.members()).collect();
-        let _ = pending;
         concerned.iter().all(|id| match self.by_id.get(*id) {
             Some(&i) => {
                 let n = &self.nodes[i];
                 // A DOWN node or one without its server process is not waited for: it keeps its
                 // slots and catches up by recovery merge when it comes back.
-                !(n.up && n.server_attached) || n.merge == MergeState::Done
+                !(n.up && n.server_attached)
+                    || (n.merge == MergeState::Done && n.merge_epoch == pending)
             }
             None => true,
         })
@@ -990,6 +994,7 @@ impl Router {
                 let me = &mut self.nodes[self.self_idx];
                 me.unfinished.clear();
                 me.merge = MergeState::Nothing;
+                me.merge_epoch = 0;
                 me.progress = None;
             }
         }
@@ -1020,7 +1025,7 @@ impl Router {
                 })
                 .collect();
             self.merge_epoch_started = Some(epoch);
-            self.start_job(slots, false);
+            self.start_job(slots, epoch);
             return;
         }
         if self.recovery_wanted && self.nodes[self.self_idx].server_attached {
@@ -1044,14 +1049,17 @@ impl Router {
                 .filter(|(_, peers)| !peers.is_empty())
                 .collect();
             if !slots.is_empty() {
-                self.start_job(slots, true);
+                self.start_job(slots, 0);
             }
         }
     }
 
-    fn start_job(&mut self, slots: Vec<(u32, Vec<NodeId>)>, recovery: bool) {
+    /// Starts a merge job; `epoch` is the pending epoch it serves (0 for a recovery merge).
+    fn start_job(&mut self, slots: Vec<(u32, Vec<NodeId>)>, epoch: u64) {
         let job_id = self.next_id();
+        let recovery = epoch == 0;
         let me = &mut self.nodes[self.self_idx];
+        me.merge_epoch = epoch;
         me.unfinished = slots.iter().map(|(s, _)| *s).collect();
         me.merge = MergeState::Doing;
         tracing::info!(job = job_id, slots = slots.len(), recovery, "merge started");
@@ -1095,8 +1103,7 @@ impl Router {
             }
             self.metrics.set_merge(&shared.progress());
         }
-        self.ring_pending
-            .retain(|_, p| p.deadline > now || { false });
+        self.ring_pending.retain(|_, p| p.deadline > now);
         let expired: Vec<u64> = self
             .rpc_pending
             .iter()
@@ -1124,7 +1131,7 @@ impl Router {
             ring: self.ring.clone(),
             server_attached: me.server_attached,
             merge: me.merge,
-            merge_epoch: self.merge_epoch_started.unwrap_or(0),
+            merge_epoch: me.merge_epoch,
             progress: me.progress,
             unfinished: me.unfinished.iter().copied().collect(),
             msgs_per_sec: me.msgs_per_sec,

@@ -69,6 +69,35 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        remove_ipc_objects(&self.group);
+    }
+}
+
+/// Removes the queues and segments killed processes of `group` left behind (a SIGKILLed chmpx
+/// cannot clean up, and queues count against the system-wide `queues_max`).
+pub fn remove_ipc_objects(group: &str) {
+    let prefix = format!("dkc.{group}.");
+    let unlink_queue = |name: String| {
+        if let Ok(c) = std::ffi::CString::new(name) {
+            // SAFETY: mq_unlink takes a NUL-terminated name and touches no memory of ours.
+            unsafe { libc::mq_unlink(c.as_ptr()) };
+        }
+    };
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        if let Some(base) = name.strip_suffix(".chmpx") {
+            unlink_queue(format!("/{base}.accept"));
+        } else {
+            unlink_queue(format!("/{name}.up"));
+            unlink_queue(format!("/{name}.dn"));
+        }
+        let _ = std::fs::remove_file(entry.path());
     }
 }
 
@@ -153,7 +182,7 @@ impl Cluster {
                 "--ctlport",
                 &ctlport.to_string(),
                 "--log-level",
-                "info",
+                &std::env::var("DAEMON_TEST_LOG").unwrap_or_else(|_| "info".into()),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
