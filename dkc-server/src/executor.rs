@@ -32,6 +32,7 @@ pub struct Executor {
     hlc: Hlc,
     limits: Limits,
     counters: Counters,
+    expire_default_secs: Option<u64>,
 }
 
 impl Executor {
@@ -43,12 +44,20 @@ impl Executor {
             hlc: Hlc::new(node_index, clock),
             limits: Limits::default(),
             counters: Counters::default(),
+            expire_default_secs: None,
         }
     }
 
     /// The same executor with other limits.
     pub fn with_limits(mut self, limits: Limits) -> Executor {
         self.limits = limits;
+        self
+    }
+
+    /// The same executor giving items written without an expiry this lifetime (K2HDKC's
+    /// EXPIRE), in seconds.
+    pub fn with_expire_default(mut self, secs: Option<u64>) -> Executor {
+        self.expire_default_secs = secs.filter(|s| *s > 0);
         self
     }
 
@@ -80,6 +89,7 @@ impl Executor {
             hlc: &self.hlc,
             limits: &self.limits,
             counters: &self.counters,
+            expire_default_secs: self.expire_default_secs,
         };
         match dispatch(&ctx, req) {
             Ok(done) => done,

@@ -45,7 +45,7 @@ pub(crate) fn execute(
             bump(misses);
             return Ok(match initial {
                 Some(n) => Change::Write(
-                    rewrite(None, n.to_string().into_bytes(), 0, expire_at),
+                    rewrite(None, n.to_string().into_bytes(), 0, ctx.expiry(expire_at)),
                     Response::Number(n),
                 ),
                 None => Change::Keep(Response::NotFound),

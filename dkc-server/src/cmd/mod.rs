@@ -83,6 +83,8 @@ pub(crate) struct Ctx<'a> {
     pub hlc: &'a Hlc,
     pub limits: &'a Limits,
     pub counters: &'a Counters,
+    /// EXPIRE: lifetime given to items written without an expiry.
+    pub expire_default_secs: Option<u64>,
 }
 
 /// Result of one command.
@@ -122,6 +124,15 @@ impl Ctx<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// The expiry to store for a new item: `expire_at` as asked, or now + EXPIRE when none was
+    /// asked and EXPIRE is configured.
+    pub fn expiry(&self, expire_at: u64) -> u64 {
+        match (expire_at, self.expire_default_secs) {
+            (0, Some(secs)) => self.store.now().saturating_add(secs),
+            _ => expire_at,
+        }
     }
 
     /// Atomic read-modify-write of `key`. `f` sees the live record (or `None`) and decides;

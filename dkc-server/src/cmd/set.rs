@@ -20,6 +20,7 @@ pub(crate) fn execute(
     ctx.check_value(value.len())?;
     bump(&ctx.counters.cmd_set);
     let counters = ctx.counters;
+    let expire_at = ctx.expiry(expire_at);
     let (answer, written) = ctx.modify(key, |live: Option<&Record>| {
         let fresh = |live| Change::Write(rewrite(live, value.to_vec(), flags, expire_at), None);
         Ok(match (mode, live) {
@@ -269,6 +270,28 @@ mod tests {
             },
             ErrorCode::BadRequest,
         );
+    }
+
+    #[test]
+    fn set_without_expiry_gets_the_configured_default() {
+        let kit = Kit::with_expire_default(60);
+        let now = kit.now_secs();
+        kit.set(b"k", b"v");
+        assert_eq!(kit.item(b"k").unwrap().expire_at, now + 60);
+        kit.run(Request::Set {
+            key: b"e".to_vec(),
+            value: b"v".to_vec(),
+            mode: SetMode::Set,
+            flags: 0,
+            expire_at: now + 5,
+        });
+        assert_eq!(
+            kit.item(b"e").unwrap().expire_at,
+            now + 5,
+            "an explicit expiry wins"
+        );
+        kit.advance_secs(60);
+        assert_eq!(kit.value(b"k"), None);
     }
 
     #[test]

@@ -36,6 +36,12 @@ impl Kit {
         )
     }
 
+    pub fn with_expire_default(secs: u64) -> Kit {
+        let mut kit = Kit::new();
+        kit.exec = kit.exec.with_expire_default(Some(secs));
+        kit
+    }
+
     pub fn build(node: u8, limits: Limits, clock: Arc<ManualClock>) -> Kit {
         let store = OpenOptions::memory()
             .clock(clock.clone())

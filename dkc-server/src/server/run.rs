@@ -88,7 +88,8 @@ pub fn run(settings: ServerSettings, stop: Arc<AtomicBool>) -> Result<(), Server
         "k2hash data open"
     );
     let exec = Executor::new(store.clone(), settings.node_index, clock)
-        .with_limits(settings.limits.clone());
+        .with_limits(settings.limits.clone())
+        .with_expire_default(settings.expire_default_secs);
     // Versions minted after a restart must be above everything stored, even if the wall clock
     // went back while we were down: the executor observes each stored version before writing
     // over it, which covers that per key.

@@ -67,6 +67,8 @@ pub struct ServerSettings {
     pub attach: AttachOptions,
     /// Command limits.
     pub limits: Limits,
+    /// EXPIRE: lifetime of items written without an expiry, seconds.
+    pub expire_default_secs: Option<u64>,
 }
 
 /// Why the config cannot run a dkc-server here.
@@ -205,6 +207,7 @@ impl ServerSettings {
                 ..AttachOptions::default()
             },
             limits,
+            expire_default_secs: dkc.expire_s,
         })
     }
 }
