@@ -48,6 +48,8 @@ run() {
     "$@" | grep '^BENCH ' >>"$RAW"
 }
 
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+STARTED="$(date +%s)"
 for rep in $(seq 1 "$REPS"); do
     for vb in "${VALUE_SIZES[@]}"; do
         for th in "${THREAD_COUNTS[@]}"; do
@@ -63,6 +65,9 @@ for rep in $(seq 1 "$REPS"); do
         done
     done
 done
+
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+ELAPSED="$(( $(date +%s) - STARTED ))"
 
 python3 - "$RAW" "$N" "$REPS" >"$OUT_DIR/table.md" <<'EOF'
 import statistics, sys
@@ -110,10 +115,14 @@ print("|---|---|")
 for s, t in [("tc", "Tokyo Cabinet")] + names[:3]:
     print(f"| {t} | {med(size[(s, 40, 1)]):.2f} |")
 print()
-print(f"operations that failed or returned a wrong value: {errors}")
+spreads = [max(v) / min(v) for v in ops.values() if min(v) > 0]
+print(f"operations that failed or returned a wrong value: {errors}; spread (max/min over the "
+      f"{reps} runs) of one configuration: {min(spreads):.2f} to {max(spreads):.2f}")
 EOF
 
 cat "$OUT_DIR/table.md"
+echo
+echo "Run took ${ELAPSED} s on $(nproc) cores; load average before: $LOAD_BEFORE, after: $LOAD_AFTER."
 echo
 echo "Commands (each run $REPS times, interleaved; raw lines in $RAW):"
 sort -u "$COMMANDS" | sed 's/^/    /'
