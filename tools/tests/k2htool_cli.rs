@@ -116,7 +116,14 @@ fn loaded_file() -> Loaded {
     let input = dir.path().join("input.txt");
     let file = dir.path().join("data.k2h");
     let lines = write_input(&input, &sample_records());
-    k2htool_ok(&["load", p(&file), "--input", p(&input)]);
+    let out = k2htool_ok(&["load", p(&file), "--input", p(&input)]);
+    // stderr is a pipe here: no progress bar may be drawn on it, only the summary line.
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\r'),
+        "{stderr:?}"
+    );
+    assert!(stderr.starts_with("loaded "), "{stderr:?}");
     Loaded {
         dir: dir.path().to_path_buf(),
         _dir: dir,
