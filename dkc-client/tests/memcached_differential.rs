@@ -244,13 +244,39 @@ fn replies_match_real_memcached() {
 
 /// Names of `STAT` lines in a stats reply, with their values.
 fn stats(addr: SocketAddr) -> Vec<(String, String)> {
-    let reply = exchange(addr, b"stats\r\n", Some(b"END\r\n"));
+    stats_group(addr, b"stats\r\n")
+}
+
+fn stats_group(addr: SocketAddr, request: &[u8]) -> Vec<(String, String)> {
+    let reply = exchange(addr, request, Some(b"END\r\n"));
     String::from_utf8_lossy(&reply)
         .lines()
         .filter_map(|l| l.strip_prefix("STAT "))
         .filter_map(|l| l.split_once(' '))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+fn value(stats: &[(String, String)], name: &str) -> String {
+    stats
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("STAT {name} missing"))
+}
+
+/// Every name we print exists in memcached's reply, in memcached's relative order.
+fn assert_names_in_memcached_order(real: &[(String, String)], ours: &[(String, String)]) {
+    let real_names: Vec<&str> = real.iter().map(|(k, _)| k.as_str()).collect();
+    let mut last = 0;
+    for (name, _) in ours {
+        let at = real_names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("STAT {name} is not a memcached 1.6 stat"));
+        assert!(at >= last, "STAT {name} is out of memcached's order");
+        last = at;
+    }
 }
 
 #[test]
@@ -264,25 +290,24 @@ decr a 1\r\ndelete b\r\ndelete b\r\ntouch a 100\r\ntouch zz 100\r\ncas a 0 0 1 1
     }
     let real_stats = stats(real.addr);
     let our_stats = stats(ours.addr);
-    let real_names: Vec<&str> = real_stats.iter().map(|(k, _)| k.as_str()).collect();
-    // Every name we print exists in memcached, in memcached's relative order.
-    let mut last = 0;
-    for (name, _) in &our_stats {
-        let at = real_names
-            .iter()
-            .position(|n| n == name)
-            .unwrap_or_else(|| panic!("STAT {name} is not a memcached 1.6 stat"));
-        assert!(at >= last, "STAT {name} is out of memcached's order");
-        last = at;
+    assert_names_in_memcached_order(&real_stats, &our_stats);
+    let real_settings = stats_group(real.addr, b"stats settings\r\n");
+    let our_settings = stats_group(ours.addr, b"stats settings\r\n");
+    assert_names_in_memcached_order(&real_settings, &our_settings);
+    for name in [
+        "udpport",
+        "evictions",
+        "cas_enabled",
+        "binding_protocol",
+        "item_size_max",
+    ] {
+        assert_eq!(
+            value(&real_settings, name),
+            value(&our_settings, name),
+            "stats settings {name}"
+        );
     }
     // Counters with one meaning on both sides must agree after the same sequence.
-    let value = |stats: &[(String, String)], name: &str| {
-        stats
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("STAT {name} missing"))
-    };
     for name in [
         "cmd_get",
         "cmd_set",

@@ -316,6 +316,24 @@ async fn stats_reply<S: Storage>(
             return;
         }
         // Slab and item statistics have no meaning over a cluster: report an empty group.
+        Some(b"settings") => {
+            let settings = &stats.settings;
+            let all: [(&str, String); 8] = [
+                ("maxconns", stats.connections_max.to_string()),
+                ("tcpport", settings.tcp_port.to_string()),
+                ("udpport", "0".to_string()),
+                ("num_threads", stats.threads.to_string()),
+                ("cas_enabled", "yes".to_string()),
+                ("binding_protocol", "auto-negotiate".to_string()),
+                ("item_size_max", settings.item_size_max.to_string()),
+                ("idle_timeout", settings.idle_timeout_secs.to_string()),
+            ];
+            for (name, value) in all {
+                line(out, &format!("STAT {name} {value}"));
+            }
+            line(out, "END");
+            return;
+        }
         Some(b"items" | b"slabs" | b"sizes" | b"conns" | b"cachedump") => {
             line(out, "END");
             return;

@@ -68,7 +68,10 @@ impl<S: Storage> Server<S> {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as u64;
-        let stats = Arc::new(ServerStats::new(config.connections_max as u64, threads));
+        let mut stats = ServerStats::new(config.connections_max as u64, threads);
+        stats.settings.item_size_max = config.limits.item_size_max as u64;
+        stats.settings.idle_timeout_secs = config.idle_timeout.map(|d| d.as_secs()).unwrap_or(0);
+        let stats = Arc::new(stats);
         let slots = Arc::new(Semaphore::new(config.connections_max));
         Server {
             storage,
@@ -83,7 +86,10 @@ impl<S: Storage> Server<S> {
     }
 
     /// Accepts connections until the listener fails.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+    pub async fn serve(mut self, listener: TcpListener) -> std::io::Result<()> {
+        if let (Ok(addr), Some(stats)) = (listener.local_addr(), Arc::get_mut(&mut self.stats)) {
+            stats.settings.tcp_port = addr.port();
+        }
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,

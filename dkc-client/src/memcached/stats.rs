@@ -63,6 +63,16 @@ pub struct ServerStats {
     pub started: Instant,
     pub connections_max: u64,
     pub threads: u64,
+    /// Settings reported by `stats settings` (set by the server after construction).
+    pub settings: Settings,
+}
+
+/// The settings `stats settings` reports, under memcached's names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    pub tcp_port: u16,
+    pub item_size_max: u64,
+    pub idle_timeout_secs: u64,
 }
 
 impl ServerStats {
@@ -72,6 +82,7 @@ impl ServerStats {
             started: Instant::now(),
             connections_max,
             threads,
+            settings: Settings::default(),
         }
     }
 }
