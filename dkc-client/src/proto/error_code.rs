@@ -24,13 +24,16 @@ pub enum ErrorCode {
     Version,
     /// Timed out waiting for an answer or for replicas.
     Timeout,
+    /// Another owner already holds a newer write of the key, so this write lost (last writer
+    /// wins).
+    Superseded,
     /// A code this build does not know (sent by a newer peer); the string is kept.
     Unknown(String),
 }
 
 impl ErrorCode {
     /// Every known code, for documentation and tests.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::TooLarge,
         ErrorCode::NotNumeric,
         ErrorCode::BadRequest,
@@ -40,6 +43,7 @@ impl ErrorCode {
         ErrorCode::Storage,
         ErrorCode::Version,
         ErrorCode::Timeout,
+        ErrorCode::Superseded,
     ];
 
     /// The stable string.
@@ -54,6 +58,7 @@ impl ErrorCode {
             ErrorCode::Storage => "E_STORAGE",
             ErrorCode::Version => "E_VERSION",
             ErrorCode::Timeout => "E_TIMEOUT",
+            ErrorCode::Superseded => "E_SUPERSEDED",
             ErrorCode::Unknown(s) => s,
         }
     }
@@ -95,6 +100,11 @@ impl ErrorCode {
                 "the peer speaks another protocol version; run the same dkc release everywhere"
             }
             ErrorCode::Timeout => "no answer in time; the operation may or may not have happened",
+            ErrorCode::Superseded => {
+                "another owner already holds a newer write of this key (written elsewhere \
+                 meanwhile, or this node's clock is behind), so this write lost; read the key \
+                 and retry"
+            }
             ErrorCode::Unknown(_) => "an error code from a newer release; upgrade this client",
         }
     }

@@ -284,6 +284,7 @@ fn proto_error_codes_are_stable_strings_with_descriptions() {
         "E_STORAGE",
         "E_VERSION",
         "E_TIMEOUT",
+        "E_SUPERSEDED",
     ];
     for (code, want) in ErrorCode::ALL.iter().zip(expected) {
         assert_eq!(code.as_str(), want);

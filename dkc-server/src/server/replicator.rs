@@ -83,6 +83,12 @@ pub fn ack_outcome(
         );
     }
     match decode_response(&env.body) {
+        // The replica kept a newer version it already had: this write lost there, and merge
+        // will carry that newer version back here. Saying "stored" would be a lie.
+        Ok(Response::Replicated { applied: 0, stale }) if stale > 0 => Response::error(
+            ErrorCode::Superseded,
+            "written on the primary, but a replica already holds a newer version of the key",
+        ),
         Ok(Response::Replicated { .. }) => response,
         Ok(Response::Error { code, message }) => Response::error(
             code,
