@@ -288,7 +288,7 @@ fn run(mode: Mode, ops: &[Op]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: if cfg!(debug_assertions) { 20 } else { 64 }, ..ProptestConfig::default() })]
 
     #[test]
     fn model_memory(ops in prop::collection::vec(op(), 1..120)) {
