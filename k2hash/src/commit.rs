@@ -21,6 +21,11 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
+    /// Flushes completed so far.
+    pub(crate) fn flushes(&self) -> u64 {
+        self.st.lock().completed
+    }
+
     /// Returns once a flush that began after this call has completed.
     pub(crate) fn flush(&self, region: &Region) -> Result<()> {
         let mut st = self.st.lock();

@@ -819,6 +819,7 @@ impl Engine {
         st.free_bytes = self.alloc.free_bytes() + size.saturating_sub(self.alloc.tail());
         st.grows = self.counters.grows.load(Ordering::Relaxed);
         st.tail_bytes = self.alloc.tail();
+        st.syncs = self.commit.flushes();
         st
     }
 

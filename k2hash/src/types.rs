@@ -240,4 +240,7 @@ pub struct Stats {
     pub grows: u64,
     /// High-water mark: first byte never handed out by the allocator.
     pub tail_bytes: u64,
+    /// fdatasync calls made since open (group commit makes this far smaller than the number
+    /// of synced writes when many writers wait at once).
+    pub syncs: u64,
 }

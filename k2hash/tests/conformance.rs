@@ -767,6 +767,43 @@ fn freed_small_blocks_serve_large_records(k: Kind) {
     assert!(s.verify().unwrap().is_clean());
 }
 
+fn sync_mode_group_commit(k: Kind) {
+    let e = Env::new(k);
+    let s = e.opts().sync(true).open().unwrap();
+    let threads = 8u64;
+    let per_thread = 40u64;
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            let s = &s;
+            sc.spawn(move || {
+                for i in 0..per_thread {
+                    s.set(&key(t * 1000 + i), b"durable", m(i)).unwrap();
+                }
+            });
+        }
+    });
+    let st = s.stats();
+    assert_eq!(st.items, threads * per_thread);
+    if e.kind == Kind::Memory {
+        assert_eq!(st.syncs, 0, "memory mode never syncs");
+        return;
+    }
+    // Each write waits for two flushes (record, then index); alone that is 2 per write.
+    eprintln!(
+        "{:?}: {} synced writes, {} fdatasyncs",
+        e.kind,
+        threads * per_thread,
+        st.syncs
+    );
+    assert!(st.syncs >= 2, "{st:?}");
+    assert!(st.syncs < 2 * threads * per_thread, "no grouping: {st:?}");
+    drop(s);
+    if e.persistent() {
+        let s = e.open();
+        assert_eq!(s.stats().items, threads * per_thread);
+    }
+}
+
 fn compact_copies_everything(k: Kind) {
     let e = Env::new(k);
     let s = e.open();
@@ -847,5 +884,6 @@ conformance!(
     space_is_reused,
     compact_copies_everything,
     freed_small_blocks_serve_large_records,
+    sync_mode_group_commit,
     many_keys_grow,
 );
