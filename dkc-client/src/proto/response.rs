@@ -77,9 +77,9 @@ pub enum Response {
     },
     /// `Replicate` result.
     Replicated {
-        /// Records stored because they were newer.
+        /// Records this node now holds at their version (stored now, or already held).
         applied: u64,
-        /// Records ignored because this node held the same or a newer version.
+        /// Records ignored because this node holds a strictly newer version.
         stale: u64,
     },
     /// The request failed.

@@ -1,6 +1,8 @@
 //! `Replicate` (server to server): stores each record if its version is newer than the stored
 //! one — last writer wins by HLC, tombstones included — and moves this node's clock past
-//! every version received.
+//! every version received. `applied` counts records now held at their version (stored, or
+//! already there, e.g. copied by a merge first); `stale` counts records a strictly newer
+//! version beat, which tells the primary its write lost.
 
 use dkc_client::proto::{ErrorCode, Response, WireRecord};
 
@@ -34,6 +36,13 @@ pub(crate) fn execute(ctx: &Ctx<'_>, records: &[WireRecord]) -> CmdResult {
     for r in records {
         ctx.hlc.observe(r.version);
         if ctx.store.set_if_newer(&from_wire(r.clone()))? {
+            applied += 1;
+            continue;
+        }
+        // Not newer. Holding this very version (a merge copied it first) counts as applied:
+        // only a strictly newer version means this write lost here.
+        let held = ctx.store.get_raw(&r.key)?.map_or(0, |h| h.version);
+        if held == r.version {
             applied += 1;
         } else {
             stale += 1;
@@ -81,11 +90,12 @@ mod tests {
         assert_eq!(
             replicate(&kit, vec![rec(b"k", b"v2", 200, false)]),
             Response::Replicated {
-                applied: 0,
-                stale: 1
+                applied: 1,
+                stale: 0
             },
-            "same version again is stale"
+            "the same version again is already held, not stale"
         );
+        assert_eq!(kit.value(b"k"), Some(b"v2".to_vec()));
     }
 
     #[test]
