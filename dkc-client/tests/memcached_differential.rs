@@ -296,7 +296,6 @@ decr a 1\r\ndelete b\r\ndelete b\r\ntouch a 100\r\ntouch zz 100\r\ncas a 0 0 1 1
     assert_names_in_memcached_order(&real_settings, &our_settings);
     for name in [
         "udpport",
-        "evictions",
         "cas_enabled",
         "binding_protocol",
         "item_size_max",
