@@ -190,6 +190,31 @@ fn lock_file(f: &File, path: &Path, shared: bool) -> Result<()> {
     Err(Error::io("flock", Some(path), e))
 }
 
+/// How far the creation of a file got (see [`header_unfinished`]).
+enum Creation {
+    /// Zero bytes long.
+    Empty,
+    /// Grown, maybe partly laid out, but its magic was never written: it holds nothing.
+    Unfinished,
+    /// Has a magic (its header may still be corrupt; `decode_header` judges that).
+    Done,
+}
+
+fn creation_state(f: &File, path: Option<&Path>) -> Result<Creation> {
+    let len = f.metadata().map_err(|e| Error::io("fstat", path, e))?.len();
+    if len == 0 {
+        return Ok(Creation::Empty);
+    }
+    let mut page = vec![0u8; len.min(HEADER_BYTES) as usize];
+    std::os::unix::fs::FileExt::read_exact_at(f, &mut page, 0)
+        .map_err(|e| Error::io("pread", path, e))?;
+    Ok(if header_unfinished(&page) {
+        Creation::Unfinished
+    } else {
+        Creation::Done
+    })
+}
+
 impl Engine {
     pub(crate) fn open(opts: &OpenOptions) -> Result<Arc<Engine>> {
         Self::open_inner(opts, false).map(|(e, _)| e)
@@ -232,16 +257,30 @@ impl Engine {
                 (Some(f), opts.read_only)
             }
         };
+        // Decided under the owner lock, so no other process is creating this file meanwhile.
         let fresh = match &file {
             None => true,
-            Some(f) => f.metadata().map_err(|e| Error::io("fstat", path, e))?.len() == 0,
+            Some(f) => match creation_state(f, path)? {
+                Creation::Done => false,
+                Creation::Empty | Creation::Unfinished
+                    if read_only || !(opts.create || opts.temporary) =>
+                {
+                    return Err(Error::corrupted(
+                        "file is empty or its creation was interrupted before it held any \
+                         data (pass create(true) to initialise it)",
+                        0,
+                    )
+                    .with_path(path));
+                }
+                Creation::Empty => true,
+                Creation::Unfinished => {
+                    // Start over from nothing: leftovers of the interrupted creation must
+                    // not be taken for free space or tables.
+                    f.set_len(0).map_err(|e| Error::io("ftruncate", path, e))?;
+                    true
+                }
+            },
         };
-        if fresh && file.is_some() && (read_only || !(opts.create || opts.temporary)) {
-            return Err(
-                Error::corrupted("file is empty (pass create(true) to initialise it)", 0)
-                    .with_path(path),
-            );
-        }
         let region = Region::new(opts.mode, file, path, opts.file_size_max, read_only)?;
         let geometry = if fresh {
             let g = Geometry {
@@ -353,8 +392,20 @@ impl Engine {
         if self.sync {
             self.region.sync_data()?;
         }
-        // The header goes last: a file without a valid header is refused and can be recreated.
-        self.region.write(0, &encode_header(g), false)?;
+        // The header goes last, and its magic word last of all, by one aligned 8-byte store:
+        // until then the file counts as unfinished (`header_unfinished`) and the next opener
+        // with create(true) starts over; once the magic is there everything else is in place.
+        let h = encode_header(g);
+        self.region
+            .write(HDR_VERSION as u64, &h[HDR_VERSION..], false)?;
+        if self.sync {
+            self.region.sync_data()?;
+        }
+        let mut magic = [0u8; 8];
+        magic.copy_from_slice(&h[HDR_MAGIC..HDR_MAGIC + 8]);
+        self.region
+            .word(HDR_MAGIC as u64)?
+            .store(u64::from_le_bytes(magic), Ordering::Release);
         if self.sync {
             self.region.sync_data()?;
         }

@@ -414,6 +414,20 @@ pub fn encode_header(g: &Geometry) -> [u8; HDR_DIRTY] {
     h
 }
 
+/// True when `page` (the first `min(file size, HEADER_BYTES)` bytes of a file) shows a
+/// creation that never finished: the magic word is zero and so is everything a first writable
+/// open or later use would have set (bytes [`HDR_DIRTY`] to the end of the page). Creation
+/// writes the magic last, by one aligned 8-byte store, and a writable open increments
+/// `open_count` only after that, so no write can have been acknowledged in such a file. Bytes
+/// `HDR_VERSION..HDR_DIRTY` may hold a partly written header and are not looked at. A file
+/// whose magic is damaged after creation still has a non-zero `open_count` and is refused as
+/// corrupted, never recreated.
+pub fn header_unfinished(page: &[u8]) -> bool {
+    let magic_end = (HDR_MAGIC + 8).min(page.len());
+    let rest = page.get(HDR_DIRTY..).unwrap_or(&[]);
+    page[..magic_end].iter().all(|&b| b == 0) && rest.iter().all(|&b| b == 0)
+}
+
 /// Decodes and checks a header. `h` is the start of the file (any length); `file_size` is
 /// the file's size.
 pub fn decode_header(h: &[u8], file_size: u64) -> Result<Geometry> {
@@ -513,11 +527,48 @@ mod tests {
         let mut page = vec![0u8; HEADER_BYTES as usize];
         page[..HDR_DIRTY].copy_from_slice(&encode_header(&g));
         assert_eq!(decode_header(&page, 1 << 20).unwrap(), g);
+        assert!(
+            !header_unfinished(&page),
+            "a complete header is not unfinished"
+        );
         for i in 0..HDR_DIRTY {
             let mut p = page.clone();
             p[i] ^= 0x10;
             assert!(decode_header(&p, 1 << 20).is_err(), "flip at {i} accepted");
         }
+    }
+
+    #[test]
+    fn unfinished_header_is_magic_and_mutable_part_zero() {
+        let g = Geometry {
+            shard_bits: 4,
+            table_bits: 5,
+            granule_bytes: 32,
+            created_at: 7,
+        };
+        let mut page = vec![0u8; HEADER_BYTES as usize];
+        assert!(header_unfinished(&page), "all-zero page");
+        assert!(header_unfinished(&page[..0]), "empty file");
+        assert!(header_unfinished(&page[..20]), "short all-zero file");
+        // Every prefix of the immutable fields written without the magic: still unfinished.
+        let h = encode_header(&g);
+        for end in HDR_VERSION..=HDR_DIRTY {
+            page[HDR_VERSION..end].copy_from_slice(&h[HDR_VERSION..end]);
+            assert!(header_unfinished(&page), "fields up to {end} without magic");
+        }
+        page[..8].copy_from_slice(&MAGIC);
+        assert!(!header_unfinished(&page), "magic present");
+        page[..8].fill(0);
+        // A file that has been opened by a writer (open_count, dirty, owner) is never
+        // "unfinished", whatever happened to its magic; nor is one with data in the page.
+        for off in [HDR_DIRTY, HDR_OWNER_PID, HDR_OPEN_COUNT, HDR_END, 4095] {
+            let mut p = page.clone();
+            p[off] = 1;
+            assert!(!header_unfinished(&p), "non-zero byte at {off}");
+        }
+        let mut p = page.clone();
+        p[3] = 0x4b;
+        assert!(!header_unfinished(&p), "partial magic");
     }
 
     #[test]
