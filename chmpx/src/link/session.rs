@@ -299,12 +299,10 @@ mod tests {
     }
 
     /// Our side of a session over an in-memory pipe, and the far end's reader and writer.
-    fn pipe() -> (
-        FrameReader<tokio::io::ReadHalf<DuplexStream>>,
-        FrameWriter<tokio::io::WriteHalf<DuplexStream>>,
-        FrameReader<tokio::io::ReadHalf<DuplexStream>>,
-        FrameWriter<tokio::io::WriteHalf<DuplexStream>>,
-    ) {
+    type PipeReader = FrameReader<tokio::io::ReadHalf<DuplexStream>>;
+    type PipeWriter = FrameWriter<tokio::io::WriteHalf<DuplexStream>>;
+
+    fn pipe() -> (PipeReader, PipeWriter, PipeReader, PipeWriter) {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let (r1, w1) = tokio::io::split(ours);
         let (r2, w2) = tokio::io::split(theirs);
