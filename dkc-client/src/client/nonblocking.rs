@@ -1,0 +1,383 @@
+//! The async (tokio) client: the same commands as [`super::Client`], awaited without holding a
+//! thread. Clones share one attachment to chmpx.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chmpx::attach::Route;
+
+use crate::proto::{Item, Request, Response, SetMode};
+
+use super::blocking::{finish_flush, finish_scan, finish_stats, scan_request};
+use super::core::{check_flush_confirm, encode, judge, node_route, route_of, Attempt, Core, Op};
+use super::error::{ClientError, Result};
+use super::options::{ClientOptions, SUBKEY_DELETE_COUNT_MAX, SUBKEY_DEPTH_MAX};
+use super::topology::Topology;
+use super::types::{Expiry, NodeStats, ScanBatch, ScanQuery, StoreOptions};
+use super::{command, ops, Client};
+
+/// An async dkc client attached to the local chmpx.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), dkc_client::client::ClientError> {
+/// use dkc_client::client::{AsyncClient, Expiry};
+///
+/// let client = AsyncClient::from_conf("/etc/dkc/slave.ini", None).await?;
+/// let hits = client.incr("hits", 1, Some(0), Expiry::Never).await?;
+/// println!("{hits} hits");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AsyncClient {
+    pub(crate) core: Arc<Core>,
+    pub(crate) timeout: Duration,
+}
+
+async fn send(core: Arc<Core>, timeout: Duration, req: Request, route: Route) -> Result<Response> {
+    let body = encode(&req)?;
+    let mut attempt = 0;
+    loop {
+        let outcome = core.att.request_async(route, body.clone(), timeout).await;
+        match judge(&req, outcome, timeout) {
+            Attempt::Answer(r) => return Ok(r),
+            Attempt::Fail(e) => return Err(e),
+            Attempt::Retry(e) => {
+                attempt += 1;
+                if attempt > core.opts.retry_count {
+                    return Err(e);
+                }
+                tracing::debug!(what = req.name(), attempt, "retrying: {e}");
+                tokio::time::sleep(core.opts.backoff(attempt)).await;
+            }
+        }
+    }
+}
+
+impl AsyncClient {
+    /// As [`Client::from_conf`]; attaching (which may wait for chmpx) runs off the runtime.
+    pub async fn from_conf(path: impl AsRef<Path>, ctlport: Option<u16>) -> Result<AsyncClient> {
+        let path: PathBuf = path.as_ref().to_path_buf();
+        let client = tokio::task::spawn_blocking(move || Client::from_conf(path, ctlport))
+            .await
+            .map_err(|e| ClientError::Unavailable {
+                reason: format!("attach task failed: {e}"),
+            })??;
+        Ok(client.to_async())
+    }
+
+    /// As [`Client::connect`]: asks the chmpx at `ctlport` for the server nodes, then attaches.
+    pub async fn connect(cluster: &str, ctlport: u16, opts: ClientOptions) -> Result<AsyncClient> {
+        let topo = Topology::query(ctlport).await?;
+        if topo.cluster != cluster {
+            return Err(ClientError::Config(format!(
+                "the chmpx at control port {ctlport} serves cluster {:?}, not {cluster:?}",
+                topo.cluster
+            )));
+        }
+        let client = tokio::task::spawn_blocking(move || Client::attach(topo, opts))
+            .await
+            .map_err(|e| ClientError::Unavailable {
+                reason: format!("attach task failed: {e}"),
+            })??;
+        Ok(client.to_async())
+    }
+
+    /// A handle whose calls wait `timeout` per attempt.
+    pub fn with_timeout(&self, timeout: Duration) -> AsyncClient {
+        AsyncClient {
+            core: self.core.clone(),
+            timeout,
+        }
+    }
+
+    /// The timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The cluster's server nodes and REPLICA as this client sees them.
+    pub fn topology(&self) -> &Topology {
+        &self.core.topo
+    }
+
+    /// The blocking form of this client, sharing its attachment.
+    pub fn to_blocking(&self) -> Client {
+        Client {
+            core: self.core.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    async fn run<T>(&self, op: Op<T>) -> Result<T> {
+        let route = route_of(&op.req);
+        let resp = send(self.core.clone(), self.timeout, op.req.clone(), route).await?;
+        op.finish(resp, self.timeout)
+    }
+
+    /// Sends every request at once (one task each) and collects the answers in order.
+    async fn fan_out(&self, reqs: Vec<(Route, Request)>) -> Vec<Result<Response>> {
+        let handles: Vec<_> = reqs
+            .into_iter()
+            .map(|(route, req)| tokio::spawn(send(self.core.clone(), self.timeout, req, route)))
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.unwrap_or_else(|e| {
+                Err(ClientError::Unavailable {
+                    reason: format!("request task failed: {e}"),
+                })
+            }));
+        }
+        out
+    }
+
+    /// The live item of `key`, or `None`.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Item>> {
+        self.run(ops::get(key.as_ref())).await
+    }
+
+    /// The live items of `keys`, in the order asked, missing keys left out (one request per
+    /// key, all in flight together).
+    pub async fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Item>> {
+        let reqs = keys
+            .iter()
+            .map(|k| {
+                let req = Request::Get {
+                    key: k.as_ref().to_vec(),
+                };
+                (route_of(&req), req)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (resp, key) in self.fan_out(reqs).await.into_iter().zip(keys) {
+            if let Some(item) = ops::get(key.as_ref()).finish(resp?, self.timeout)? {
+                out.push(item);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores unconditionally; returns the new version.
+    pub async fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        opts: StoreOptions,
+    ) -> Result<u64> {
+        self.run(ops::store(key.as_ref(), value.as_ref(), SetMode::Set, opts))
+            .await
+    }
+
+    /// Stores only if absent, else [`ClientError::Exists`].
+    pub async fn add(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        opts: StoreOptions,
+    ) -> Result<u64> {
+        self.run(ops::store(key.as_ref(), value.as_ref(), SetMode::Add, opts))
+            .await
+    }
+
+    /// Stores only if present, else [`ClientError::NotStored`].
+    pub async fn replace(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        opts: StoreOptions,
+    ) -> Result<u64> {
+        self.run(ops::store(
+            key.as_ref(),
+            value.as_ref(),
+            SetMode::Replace,
+            opts,
+        ))
+        .await
+    }
+
+    /// Appends to the live value, else [`ClientError::NotStored`].
+    pub async fn append(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<u64> {
+        self.run(ops::store(
+            key.as_ref(),
+            value.as_ref(),
+            SetMode::Append,
+            StoreOptions::new(),
+        ))
+        .await
+    }
+
+    /// Prepends to the live value, else [`ClientError::NotStored`].
+    pub async fn prepend(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<u64> {
+        self.run(ops::store(
+            key.as_ref(),
+            value.as_ref(),
+            SetMode::Prepend,
+            StoreOptions::new(),
+        ))
+        .await
+    }
+
+    /// Stores only if the live version is `version` (see [`Client::cas`]).
+    pub async fn cas(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        version: u64,
+        opts: StoreOptions,
+    ) -> Result<u64> {
+        self.run(ops::store(
+            key.as_ref(),
+            value.as_ref(),
+            SetMode::Cas(version),
+            opts,
+        ))
+        .await
+    }
+
+    /// Deletes the live item, else [`ClientError::NotFound`].
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.run(ops::delete(key.as_ref(), None)).await
+    }
+
+    /// Deletes only if the live version is `version`.
+    pub async fn delete_if(&self, key: impl AsRef<[u8]>, version: u64) -> Result<()> {
+        self.run(ops::delete(key.as_ref(), Some(version))).await
+    }
+
+    /// See [`Client::incr`].
+    pub async fn incr(
+        &self,
+        key: impl AsRef<[u8]>,
+        delta: u64,
+        initial: Option<u64>,
+        expiry: Expiry,
+    ) -> Result<u64> {
+        self.run(ops::incr(key.as_ref(), delta, initial, expiry))
+            .await
+    }
+
+    /// See [`Client::decr`].
+    pub async fn decr(
+        &self,
+        key: impl AsRef<[u8]>,
+        delta: u64,
+        initial: Option<u64>,
+        expiry: Expiry,
+    ) -> Result<u64> {
+        self.run(ops::decr(key.as_ref(), delta, initial, expiry))
+            .await
+    }
+
+    /// Changes the expiry of a live item.
+    pub async fn touch(&self, key: impl AsRef<[u8]>, expiry: Expiry) -> Result<()> {
+        self.run(ops::touch(key.as_ref(), expiry)).await
+    }
+
+    /// Changes the expiry and returns the item, or `None`.
+    pub async fn get_and_touch(
+        &self,
+        key: impl AsRef<[u8]>,
+        expiry: Expiry,
+    ) -> Result<Option<Item>> {
+        self.run(ops::get_and_touch(key.as_ref(), expiry)).await
+    }
+
+    /// See [`Client::set_subkeys`].
+    pub async fn set_subkeys<S: AsRef<[u8]>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        subkeys: &[S],
+    ) -> Result<()> {
+        let list: Vec<Vec<u8>> = subkeys.iter().map(|s| s.as_ref().to_vec()).collect();
+        self.run(ops::set_subkeys(key.as_ref(), &list)).await
+    }
+
+    /// See [`Client::add_subkey`].
+    pub async fn add_subkey(&self, key: impl AsRef<[u8]>, subkey: impl AsRef<[u8]>) -> Result<()> {
+        self.run(ops::add_subkey(key.as_ref(), subkey.as_ref()))
+            .await
+    }
+
+    /// See [`Client::remove_subkey`].
+    pub async fn remove_subkey(
+        &self,
+        key: impl AsRef<[u8]>,
+        subkey: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        self.run(ops::remove_subkey(key.as_ref(), subkey.as_ref()))
+            .await
+    }
+
+    /// See [`Client::list_subkeys`].
+    pub async fn list_subkeys(&self, key: impl AsRef<[u8]>) -> Result<Vec<Vec<u8>>> {
+        self.run(ops::list_subkeys(key.as_ref())).await
+    }
+
+    /// See [`Client::clear_subkeys`].
+    pub async fn clear_subkeys(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.run(ops::clear_subkeys(key.as_ref())).await
+    }
+
+    /// See [`Client::delete_with_children`].
+    pub async fn delete_with_children(&self, key: impl AsRef<[u8]>) -> Result<u64> {
+        let root = key.as_ref().to_vec();
+        let mut visited: HashSet<Vec<u8>> = HashSet::from([root.clone()]);
+        let mut queue: VecDeque<(Vec<u8>, usize)> = VecDeque::from([(root, 0)]);
+        let mut deleted = 0u64;
+        while let Some((k, depth)) = queue.pop_front() {
+            let children = match self.run(ops::delete_with_children(&k)).await {
+                Ok(c) => c,
+                Err(ClientError::NotFound { .. }) if depth > 0 => continue,
+                Err(e) => return Err(e),
+            };
+            deleted += 1;
+            if depth + 1 > SUBKEY_DEPTH_MAX || visited.len() >= SUBKEY_DELETE_COUNT_MAX {
+                continue;
+            }
+            for c in children {
+                if visited.insert(c.clone()) {
+                    queue.push_back((c, depth + 1));
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// See [`Client::scan`].
+    pub async fn scan(&self, query: &ScanQuery) -> Result<ScanBatch> {
+        command::check_scan_limit(query.limit)?;
+        let req = scan_request(query);
+        let nodes = self.core.topo.servers.clone();
+        let answers = self
+            .fan_out(nodes.iter().map(|n| (node_route(n), req.clone())).collect())
+            .await;
+        finish_scan(&self.core.topo, query, nodes, answers, self.timeout)
+    }
+
+    /// See [`Client::stats`].
+    pub async fn stats(&self) -> Result<Vec<NodeStats>> {
+        let nodes = self.core.topo.servers.clone();
+        let answers = self
+            .fan_out(
+                nodes
+                    .iter()
+                    .map(|n| (node_route(n), Request::Stats))
+                    .collect(),
+            )
+            .await;
+        Ok(finish_stats(nodes, answers))
+    }
+
+    /// See [`Client::flush`].
+    pub async fn flush(&self, confirm: bool) -> Result<u64> {
+        check_flush_confirm(confirm)?;
+        let nodes = self.core.topo.servers.clone();
+        let req = Request::Flush { confirm };
+        let answers = self
+            .fan_out(nodes.iter().map(|n| (node_route(n), req.clone())).collect())
+            .await;
+        finish_flush(nodes, answers, self.timeout)
+    }
+}
