@@ -3,7 +3,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::limits::MERGE_RATE_DEFAULT_BYTES_PER_SEC;
 use super::settings::{DaemonSettings, Mode, NodeSpec};
 use crate::config::{self, Config, HostSpec};
 
@@ -93,7 +92,7 @@ pub fn settings_from_config(
         slot_count: g.slot_count,
         replica: g.replica,
         automerge: g.auto_merge,
-        merge_rate_bytes_per_sec: MERGE_RATE_DEFAULT_BYTES_PER_SEC,
+        merge_rate_bytes_per_sec: g.merge_rate_bytes_per_s,
         merge_timeout: Duration::from_secs(g.merge_timeout_s),
         heartbeat_interval: g.heartbeat_interval(),
         heartbeat_timeout: g.heartbeat_timeout(),

@@ -41,9 +41,6 @@ pub const MERGE_LIST_THRESHOLD_ITEMS: u64 = 2_048;
 /// Pieces a differing range is cut into at each narrowing step.
 pub const MERGE_SPLIT_FANOUT: u32 = 16;
 
-/// Default rate limit of merge copying, in bytes per second (0 = unlimited).
-pub const MERGE_RATE_DEFAULT_BYTES_PER_SEC: u64 = 64 * 1024 * 1024;
-
 /// How long one merge request to a server process may take before the slot is retried.
 pub const MERGE_RPC_TIMEOUT_MS: u64 = 10_000;
 

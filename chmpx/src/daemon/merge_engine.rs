@@ -352,3 +352,203 @@ pub async fn run(
         failed_slots: failed,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::merge::protocol::{decode_request, encode_response};
+    use crate::placement::key_hash;
+
+    type Store = BTreeMap<Vec<u8>, (ItemVersion, bool, Vec<u8>)>;
+
+    fn v(ms: u64) -> ItemVersion {
+        ItemVersion {
+            physical_ms: ms,
+            logical: 0,
+            node: 1,
+        }
+    }
+
+    /// Answers a merge request the way a server process holding `store` would.
+    fn answer(store: &mut Store, body: &[u8]) -> Vec<u8> {
+        let in_range = |k: &[u8], lo: u64, hi: u64| (lo..=hi).contains(&key_hash(k));
+        let resp = match decode_request(body).unwrap() {
+            MergeRequest::Digest { ranges } => MergeResponse::Digests {
+                digests: ranges
+                    .iter()
+                    .map(|r| {
+                        let mut d = RangeDigest::default();
+                        for (k, (ver, tomb, _)) in
+                            store.iter().filter(|(k, _)| in_range(k, r.lo, r.hi))
+                        {
+                            d.add_item(k, *ver, *tomb);
+                        }
+                        d
+                    })
+                    .collect(),
+            },
+            MergeRequest::ListVersions {
+                lo,
+                hi,
+                cursor,
+                limit,
+            } => {
+                let mut entries: Vec<KeyVersion> = store
+                    .iter()
+                    .filter(|(k, _)| in_range(k, lo, hi) && cursor.as_ref().is_none_or(|c| *k > c))
+                    .take(limit as usize + 1)
+                    .map(|(k, (ver, tomb, _))| KeyVersion {
+                        key: k.clone(),
+                        version: *ver,
+                        tombstone: *tomb,
+                    })
+                    .collect();
+                let more = entries.len() > limit as usize;
+                entries.truncate(limit as usize);
+                let next_cursor = more.then(|| entries.last().unwrap().key.clone());
+                MergeResponse::Versions {
+                    entries,
+                    next_cursor,
+                }
+            }
+            MergeRequest::FetchItems { keys } => {
+                let items: Vec<(Vec<u8>, ItemVersion, bool, Vec<u8>)> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        store
+                            .get(k.as_ref())
+                            .map(|(ver, t, val)| (k.to_vec(), *ver, *t, val.clone()))
+                    })
+                    .collect();
+                MergeResponse::Items {
+                    count: items.len() as u32,
+                    batch: rmp_serde::to_vec(&items).unwrap(),
+                    served: keys.len() as u32,
+                }
+            }
+            MergeRequest::ApplyItems { batch } => {
+                let items: Vec<(Vec<u8>, ItemVersion, bool, Vec<u8>)> =
+                    rmp_serde::from_slice(&batch).unwrap();
+                let (mut applied, mut skipped, mut bytes) = (0, 0, 0);
+                for (k, ver, t, val) in items {
+                    if store.get(&k).is_none_or(|(have, _, _)| *have < ver) {
+                        bytes += (k.len() + val.len()) as u64;
+                        store.insert(k, (ver, t, val));
+                        applied += 1;
+                    } else {
+                        skipped += 1;
+                    }
+                }
+                MergeResponse::Applied {
+                    applied,
+                    skipped,
+                    bytes,
+                }
+            }
+            MergeRequest::PurgeTombstones { .. } => MergeResponse::Purged { purged: 0 },
+        };
+        encode_response(&resp).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reconcile_copies_only_missing_and_older_items_both_ways() {
+        let a_id = NodeId::new("a:1");
+        let b_id = NodeId::new("b:1");
+        let mut a = Store::new();
+        // Enough items that a slot holds more than the list threshold: ranges get split.
+        for i in 0..40_000u32 {
+            a.insert(format!("key{i}").into_bytes(), (v(10), false, vec![1; 8]));
+        }
+        let mut b = a.clone();
+        for i in 0..30u32 {
+            b.remove(format!("key{i}").as_bytes()); // missing on b
+        }
+        for i in 100..110u32 {
+            b.insert(format!("key{i}").into_bytes(), (v(20), false, vec![2; 8]));
+            // newer on b
+        }
+        for i in 200..205u32 {
+            b.insert(format!("key{i}").into_bytes(), (v(30), true, vec![])); // newer tombstones on b
+        }
+        for i in 0..7u32 {
+            b.insert(
+                format!("only-b-{i}").into_bytes(),
+                (v(5), false, vec![3; 8]),
+            ); // only on b
+        }
+        assert_ne!(a, b);
+
+        let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Mutex::new(MergeShared::new(16)));
+        let slot_count = 16;
+        let job = MergeJob {
+            id: 7,
+            self_id: a_id.clone(),
+            slot_count,
+            slots: (0..slot_count).map(|s| (s, vec![b_id.clone()])).collect(),
+            rate_bytes_per_sec: 0,
+        };
+        let runner = tokio::spawn(run(job, cmd_tx, ev_tx, shared.clone()));
+        let mut requests = 0u32;
+        while let Some(RouterCmd::ServerRpc { node, body, reply }) = cmd_rx.recv().await {
+            requests += 1;
+            let store = if node == a_id { &mut a } else { &mut b };
+            let _ = reply.send(Ok(answer(store, &body)));
+        }
+        runner.await.unwrap();
+        assert_eq!(a, b, "both owners hold the same items");
+        let mut done = 0;
+        while let Ok(ev) = ev_rx.try_recv() {
+            match ev {
+                JobEvent::SlotDone { job, .. } => {
+                    assert_eq!(job, 7);
+                    done += 1;
+                }
+                JobEvent::Finished { failed_slots, .. } => assert_eq!(failed_slots, 0),
+            }
+        }
+        assert_eq!(done, slot_count);
+        let p = shared.lock().unwrap().progress();
+        // 30 to b, 10 + 5 + 7 to a: nothing else is copied.
+        assert_eq!(p.items_moved, 52, "only missing or older items move: {p:?}");
+        assert_eq!(p.slots_done, slot_count);
+        assert!(
+            requests > 2 * slot_count,
+            "differing slots were narrowed and listed"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_peer_fails_the_slot_without_hanging() {
+        let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let job = MergeJob {
+            id: 1,
+            self_id: NodeId::new("a:1"),
+            slot_count: 16,
+            slots: vec![(3, vec![NodeId::new("b:1")])],
+            rate_bytes_per_sec: 0,
+        };
+        let runner = tokio::spawn(run(
+            job,
+            cmd_tx,
+            ev_tx,
+            Arc::new(Mutex::new(MergeShared::new(1))),
+        ));
+        while let Some(RouterCmd::ServerRpc { reply, .. }) = cmd_rx.recv().await {
+            let _ = reply.send(Err("cannot reach b:1".into()));
+        }
+        runner.await.unwrap();
+        let evs: Vec<JobEvent> = std::iter::from_fn(|| ev_rx.try_recv().ok()).collect();
+        assert_eq!(
+            evs.last(),
+            Some(&JobEvent::Finished {
+                job: 1,
+                failed_slots: 1
+            })
+        );
+    }
+}
