@@ -40,6 +40,32 @@ fn daemon_routes_by_hash_to_the_primary_and_survives_garbage() {
         assert_eq!(got, map.chain_for(h)[0].to_string());
     }
 
+    // "One node" routes reach exactly that node, from the slave.
+    for s in &c.servers {
+        let num = chmpx::daemon::node_number(s.id().as_str());
+        let resp = client
+            .request(
+                chmpx::attach::Route::Node(num),
+                b"n",
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(resp.flags & chmpx::daemon::FLAG_CHMPX_ERROR, 0);
+        assert!(resp.body.starts_with(format!("{}|", s.id()).as_bytes()));
+    }
+    let resp = client
+        .request(
+            chmpx::attach::Route::Node(12345),
+            b"n",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_ne!(
+        resp.flags & chmpx::daemon::FLAG_CHMPX_ERROR,
+        0,
+        "an unknown node is an error answer"
+    );
+
     // Garbage on the control port: an ERR answer, and the daemon goes on.
     let addr = c.ctl_addr(c.servers[1].ctlport);
     let (ok, text) = control(addr, "HELLO THERE").unwrap();
