@@ -1,0 +1,84 @@
+//! Command-line arguments of `dkc-local`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Default memcached port of the front (memcached's own default).
+pub const MEMCACHED_PORT_DEFAULT: u16 = 11211;
+/// Default data directory when neither --dir nor $XDG_DATA_HOME is given.
+pub const DIR_DEFAULT: &str = "data/dkc-local";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dkc-local",
+    version,
+    about = "run a local dkc cluster (3 nodes + memcached front) from the INI files in conf/"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Start the cluster and the memcached front; stop everything on Ctrl-C or SIGTERM.
+    Up(UpArgs),
+    /// Show the processes of a running cluster and its chmpxstatus table.
+    Status(DirArgs),
+    /// Stop a cluster started with `up` (for example `up --detach`) from another shell.
+    Down(DirArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DirArgs {
+    /// Data directory of the run (default ./data/dkc-local, or $XDG_DATA_HOME/dkc-local).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Server nodes (chmpx + dkc-server each) on 127.0.0.1. 3 is conf/local-3node.ini as
+    /// shipped; other counts add or drop [SVRNODE] entries in the generated copy.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Replicas per slot besides the primary (REPLICA); default: the template's value.
+    #[arg(long)]
+    pub replica: Option<u32>,
+    /// memcached port of the front on 127.0.0.1 (0 picks a free one; the ready line says which).
+    #[arg(long, default_value_t = MEMCACHED_PORT_DEFAULT)]
+    pub port: u16,
+    /// Folder holding local-3node.ini and local-slave.ini.
+    #[arg(long = "conf-dir", default_value = "conf")]
+    pub conf_dir: PathBuf,
+    /// First data port; node i uses base+2i (data) and base+2i+1 (control), the slave
+    /// base+max(11, 2N+1). Default: the template's first PORT (8020). Change it to run next to
+    /// another cluster.
+    #[arg(long = "base-port")]
+    pub base_port: Option<u16>,
+    /// Cluster name (GROUP; it also prefixes queue and shared-memory names). Default: the
+    /// template's.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Seconds to wait for the cluster and the front to answer before giving up.
+    #[arg(long = "ready-timeout", default_value_t = 60)]
+    pub ready_timeout_secs: u64,
+    /// Start in the background, print the ready line, and return (stop with `dkc-local down`).
+    #[arg(long)]
+    pub detach: bool,
+}
+
+impl DirArgs {
+    /// The data directory, absolute.
+    pub fn resolve(&self) -> PathBuf {
+        let dir = match (&self.dir, std::env::var_os("XDG_DATA_HOME")) {
+            (Some(d), _) => d.clone(),
+            (None, Some(x)) if !x.is_empty() => PathBuf::from(x).join("dkc-local"),
+            _ => PathBuf::from(DIR_DEFAULT),
+        };
+        std::path::absolute(&dir).unwrap_or(dir)
+    }
+}
