@@ -17,6 +17,8 @@ use dkc_client::memcached::{MemoryStorage, Server, ServerConfig};
 enum Backend {
     /// Items in this process's memory: for tests; nothing is shared or kept.
     Memory,
+    /// Items in the dkc cluster, through the local chmpx named by --conf/--ctlport.
+    Cluster,
 }
 
 #[derive(Debug, Parser)]
@@ -26,6 +28,12 @@ struct Args {
     /// must never be mistaken for it.
     #[arg(long, value_enum)]
     backend: Backend,
+    /// The slave chmpx's config file (`--backend cluster`), e.g. conf/local-slave.ini.
+    #[arg(long = "conf", required_if_eq("backend", "cluster"))]
+    conf: Option<std::path::PathBuf>,
+    /// Which entry of --conf is the local chmpx, when several run on this host.
+    #[arg(long = "ctlport")]
+    ctlport: Option<u16>,
     /// TCP port (0 picks a free one; the chosen port is printed).
     #[arg(short = 'p', long, default_value_t = 11211)]
     port: u16,
@@ -94,6 +102,18 @@ async fn main() -> anyhow::Result<()> {
             // Tests read this line to learn the port.
             println!("listening on {local}");
             Server::new(Arc::new(MemoryStorage::default()), config)
+                .serve(listener)
+                .await?;
+        }
+        Backend::Cluster => {
+            let conf = args.conf.context("--backend cluster needs --conf FILE")?;
+            let client = dkc_client::client::AsyncClient::from_conf(&conf, args.ctlport)
+                .await
+                .with_context(|| format!("cannot attach to the cluster of {}", conf.display()))?;
+            // Tests and dkc-local read this line to learn the port.
+            println!("listening on {local}");
+            let storage = dkc_client::memcached_cluster::ClusterStorage::new(client);
+            Server::new(Arc::new(storage), config)
                 .serve(listener)
                 .await?;
         }
