@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chmpx::attach::{AttachOptions, Attachment, Role, Route};
-use chmpx::daemon::status::{Live, Ring, StatusReport};
+use chmpx::daemon::status::{Live, MergeState, Ring, StatusReport};
 use chmpx::placement::{key_hash, NodeId, PlacementMap};
 
 use super::lab::HostProcess;
@@ -159,6 +159,22 @@ impl ChmpxLab {
         Ok(())
     }
 
+    /// Starts chmpx again on server `i` (after [`ChmpxLab::kill_chmpx`]); its echo process
+    /// re-attaches by itself.
+    pub fn restart_chmpx(&mut self, i: usize) -> Result<(), NetnsError> {
+        self.kill_chmpx(i);
+        let p = self.spawn_chmpx(self.servers[i].host, LAB_CTLPORT)?;
+        self.servers[i].chmpx = Some(p);
+        Ok(())
+    }
+
+    /// kill -9 of chmpx alone on server `i` (its echo keeps running and waits to re-attach).
+    pub fn kill_chmpx(&mut self, i: usize) {
+        if let Some(mut p) = self.servers[i].chmpx.take() {
+            p.kill9();
+        }
+    }
+
     /// kill -9 of chmpx and echo on server `i`.
     pub fn kill_server(&mut self, i: usize) {
         if let Some(mut p) = self.servers[i].echo.take() {
@@ -299,6 +315,15 @@ pub fn all_servers_up(r: &StatusReport) -> bool {
         .iter()
         .filter(|n| n.ring != Ring::Slave)
         .all(|n| n.live == Live::Up && n.server_attached)
+}
+
+/// Whether nothing is pending or merging in `r`'s view. A merging node does not serve reads
+/// of slots it has not finished (DESIGN.md §6), so routing checks wait for this.
+pub fn settled(r: &StatusReport) -> bool {
+    r.pending_epoch.is_none()
+        && r.nodes
+            .iter()
+            .all(|n| !matches!(n.merge, MergeState::Doing | MergeState::Pending))
 }
 
 /// The placement map `r`'s node works with.
