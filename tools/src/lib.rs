@@ -3,6 +3,8 @@
 //! dkc library crate; no library crate may depend on this one.
 //!
 //! - [`k2htool`]: the k2hash file tool (info, dump, verify, compact, export, load, bench).
+//! - [`local`]: `dkc-local`, a local cluster with a memcached front (up, status, down).
 
 pub mod bench;
 pub mod k2htool;
+pub mod local;
