@@ -31,7 +31,7 @@ CTLPORT = $CTL
 NAME = 127.0.0.1
 CTLPORT = $SLV
 INI
-"$BIN/chmpx" --conf "$DIR/bench.ini" --ctlport "$CTL" --threads "${CHMPX_THREADS:-2}" --log-level warn 2>"$DIR/chmpx.log" &
+"$BIN/chmpx" --conf "$DIR/bench.ini" --ctlport "$CTL" --threads "${CHMPX_THREADS:-1}" --log-level warn 2>"$DIR/chmpx.log" &
 CHMPX=$!
 cleanup() {
   kill "$ECHO" "$CHMPX" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"

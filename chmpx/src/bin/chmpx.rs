@@ -26,7 +26,7 @@ struct Args {
     #[arg(long)]
     check: bool,
     /// Runtime threads (1 = everything on one thread).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
     /// Log filter (overrides RUST_LOG), e.g. info, debug, chmpx=trace.
     #[arg(long = "log-level")]
