@@ -47,6 +47,7 @@ impl Daemon {
         let child = Command::new(&self.program)
             .args(&self.args)
             .env("RUST_BACKTRACE", "1")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
