@@ -10,6 +10,8 @@
 //!   status once the cluster is up.
 //! - `dkc-hosts probe --cluster G --ctlport N KEY...`: (inside a host) send each key to its
 //!   first live owner and print `OK key node` or `ERR key reason` (used by the tests).
+//! - `dkc-hosts kv --cluster G --ctlport N set|get KEY...`: (inside a host) store or read
+//!   keys through the `dkc_client` driver (used by the tests).
 //! - `dkc-hosts tcp-listen --port P` / `tcp-connect --to ADDR:P`: reachability checks
 //!   between hosts (used by the tests).
 
@@ -19,7 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use dkc_tools::netns::chmpx_lab::{all_servers_up, run_probe, summary, ChmpxLab};
+use dkc_tools::netns::chmpx_lab::{all_servers_up, run_kv, run_probe, summary, ChmpxLab};
 use dkc_tools::netns::{Lab, LabSpec};
 
 /// Longest time `up` / `cluster` keep a lab.
@@ -72,6 +74,17 @@ enum Cmd {
         cluster: String,
         #[arg(long)]
         ctlport: u16,
+        keys: Vec<String>,
+    },
+    /// Set or get keys through the dkc driver (run inside a host; values are derived from
+    /// the keys).
+    Kv {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        ctlport: u16,
+        /// set or get.
+        op: String,
         keys: Vec<String>,
     },
     /// Accept TCP connections on a port and answer each with this host's view (tests).
@@ -215,6 +228,17 @@ fn run(args: Args) -> Result<()> {
             keys,
         } => {
             for line in run_probe(&cluster, ctlport, &keys).map_err(anyhow::Error::msg)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Cmd::Kv {
+            cluster,
+            ctlport,
+            op,
+            keys,
+        } => {
+            for line in run_kv(&cluster, ctlport, &op, &keys).map_err(anyhow::Error::msg)? {
                 println!("{line}");
             }
             Ok(())

@@ -54,12 +54,23 @@ pub struct ServerNode {
     pub id: NodeId,
     /// Its chmpx.
     pub chmpx: Option<HostProcess>,
-    /// Its echo server process.
-    pub echo: Option<HostProcess>,
+    /// Its server-role process (chmpx-echo or dkc-server).
+    pub server: Option<HostProcess>,
+}
+
+/// Which server-role process runs next to each server chmpx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `chmpx-echo`: answers `<node-id>|<body>` (routing tests).
+    Echo,
+    /// `dkc-server`: the real store, its k2hash file in the host's data directory.
+    DkcServer,
 }
 
 /// A chmpx cluster on a lab.
 pub struct ChmpxLab {
+    /// What runs next to each server chmpx.
+    pub kind: ServerKind,
     /// The config every process runs with.
     pub conf: PathBuf,
     /// Server hosts, in host order.
@@ -87,6 +98,9 @@ pub fn render_config(lab: &Lab, servers: usize) -> String {
     s.push_str(&format!(
         "\n[SLVNODE]\nNAME = [.]*\nCTLPORT = {LAB_SLAVE_CTLPORT}\n"
     ));
+    // dkc-server's storage: a k2hash file in the node's data dir (the host's own, bound at
+    // DATADIR), so each host keeps its data across restarts of its processes.
+    s.push_str("\n[K2HDKC]\nK2HTYPE = file\nK2HFILE = dkc.k2h\n");
     s
 }
 
@@ -94,6 +108,11 @@ impl ChmpxLab {
     /// Writes the config (checked by chmpx's parser) and starts every process: chmpx and
     /// echo on the first `servers` hosts, a slave chmpx on the rest. Does not wait.
     pub fn start(lab: Lab, servers: usize) -> Result<ChmpxLab, NetnsError> {
+        ChmpxLab::start_with(lab, servers, ServerKind::Echo)
+    }
+
+    /// [`ChmpxLab::start`] with `kind` as the server-role process.
+    pub fn start_with(lab: Lab, servers: usize, kind: ServerKind) -> Result<ChmpxLab, NetnsError> {
         if servers == 0 || servers > lab.hosts().len() {
             return Err(NetnsError::Bad(format!(
                 "{servers} servers in a {}-host lab",
@@ -106,6 +125,7 @@ impl ChmpxLab {
         chmpx::config::Config::load(&conf)
             .map_err(|e| NetnsError::Bad(format!("generated config refused: {e}")))?;
         let mut c = ChmpxLab {
+            kind,
             conf,
             servers: Vec::new(),
             slaves: Vec::new(),
@@ -117,7 +137,7 @@ impl ChmpxLab {
                 host: i,
                 id,
                 chmpx: None,
-                echo: None,
+                server: None,
             });
             c.start_server(i)?;
         }
@@ -145,17 +165,23 @@ impl ChmpxLab {
         self.kill_server(i);
         let chmpx = self.spawn_chmpx(self.servers[i].host, LAB_CTLPORT)?;
         let h = self.lab.host(self.servers[i].host);
-        let mut cmd = h.command(bins::path("chmpx-echo")?);
-        cmd.args([
-            "--cluster",
-            LAB_GROUP,
-            "--ctlport",
-            &LAB_CTLPORT.to_string(),
-        ])
-        .args(["--node-id", self.servers[i].id.as_str()]);
-        let echo = h.spawn("chmpx-echo", cmd)?;
+        let ctl = LAB_CTLPORT.to_string();
+        let (name, cmd) = match self.kind {
+            ServerKind::Echo => {
+                let mut cmd = h.command(bins::path("chmpx-echo")?);
+                cmd.args(["--cluster", LAB_GROUP, "--ctlport", &ctl])
+                    .args(["--node-id", self.servers[i].id.as_str()]);
+                ("chmpx-echo", cmd)
+            }
+            ServerKind::DkcServer => {
+                let mut cmd = h.command(bins::path("dkc-server")?);
+                cmd.arg("--conf").arg(&self.conf).args(["--ctlport", &ctl]);
+                ("dkc-server", cmd)
+            }
+        };
+        let server = h.spawn(name, cmd)?;
         self.servers[i].chmpx = Some(chmpx);
-        self.servers[i].echo = Some(echo);
+        self.servers[i].server = Some(server);
         Ok(())
     }
 
@@ -168,7 +194,8 @@ impl ChmpxLab {
         Ok(())
     }
 
-    /// kill -9 of chmpx alone on server `i` (its echo keeps running and waits to re-attach).
+    /// kill -9 of chmpx alone on server `i` (its server process keeps running and waits to
+    /// re-attach).
     pub fn kill_chmpx(&mut self, i: usize) {
         if let Some(mut p) = self.servers[i].chmpx.take() {
             p.kill9();
@@ -177,7 +204,7 @@ impl ChmpxLab {
 
     /// kill -9 of chmpx and echo on server `i`.
     pub fn kill_server(&mut self, i: usize) {
-        if let Some(mut p) = self.servers[i].echo.take() {
+        if let Some(mut p) = self.servers[i].server.take() {
             p.kill9();
         }
         if let Some(mut p) = self.servers[i].chmpx.take() {
@@ -271,13 +298,40 @@ impl ChmpxLab {
         Ok(parse_probe_output(&String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// Runs `dkc-hosts kv` on host `host` (a dkc client attached to its chmpx): `op` is `set`
+    /// or `get` of `keys`, whose values are [`kv_value`]. One answer per key.
+    pub fn kv(
+        &self,
+        host: usize,
+        op: &str,
+        keys: &[String],
+    ) -> Result<Vec<ProbeAnswer>, NetnsError> {
+        let h = self.lab.host(host);
+        let mut cmd = h.command(bins::path("dkc-hosts")?);
+        cmd.args(["kv", "--cluster", LAB_GROUP])
+            .args(["--ctlport", &self.ctlport_of(host).to_string(), op])
+            .args(keys);
+        let out = h.output(cmd, TOOL_RUN_MAX_MS * 2)?;
+        if !out.status.success() {
+            return Err(NetnsError::Command {
+                what: format!("kv {op} on {}", h.name()),
+                detail: format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(parse_probe_output(&String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// The last log lines of every process, for a failure message.
     pub fn logs(&self) -> String {
         let mut out = String::new();
         let procs = self
             .servers
             .iter()
-            .flat_map(|s| [s.chmpx.as_ref(), s.echo.as_ref()])
+            .flat_map(|s| [s.chmpx.as_ref(), s.server.as_ref()])
             .flatten()
             .chain(self.slaves.iter().map(|s| &s.1));
         for p in procs {
@@ -406,6 +460,49 @@ pub fn run_probe(cluster: &str, ctlport: u16, keys: &[String]) -> Result<Vec<Str
             Err(e) => format!("ERR {key} {e}"),
         };
         out.push(line);
+    }
+    Ok(out)
+}
+
+/// The value the lab's kv checks store under `key`.
+pub fn kv_value(key: &str) -> String {
+    format!("value-of-{key}")
+}
+
+/// Longest a kv run may take per key, ms.
+pub const KV_REQUEST_TIMEOUT_MS: u64 = 3000;
+
+/// The kv check itself (run by `dkc-hosts kv` inside a host) through the `dkc_client` driver:
+/// `set` stores [`kv_value`] under each key (`OK key version`); `get` reads each key (`OK key
+/// value`, `ERR key missing`, `ERR key reason`).
+pub fn run_kv(
+    cluster: &str,
+    ctlport: u16,
+    op: &str,
+    keys: &[String],
+) -> Result<Vec<String>, String> {
+    use dkc_client::client::options::ClientOptions;
+    use dkc_client::client::types::StoreOptions;
+    let mut opts = ClientOptions::default();
+    opts.request_timeout = Duration::from_millis(KV_REQUEST_TIMEOUT_MS);
+    opts.attach.connect_timeout_ms = PROBE_ATTACH_TIMEOUT_MS;
+    let client = dkc_client::client::Client::connect(cluster, ctlport, opts)
+        .map_err(|e| format!("connect to {cluster}:{ctlport}: {e}"))?;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let line = match op {
+            "set" => match client.set(key, kv_value(key), StoreOptions::new()) {
+                Ok(v) => format!("OK {key} {v}"),
+                Err(e) => format!("ERR {key} {e}"),
+            },
+            "get" => match client.get(key) {
+                Ok(Some(item)) => format!("OK {key} {}", String::from_utf8_lossy(&item.value)),
+                Ok(None) => format!("ERR {key} missing"),
+                Err(e) => format!("ERR {key} {e}"),
+            },
+            _ => return Err(format!("unknown kv operation {op:?} (set or get)")),
+        };
+        out.push(line.replace('\n', " "));
     }
     Ok(out)
 }
