@@ -218,11 +218,15 @@ fn netns_nothing_remains_after_kill9_of_the_lab_process() {
         .spawn()
         .unwrap();
     let mut pids = Vec::new();
+    let mut lab_dir = None;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if line.starts_with("holding") {
             break;
+        }
+        if let Some(rest) = line.strip_prefix("lab ") {
+            lab_dir = rest.split_whitespace().next().map(std::path::PathBuf::from);
         }
         if let Some(p) = line.split("holder-pid ").nth(1) {
             pids.push(p.split_whitespace().next().unwrap().parse::<u32>().unwrap());
@@ -240,4 +244,13 @@ fn netns_nothing_remains_after_kill9_of_the_lab_process() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // SIGKILL skips destructors: the folder stays until the next lab sweeps it.
+    let lab_dir = lab_dir.expect("dkc-hosts up prints its lab folder");
+    assert!(lab_dir.join("owner.pid").is_file(), "{}", lab_dir.display());
+    drop(make_lab(1));
+    assert!(
+        !lab_dir.exists(),
+        "stale {} not swept by the next lab",
+        lab_dir.display()
+    );
 }

@@ -483,9 +483,15 @@ pub fn run_kv(
 ) -> Result<Vec<String>, String> {
     use dkc_client::client::options::ClientOptions;
     use dkc_client::client::types::StoreOptions;
-    let mut opts = ClientOptions::default();
-    opts.request_timeout = Duration::from_millis(KV_REQUEST_TIMEOUT_MS);
-    opts.attach.connect_timeout_ms = PROBE_ATTACH_TIMEOUT_MS;
+    let defaults = ClientOptions::default();
+    let opts = ClientOptions {
+        request_timeout: Duration::from_millis(KV_REQUEST_TIMEOUT_MS),
+        attach: AttachOptions {
+            connect_timeout_ms: PROBE_ATTACH_TIMEOUT_MS,
+            ..defaults.attach.clone()
+        },
+        ..defaults
+    };
     let client = dkc_client::client::Client::connect(cluster, ctlport, opts)
         .map_err(|e| format!("connect to {cluster}:{ctlport}: {e}"))?;
     let mut out = Vec::with_capacity(keys.len());

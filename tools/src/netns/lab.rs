@@ -124,6 +124,33 @@ fn check_root() -> Result<(), NetnsError> {
     Ok(())
 }
 
+/// Prefix of lab folders in the temp dir.
+pub const LAB_DIR_PREFIX: &str = "dkc-lab-";
+/// File in a lab folder holding the pid of the process that made it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Removes lab folders whose maker died without cleaning up (SIGKILL skips destructors; the
+/// namespaces and processes are gone with it, only the folder stays).
+fn sweep_stale_lab_dirs() {
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(LAB_DIR_PREFIX) {
+            continue;
+        }
+        let owner = std::fs::read_to_string(e.path().join(OWNER_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok());
+        if let Some(pid) = owner {
+            if !pid_exists(pid) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 const BRIDGE_SETUP: &str = "ip link set lo up\nip link add br0 type bridge\nip link set br0 up";
 
 fn host_setup() -> String {
@@ -147,10 +174,14 @@ impl Lab {
                 spec.hosts
             )));
         }
+        sweep_stale_lab_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("dkc-lab-")
+            .prefix(LAB_DIR_PREFIX)
             .tempdir()
             .map_err(|e| NetnsError::io("create lab dir", e))?;
+        let owner = dir.path().join(OWNER_FILE);
+        std::fs::write(&owner, std::process::id().to_string())
+            .map_err(|e| NetnsError::io(format!("write {}", owner.display()), e))?;
         let data_path = dir.path().join("data");
         std::fs::create_dir_all(&data_path)
             .map_err(|e| NetnsError::io(format!("mkdir {}", data_path.display()), e))?;
