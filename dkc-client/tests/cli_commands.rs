@@ -43,6 +43,20 @@ fn cli_commands_outputs_and_exit_codes() {
     assert_eq!(j["flags"], 9);
     let version = j["version"].as_u64().expect("version");
 
+    // Without a config file: cluster name and the chmpx's control port.
+    let o = run(
+        Command::new(env!("CARGO_BIN_EXE_dkc")),
+        &[
+            "--cluster",
+            &cluster.group,
+            "--ctlport",
+            &cluster.slave_ctlport.to_string(),
+            "get",
+            "k1",
+        ],
+    );
+    assert_eq!((code(&o), stdout(&o).as_str()), (0, "hello\n"), "{o:?}");
+
     // Misses exit 1.
     assert_eq!(code(&dkc(&["get", "nope"])), 1);
     assert_eq!(code(&dkc(&["add", "k1", "x"])), 1);

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use client_support::Cluster;
-use dkc_client::client::{ClientError, Expiry, ScanQuery, StoreOptions};
+use dkc_client::client::{AsyncClient, ClientError, Expiry, ScanQuery, StoreOptions};
 
 #[test]
 fn client_every_command_succeeds_and_fails_as_documented() {
@@ -328,6 +328,17 @@ fn client_async_commands_and_parallel_get_many() {
         assert!(matches!(
             c.add("ak1", "x", StoreOptions::new()).await,
             Err(ClientError::Exists { .. })
+        ));
+        // Attaching by cluster name and control port finds the same three server nodes.
+        let by_name =
+            AsyncClient::connect(&cluster.group, cluster.slave_ctlport, cluster.options())
+                .await
+                .expect("connect by cluster name");
+        assert_eq!(by_name.topology().servers, c.topology().servers);
+        assert_eq!(by_name.get("ak3").await.unwrap().unwrap().value, b"3");
+        assert!(matches!(
+            AsyncClient::connect("othergroup", cluster.slave_ctlport, cluster.options()).await,
+            Err(ClientError::Config(_))
         ));
         let s = c.scan(&ScanQuery::prefix("ak").limit(100)).await.unwrap();
         assert_eq!(s.items.len(), 20);

@@ -335,3 +335,25 @@ impl Cluster {
         cmd
     }
 }
+
+impl Cluster {
+    /// Waits until the slave chmpx sees server `i` DOWN.
+    pub fn wait_server_down(&self, i: usize) {
+        let deadline = Instant::now() + READY_WAIT_MAX;
+        let id = format!("127.0.0.1:{}", self.nodes[i].ctlport);
+        loop {
+            let down = self
+                .status(self.slave_ctlport)
+                .is_some_and(|r| r.nodes.iter().any(|n| n.id == id && n.live != Live::Up));
+            if down {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} still UP as the slave sees it\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
