@@ -357,3 +357,18 @@ impl Cluster {
         }
     }
 }
+
+impl Cluster {
+    /// Sends `signal` (e.g. `libc::SIGSTOP`) to the process named `name`.
+    pub fn signal(&self, name: &str, signal: i32) {
+        let (_, child) = self
+            .children
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no process {name}"));
+        let pid = i32::try_from(child.id()).expect("pid fits i32");
+        // SAFETY: kill(2) on our own child's pid; no memory is shared.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+}
