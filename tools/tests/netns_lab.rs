@@ -254,3 +254,47 @@ fn netns_nothing_remains_after_kill9_of_the_lab_process() {
         lab_dir.display()
     );
 }
+
+#[test]
+fn netns_delay_proxy_delays_the_stream_between_hosts() {
+    let lab = make_lab(3);
+    let _listener = listen(&lab, 0);
+    let delay_ms: u64 = 400;
+    let proxy_port = 7100;
+    let h1 = lab.host(1);
+    let mut cmd = h1.command(dkc_hosts());
+    cmd.args(["delay-proxy", "--listen", &format!("0.0.0.0:{proxy_port}")])
+        .args(["--to", &format!("{}:{LISTEN_PORT}", lab.host(0).addr())])
+        .args(["--delay-ms", &delay_ms.to_string(), "--jitter-ms", "50"]);
+    let _proxy = h1.spawn("delay-proxy", cmd).unwrap();
+    let through = |timeout_ms: u64| -> (bool, Duration) {
+        let h2 = lab.host(2);
+        let mut cmd = h2.command(dkc_hosts());
+        cmd.args([
+            "tcp-connect",
+            "--to",
+            &format!("{}:{proxy_port}", h1.addr()),
+        ])
+        .args(["--timeout-ms", &timeout_ms.to_string()]);
+        let t = Instant::now();
+        let ok = h2.output(cmd, HELPER_RUN_MAX_MS).unwrap().status.success();
+        (ok, t.elapsed())
+    };
+    // Wait for the proxy to listen (a refused connect fails fast).
+    let deadline = Instant::now() + Duration::from_millis(HELPER_RUN_MAX_MS);
+    let (ok, took) = loop {
+        let r = through(3000);
+        if r.0 || Instant::now() >= deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(ok, "no greeting through the proxy");
+    assert!(
+        took >= Duration::from_millis(delay_ms),
+        "greeting came after {took:?}, < {delay_ms} ms"
+    );
+    // A reader that waits less than the delay gets nothing.
+    let (ok, _) = through(delay_ms / 4);
+    assert!(!ok, "greeting arrived faster than the proxy's delay");
+}

@@ -12,6 +12,8 @@
 //!   first live owner and print `OK key node` or `ERR key reason` (used by the tests).
 //! - `dkc-hosts kv --cluster G --ctlport N set|get KEY...`: (inside a host) store or read
 //!   keys through the `dkc_client` driver (used by the tests).
+//! - `dkc-hosts delay-proxy --listen A:P --to B:Q --delay-ms D [--jitter-ms J --seed S]`:
+//!   a TCP proxy adding delay, since the kernel has no netem.
 //! - `dkc-hosts tcp-listen --port P` / `tcp-connect --to ADDR:P`: reachability checks
 //!   between hosts (used by the tests).
 
@@ -22,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use dkc_tools::netns::chmpx_lab::{all_servers_up, run_kv, run_probe, summary, ChmpxLab};
+use dkc_tools::netns::delay_proxy::{serve, Delay};
 use dkc_tools::netns::{Lab, LabSpec};
 
 /// Longest time `up` / `cluster` keep a lab.
@@ -86,6 +89,22 @@ enum Cmd {
         /// set or get.
         op: String,
         keys: Vec<String>,
+    },
+    /// Forward TCP connections with added delay (run inside a host; no netem here).
+    DelayProxy {
+        /// Address to accept on, e.g. 0.0.0.0:9020.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Address to forward to.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long = "delay-ms", default_value_t = 0)]
+        delay_ms: u64,
+        #[arg(long = "jitter-ms", default_value_t = 0)]
+        jitter_ms: u64,
+        /// Seed of the jitter (printed seeds replay).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Accept TCP connections on a port and answer each with this host's view (tests).
     TcpListen {
@@ -241,6 +260,21 @@ fn run(args: Args) -> Result<()> {
             for line in run_kv(&cluster, ctlport, &op, &keys).map_err(anyhow::Error::msg)? {
                 println!("{line}");
             }
+            Ok(())
+        }
+        Cmd::DelayProxy {
+            listen,
+            to,
+            delay_ms,
+            jitter_ms,
+            seed,
+        } => {
+            let delay = Delay {
+                fixed_ms: delay_ms,
+                jitter_ms,
+            };
+            println!("proxy {listen} -> {to}, {delay:?}, seed {seed}");
+            serve(listen, to, delay, seed)?;
             Ok(())
         }
         Cmd::TcpListen { port, secs } => tcp_listen(port, secs),

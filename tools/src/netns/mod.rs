@@ -36,12 +36,14 @@
 //! - [`seed`] — the printed seed every random choice comes from.
 //! - [`chmpx_lab`] — a chmpx cluster config for a lab, status polling, routing probes.
 //! - [`bins`] — where the daemons' binaries are.
+//! - [`delay_proxy`] — a TCP proxy adding fixed + random delay (no `netem` here).
 //!
 //! This module may depend on the `chmpx` library (configs, status types, placement) and on
 //! system tools (`unshare`, `ip`, `iptables`); no library crate may depend on it.
 
 pub mod bins;
 pub mod chmpx_lab;
+pub mod delay_proxy;
 pub mod error;
 pub mod fault;
 pub mod holder;
