@@ -1,12 +1,18 @@
 //! Where the daemons' executables are.
 //!
 //! Integration tests of this crate do not make cargo build other packages' binaries (a
-//! dependency on a package builds its library only). So the first test of a process that finds
-//! a binary missing runs `cargo build --bins -p chmpx -p dkc-server -p dkc-client` (with
-//! `--release` when the tests run from a release target dir) into the same target dir, under a
-//! file lock so parallel test processes build once. Set `DKC_TEST_BIN_DIR` to use binaries
-//! from elsewhere, or `DKC_TEST_NO_BUILD=1` to never build (then a missing binary fails with
-//! the command to run).
+//! dependency on a package builds its library only). The harness looks for them next to the
+//! test executable (`target/<profile>/`, where `cargo build --release --bins -p chmpx -p
+//! dkc-server -p dkc-client` puts them), then in `target/dkc-tests-bins/<profile>/`.
+//!
+//! When they are in neither, the first test of a process runs that `cargo build` itself, under
+//! a file lock so parallel test processes build once. It must build into its own target dir
+//! (`target/dkc-tests-bins`): `cargo test` holds the lock of its target dir while tests run,
+//! so a nested build there would wait forever. That first build compiles the daemons from
+//! scratch (minutes); building them beforehand with the command above avoids it.
+//!
+//! Set `DKC_TEST_BIN_DIR` to use binaries from elsewhere, or `DKC_TEST_NO_BUILD=1` to never
+//! build (then a missing binary fails with the command to run).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,7 +84,17 @@ impl Drop for BuildLock {
     }
 }
 
-fn build(profile: &Path) -> Result<(), String> {
+/// Where the harness's own build puts the binaries: `target/dkc-tests-bins/<profile>`.
+fn own_build_dir(profile: &Path) -> Option<PathBuf> {
+    let target = profile.parent()?;
+    let name = profile.file_name()?;
+    Some(target.join(OWN_TARGET_DIR).join(name))
+}
+
+/// Name of the harness's own target dir, inside the workspace's.
+pub const OWN_TARGET_DIR: &str = "dkc-tests-bins";
+
+fn build(profile: &Path) -> Result<PathBuf, String> {
     let cmd = build_command(profile);
     if std::env::var("DKC_TEST_NO_BUILD").is_ok_and(|v| v == "1") {
         return Err(format!(
@@ -86,16 +102,21 @@ fn build(profile: &Path) -> Result<(), String> {
             profile.display()
         ));
     }
-    let target = profile
-        .parent()
+    let out = own_build_dir(profile)
         .ok_or_else(|| format!("no target dir above {}", profile.display()))?;
+    let target = out
+        .parent()
+        .ok_or_else(|| format!("no target dir above {}", out.display()))?
+        .to_path_buf();
+    std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
     let _lock = BuildLock::take(&target.join(".dkc-tests-build.lock"))?;
-    if all_present(profile) {
-        return Ok(());
+    if all_present(&out) {
+        return Ok(out);
     }
     eprintln!(
-        "dkc-tests: daemons missing in {}; running `{cmd}`",
-        profile.display()
+        "dkc-tests: daemons missing in {}; running `{cmd}` into {} (minutes the first time)",
+        profile.display(),
+        target.display()
     );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = Command::new(cargo);
@@ -108,16 +129,16 @@ fn build(profile: &Path) -> Result<(), String> {
         c.args(["-p", p]);
     }
     let status = c
-        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_TARGET_DIR", &target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
-    if !status.success() || !all_present(profile) {
+    if !status.success() || !all_present(&out) {
         return Err(format!(
             "`{cmd}` failed ({status}); build the daemons by hand, then rerun the tests"
         ));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The directory with every daemon binary, building them once if needed. Panics with the
@@ -125,10 +146,13 @@ fn build(profile: &Path) -> Result<(), String> {
 pub fn bin_dir() -> PathBuf {
     let r = READY.get_or_init(|| {
         let profile = profile_dir()?;
-        if !all_present(&profile) {
-            build(&profile)?;
+        if all_present(&profile) {
+            return Ok(profile);
         }
-        Ok(profile)
+        match own_build_dir(&profile) {
+            Some(own) if all_present(&own) => Ok(own),
+            _ => build(&profile),
+        }
     });
     match r {
         Ok(p) => p.clone(),
