@@ -121,6 +121,15 @@ fn client_every_command_succeeds_and_fails_as_documented() {
         .map(|i| (i.key.as_slice(), i.value.as_slice()))
         .collect();
     assert_eq!(pairs, [(&b"m2"[..], &b"two"[..]), (b"m1", b"one")]);
+    // More keys than one wave of requests in flight.
+    let keys: Vec<String> = (0..600).map(|i| format!("m{}", i % 3)).collect();
+    let many = c.get_many(&keys).expect("get_many in waves");
+    assert_eq!(
+        many.len(),
+        400,
+        "m0 is missing, m1 and m2 are found 200 times each"
+    );
+    assert!(many.iter().all(|i| i.key != b"m0"));
 
     // subkeys.
     c.set("parent", "p", none).unwrap();

@@ -41,7 +41,7 @@ const SCAN_PAGE_MAX: u32 = 1_000;
 #[derive(Debug, Parser)]
 #[command(name = "dkc", version, after_help = EXIT_HELP)]
 struct Cli {
-    /// The cluster's config file (this host's [SLVNODE] or [SVRNODE] entry is used); default
+    /// The cluster's config file (this host's SLVNODE or SVRNODE entry is used); default
     /// $DKCCONFFILE.
     #[arg(long)]
     conf: Option<PathBuf>,

@@ -15,7 +15,7 @@ use super::core::{
     check_flush_confirm, check_missing, encode, judge, node_route, route_of, Attempt, Core, Op,
 };
 use super::error::{ClientError, Result};
-use super::options::{ClientOptions, SUBKEY_DELETE_COUNT_MAX, SUBKEY_DEPTH_MAX};
+use super::options::{ClientOptions, IN_FLIGHT_MAX, SUBKEY_DELETE_COUNT_MAX, SUBKEY_DEPTH_MAX};
 use super::topology::Topology;
 use super::types::{Expiry, NodeStats, ScanBatch, ScanQuery, StoreOptions};
 use super::{command, ops, scan};
@@ -145,7 +145,17 @@ impl Client {
 
     /// Sends one request to each of `reqs` (route, request) at once and collects the answers,
     /// retrying the ones that may be retried one by one.
-    fn fan_out(&self, reqs: Vec<(chmpx::attach::Route, Request)>) -> Vec<Result<Response>> {
+    fn fan_out(&self, mut reqs: Vec<(chmpx::attach::Route, Request)>) -> Vec<Result<Response>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        while !reqs.is_empty() {
+            let rest = reqs.split_off(reqs.len().min(IN_FLIGHT_MAX));
+            out.extend(self.fan_out_wave(reqs));
+            reqs = rest;
+        }
+        out
+    }
+
+    fn fan_out_wave(&self, reqs: Vec<(chmpx::attach::Route, Request)>) -> Vec<Result<Response>> {
         let pending: Vec<Result<PendingResponse>> = reqs
             .iter()
             .map(|(route, req)| {

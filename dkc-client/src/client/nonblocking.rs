@@ -13,7 +13,7 @@ use crate::proto::{Item, Request, Response, SetMode};
 use super::blocking::{finish_flush, finish_scan, finish_stats, scan_request};
 use super::core::{check_flush_confirm, encode, judge, node_route, route_of, Attempt, Core, Op};
 use super::error::{ClientError, Result};
-use super::options::{ClientOptions, SUBKEY_DELETE_COUNT_MAX, SUBKEY_DEPTH_MAX};
+use super::options::{ClientOptions, IN_FLIGHT_MAX, SUBKEY_DELETE_COUNT_MAX, SUBKEY_DEPTH_MAX};
 use super::topology::Topology;
 use super::types::{Expiry, NodeStats, ScanBatch, ScanQuery, StoreOptions};
 use super::{command, ops, Client};
@@ -118,17 +118,21 @@ impl AsyncClient {
 
     /// Sends every request at once (one task each) and collects the answers in order.
     async fn fan_out(&self, reqs: Vec<(Route, Request)>) -> Vec<Result<Response>> {
-        let handles: Vec<_> = reqs
-            .into_iter()
-            .map(|(route, req)| tokio::spawn(send(self.core.clone(), self.timeout, req, route)))
-            .collect();
-        let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
-            out.push(h.await.unwrap_or_else(|e| {
-                Err(ClientError::Unavailable {
-                    reason: format!("request task failed: {e}"),
-                })
-            }));
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut reqs = reqs.into_iter().peekable();
+        while reqs.peek().is_some() {
+            let handles: Vec<_> = reqs
+                .by_ref()
+                .take(IN_FLIGHT_MAX)
+                .map(|(route, req)| tokio::spawn(send(self.core.clone(), self.timeout, req, route)))
+                .collect();
+            for h in handles {
+                out.push(h.await.unwrap_or_else(|e| {
+                    Err(ClientError::Unavailable {
+                        reason: format!("request task failed: {e}"),
+                    })
+                }));
+            }
         }
         out
     }

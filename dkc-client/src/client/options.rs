@@ -21,6 +21,9 @@ pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
 pub const SUBKEY_DEPTH_MAX: usize = 32;
 /// Most keys `delete_with_children` deletes in one call.
 pub const SUBKEY_DELETE_COUNT_MAX: usize = 100_000;
+/// Most requests one call keeps in flight at once (get_many, scan/stats/flush fan-out); more
+/// are sent in waves of this size.
+pub const IN_FLIGHT_MAX: usize = 256;
 /// Largest page a scan asks each node for.
 pub const SCAN_LIMIT_MAX: u32 = 10_000;
 
