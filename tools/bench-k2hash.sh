@@ -8,8 +8,10 @@
 # median ops/s, the ratio k2hash/TC and the file size per raw key+value byte.
 #
 # Usage: tools/bench-k2hash.sh [N] [REPS]      (defaults: 1000000 keys, 3 repetitions)
-# Environment: STORES (all five; a subset for a quick check), SEED (42), DATA_DIR (/dev/shm: TC's file and k2hash's files live on tmpfs so
-# the disk is not measured), OUT_DIR (/tmp/k2hash-bench), CARGO_TARGET_DIR (cargo's default).
+# Environment: STORES (all five: "tc memory full index hashmap"; a subset for a quick check,
+# e.g. STORES="tc memory full"), SEED (42), DATA_DIR (/dev/shm: TC's file and k2hash's files live on tmpfs so
+# the disk is not measured), OUT_DIR (/tmp/k2hash-bench), CARGO_TARGET_DIR (cargo's default),
+# K2HTOOL (a prebuilt k2htool to measure instead of building one, e.g. to compare two builds).
 # Needs: gcc, python3, Debian packages tokyocabinet-bin and libtokyocabinet-dev.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,9 +32,21 @@ COMMANDS="$OUT_DIR/commands.txt"
 : >"$RAW"
 : >"$COMMANDS"
 
-echo "== building (release)" >&2
-cargo build --release -q -p dkc-tools --bin k2htool
-K2HTOOL="$TARGET_DIR/release/k2htool"
+for store in "${STORES[@]}"; do
+    case "$store" in
+        tc | memory | full | index | hashmap) ;;
+        *) echo "bench-k2hash: unknown store '$store' in STORES (tc memory full index hashmap)" >&2
+           exit 2 ;;
+    esac
+done
+
+if [ -n "${K2HTOOL:-}" ]; then
+    echo "== using the prebuilt $K2HTOOL" >&2
+else
+    echo "== building (release)" >&2
+    cargo build --release -q -p dkc-tools --bin k2htool
+    K2HTOOL="$TARGET_DIR/release/k2htool"
+fi
 TCBENCH="$OUT_DIR/tcbench"
 gcc -O2 -Wall -o "$TCBENCH" benches/tc/tcbench.c -ltokyocabinet -lpthread
 
@@ -115,7 +129,7 @@ print("|---|---|")
 for s, t in [("tc", "Tokyo Cabinet")] + names[:3]:
     print(f"| {t} | {med(size[(s, 40, 1)]):.2f} |")
 print()
-spreads = [max(v) / min(v) for v in ops.values() if min(v) > 0]
+spreads = [max(v) / min(v) for v in ops.values() if v and min(v) > 0]
 print(f"operations that failed or returned a wrong value: {errors}; spread (max/min over the "
       f"{reps} runs) of one configuration: {min(spreads):.2f} to {max(spreads):.2f}")
 EOF
