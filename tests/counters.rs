@@ -28,7 +28,7 @@ fn cas_counter_with_8_clients_ends_exact() {
     let conflicts = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..CLIENTS)
         .map(|i| {
-            let kv = c.client();
+            let kv = c.kv();
             let key = key.clone();
             let conflicts = conflicts.clone();
             std::thread::spawn(move || -> Result<u64, String> {

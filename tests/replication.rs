@@ -27,7 +27,7 @@ const VICTIM: usize = 1;
 
 fn writer(
     client: usize,
-    kv: dkc_tests::AttachKv,
+    kv: Box<dyn Kv>,
     history: Arc<History>,
     stop: Arc<AtomicBool>,
     t0: Instant,
@@ -61,7 +61,7 @@ fn kill9_and_restart_loses_no_acked_write_and_owners_converge() {
     let t0 = Instant::now();
     let writers: Vec<_> = (0..CLIENTS)
         .map(|i| {
-            let (kv, h, s) = (c.client(), history.clone(), stop.clone());
+            let (kv, h, s) = (c.kv(), history.clone(), stop.clone());
             std::thread::spawn(move || writer(i, kv, h, s, t0))
         })
         .collect();

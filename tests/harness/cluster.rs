@@ -233,6 +233,18 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("client attach: {e}\n{}", self.logs()))
     }
 
+    /// A new client for the scenarios' traffic: the `dkc_client` driver attached to the first
+    /// slave (from the cluster's config file), or, with `DKC_TEST_CLIENT=attach`, the harness's
+    /// own [`AttachKv`].
+    pub fn kv(&self) -> Box<dyn crate::Kv> {
+        if std::env::var("DKC_TEST_CLIENT").is_ok_and(|v| v == "attach") {
+            return Box::new(self.client());
+        }
+        let client = dkc_client::client::Client::from_conf(&self.conf, Some(self.client_ctlport()))
+            .unwrap_or_else(|e| panic!("driver attach: {e}\n{}", self.logs()));
+        Box::new(crate::driver::DriverKv(client))
+    }
+
     /// Ids of every configured server node.
     pub fn server_ids(&self) -> Vec<NodeId> {
         self.servers.iter().map(|s| s.id.clone()).collect()

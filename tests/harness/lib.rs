@@ -14,6 +14,8 @@
 //!   the test panics, and prints the children's logs when it does.
 //! - [`kv`]: the [`Kv`] trait the scenarios talk through, and [`AttachKv`], its
 //!   implementation over the attach transport and the wire protocol.
+//! - [`driver`]: [`Kv`] over the `dkc_client::client` driver; [`Cluster::kv`] picks it
+//!   unless `DKC_TEST_CLIENT=attach` asks for [`AttachKv`].
 //! - [`direct`]: requests to one named node (reads, stats, per-slot merge digests), bypassing
 //!   routing, to see what each owner really holds.
 //! - [`history`]: a record of every operation and its outcome, and the checks on it.
@@ -27,6 +29,7 @@ pub mod cluster;
 pub mod control;
 pub mod daemon;
 pub mod direct;
+pub mod driver;
 pub mod history;
 pub mod ipc;
 pub mod kv;
