@@ -1,5 +1,6 @@
-//! No acknowledged write is lost when a server node is killed (kill -9) and later restarted,
-//! and after the automatic merge every owner of every slot holds identical data (DESIGN.md §9).
+//! No acknowledged write is lost when a server node is killed (kill -9) and restarted, or hangs
+//! (SIGSTOP past the heartbeat timeout) and resumes; after the automatic merge every owner of
+//! every slot holds identical data (DESIGN.md §9).
 //! 3 server nodes + 1 slave, REPLICA 1, ack `all`, 8 concurrent writer clients.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,8 +54,26 @@ fn writer(
     }
 }
 
+/// How the victim is taken away and brought back.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL of its chmpx and dkc-server; both started again later (same data dir).
+    Kill9Restart,
+    /// SIGSTOP of both (a hung host) past the heartbeat timeout; SIGCONT later.
+    StopCont,
+}
+
 #[test]
 fn kill9_and_restart_loses_no_acked_write_and_owners_converge() {
+    run(Fault::Kill9Restart);
+}
+
+#[test]
+fn sigstop_past_heartbeat_timeout_loses_no_acked_write_and_owners_converge() {
+    run(Fault::StopCont);
+}
+
+fn run(fault: Fault) {
     let mut c = Cluster::start(ClusterSpec::new(3));
     let history = Arc::new(History::new());
     let stop = Arc::new(AtomicBool::new(false));
@@ -69,7 +88,10 @@ fn kill9_and_restart_loses_no_acked_write_and_owners_converge() {
     let slave = c.client_ctlport();
 
     std::thread::sleep(PHASE); // Let the writers run on a healthy cluster.
-    c.servers[VICTIM].kill9();
+    match fault {
+        Fault::Kill9Restart => c.servers[VICTIM].kill9(),
+        Fault::StopCont => c.servers[VICTIM].stop(),
+    }
     let killed_at = t0.elapsed();
     c.wait_until(slave, "the killed node DOWN", STATE_MAX, |r| {
         r.nodes
@@ -77,9 +99,12 @@ fn kill9_and_restart_loses_no_acked_write_and_owners_converge() {
             .any(|n| n.id == victim.as_str() && n.live == Live::Down)
     });
     std::thread::sleep(PHASE); // Writers keep going with one node down.
-    c.servers[VICTIM]
-        .start()
-        .unwrap_or_else(|e| panic!("restart: {e}"));
+    match fault {
+        Fault::Kill9Restart => c.servers[VICTIM]
+            .start()
+            .unwrap_or_else(|e| panic!("restart: {e}")),
+        Fault::StopCont => c.servers[VICTIM].cont(),
+    }
     let restarted = Instant::now();
     c.wait_ready();
     let settled_epoch = c.wait_settled(CONVERGE_MAX);
@@ -120,7 +145,7 @@ fn kill9_and_restart_loses_no_acked_write_and_owners_converge() {
         );
     }
     println!(
-        "summary replication: ops {}, acked {}, unknown {}, failed {}, keys {}, lost {} (per-owner {}), killed at {:.1}s, epoch {settled_epoch}, digests converged {} after {:.1}s",
+        "summary replication {fault:?}: ops {}, acked {}, unknown {}, failed {}, keys {}, lost {} (per-owner {}), killed at {:.1}s, epoch {settled_epoch}, digests converged {} after {:.1}s",
         routed.ops,
         routed.acked,
         routed.unknown,
