@@ -15,6 +15,8 @@ use dkc_tests::{Cluster, ClusterSpec, History, Kv, Op, Outcome};
 const CLIENTS: usize = 8;
 /// Distinct keys per client (each overwritten in turn, so versions matter too).
 const KEYS_PER_CLIENT: u64 = 300;
+/// One write in this many is a delete.
+const DELETE_EVERY: u64 = 7;
 /// Most writes one client makes.
 const WRITES_PER_CLIENT_MAX: u64 = 20_000;
 /// Writing before the kill, while the node is down, and after the restart.
@@ -36,9 +38,16 @@ fn writer(
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) && i < WRITES_PER_CLIENT_MAX {
         let key = format!("w{client}-{}", i % KEYS_PER_CLIENT).into_bytes();
-        let value = format!("c{client}-i{i}").into_bytes();
-        let outcome = match kv.set(&key, &value, 0) {
-            Ok(_) => Outcome::Ok,
+        // Every DELETE_EVERY-th write is a delete: a deleted key must not come back.
+        let (value, result) = if i % DELETE_EVERY == DELETE_EVERY - 1 {
+            (None, kv.delete(&key).map(|_| ()))
+        } else {
+            let v = format!("c{client}-i{i}").into_bytes();
+            let r = kv.set(&key, &v, 0).map(|_| ());
+            (Some(v), r)
+        };
+        let outcome = match result {
+            Ok(()) => Outcome::Ok,
             Err(dkc_tests::KvError::Failed(_)) => Outcome::Failed,
             Err(dkc_tests::KvError::Unknown(_)) => Outcome::Unknown,
         };

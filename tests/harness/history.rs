@@ -1,5 +1,5 @@
-//! A record of every write the scenarios make, with its outcome, and the check that no
-//! acknowledged write was lost.
+//! A record of every write (set or delete) the scenarios make, with its outcome, and the check
+//! that no acknowledged write was lost and no acknowledged delete undone.
 //!
 //! Each key is written by one client only, one write at a time, so a key's writes are totally
 //! ordered by their sequence number. After the run, the value read for a key must be the value
@@ -31,8 +31,8 @@ pub struct Op {
     pub seq: u64,
     /// The key.
     pub key: Vec<u8>,
-    /// The value written.
-    pub value: Vec<u8>,
+    /// The value written; `None` for a delete.
+    pub value: Option<Vec<u8>>,
     /// Its outcome.
     pub outcome: Outcome,
     /// When it ended, since the run started.
@@ -105,17 +105,20 @@ impl History {
             let Some(last_ok) = writes.iter().rposition(|o| o.outcome == Outcome::Ok) else {
                 continue;
             };
-            let allowed: Vec<&[u8]> = writes[last_ok..]
+            let allowed: Vec<Option<&[u8]>> = writes[last_ok..]
                 .iter()
-                .map(|o| o.value.as_slice())
+                .map(|o| o.value.as_deref())
                 .collect();
             let got = read(&key);
-            let fine = matches!(&got, Ok(Some(v)) if allowed.contains(&v.as_slice()));
+            let fine = matches!(&got, Ok(v) if allowed.contains(&v.as_deref()));
             if !fine {
                 rep.lost.push(format!(
                     "{}: acknowledged {:?} (seq {}, at {:?}), read {:?}",
                     String::from_utf8_lossy(&key),
-                    String::from_utf8_lossy(&writes[last_ok].value),
+                    writes[last_ok]
+                        .value
+                        .as_deref()
+                        .map(String::from_utf8_lossy),
                     writes[last_ok].seq,
                     writes[last_ok].at,
                     got.map(|o| o.map(|v| String::from_utf8_lossy(&v).into_owned()))
@@ -135,7 +138,7 @@ mod tests {
             client: 0,
             seq,
             key: b"k".to_vec(),
-            value: value.as_bytes().to_vec(),
+            value: (value != "-").then(|| value.as_bytes().to_vec()),
             outcome,
             at: Duration::ZERO,
         }
@@ -154,6 +157,19 @@ mod tests {
         }
         assert_eq!(h.check(|_| Ok(None)).lost.len(), 1);
         assert_eq!(h.check(|_| Err("down".into())).lost.len(), 1);
+    }
+
+    #[test]
+    fn an_acknowledged_delete_must_stay_deleted() {
+        let h = History::new();
+        h.record(op(0, "a", Outcome::Ok));
+        h.record(op(1, "-", Outcome::Ok));
+        assert!(h.check(|_| Ok(None)).lost.is_empty());
+        assert_eq!(
+            h.check(|_| Ok(Some(b"a".to_vec()))).lost.len(),
+            1,
+            "a deleted key came back"
+        );
     }
 
     #[test]
