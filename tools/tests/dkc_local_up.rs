@@ -1,0 +1,154 @@
+//! `dkc-local up` end to end through real processes: ready line after a real round trip, the
+//! status table, 1,000 keys through the memcached front, SIGTERM stops every child it started,
+//! and a second `up` on the same directory still holds the data; `status` and `down` work on a
+//! detached-style run from another process.
+
+mod dkc_local_support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use dkc_local_support::{Answer, Local, Mc, DKC_LOCAL};
+use dkc_tools::local::process::pid_alive;
+
+const KEYS: usize = 1000;
+
+fn value(i: usize) -> Vec<u8> {
+    format!("value-{i}-{}", "x".repeat(i % 50)).into_bytes()
+}
+
+#[test]
+fn dkc_local_up_serves_stops_and_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Local::unique_group("dlu");
+    let base = dkc_local_support::free_base_port(3);
+
+    let mut first = Local::up(dir.path(), &group, 3, base);
+    // The status table comes between the ready line and the closing hint.
+    first.wait_line(
+        "dkc-local: Ctrl-C or SIGTERM stops",
+        Duration::from_secs(10),
+    );
+    let printed = first.drain().join("\n");
+    assert_eq!(
+        printed.matches(" SERVICE IN ").count(),
+        3,
+        "no status table after the ready line:\n{printed}"
+    );
+    let rf = first.run_file();
+    assert_eq!(
+        rf.procs.len(),
+        3 + 3 + 1 + 1,
+        "3 chmpx + 3 dkc-server + slave + front: {rf:?}"
+    );
+    assert!(rf.procs.iter().all(|p| pid_alive(p.pid)));
+
+    let mut mc = Mc::connect(first.memcached);
+    for i in 0..KEYS {
+        assert_eq!(
+            mc.set(&format!("key{i}"), &value(i)),
+            Answer::Ok(None),
+            "set key{i}"
+        );
+    }
+    for i in 0..KEYS {
+        assert_eq!(
+            mc.get(&format!("key{i}")),
+            Answer::Ok(Some(value(i))),
+            "get key{i}"
+        );
+    }
+    assert_eq!(mc.get("never-set"), Answer::Ok(None));
+    drop(mc);
+
+    // `status` from another process sees every child running.
+    let st = Command::new(DKC_LOCAL)
+        .args(["status", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(st.status.success(), "dkc-local status failed:\n{text}");
+    assert_eq!(text.matches(" running ").count(), 8, "{text}");
+
+    assert!(first.stop(), "dkc-local did not exit cleanly on SIGTERM");
+    let printed = first.drain().join("\n");
+    assert!(printed.contains("stopped; data kept in"), "{printed}");
+    std::thread::sleep(Duration::from_millis(200));
+    for p in &rf.procs {
+        assert!(
+            !pid_alive(p.pid),
+            "{} (pid {}) survived dkc-local's stop",
+            p.name,
+            p.pid
+        );
+    }
+    assert!(
+        !dir.path().join("dkc-local.run").exists(),
+        "run file left behind"
+    );
+    drop(first);
+
+    // Second run on the same directory: the data is still there.
+    let mut second = Local::up(dir.path(), &group, 3, base);
+    let mut mc = Mc::connect(second.memcached);
+    for i in 0..KEYS {
+        assert_eq!(
+            mc.get(&format!("key{i}")),
+            Answer::Ok(Some(value(i))),
+            "key{i} after restart"
+        );
+    }
+    drop(mc);
+    // `down` from another process stops it.
+    let procs = second.run_file().procs;
+    let down = Command::new(DKC_LOCAL)
+        .args(["down", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "dkc-local down: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    for p in &procs {
+        assert!(
+            !pid_alive(p.pid),
+            "{} (pid {}) survived dkc-local down",
+            p.name,
+            p.pid
+        );
+    }
+    assert!(second.stop(), "dkc-local did not exit cleanly after `down`");
+}
+
+#[test]
+fn dkc_local_up_refuses_a_port_in_use_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dkc_local_support::free_base_port(3);
+    let _held = std::net::TcpListener::bind(("127.0.0.1", base + 3)).unwrap();
+    dkc_local_support::ensure_built();
+    let out = Command::new(DKC_LOCAL)
+        .args([
+            "up",
+            "--port",
+            "0",
+            "--base-port",
+            &base.to_string(),
+            "--group",
+        ])
+        .arg(Local::unique_group("dlp"))
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--conf-dir")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("port {} on 127.0.0.1 is in use", base + 3)),
+        "{err}"
+    );
+}
