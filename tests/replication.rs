@@ -179,6 +179,42 @@ fn run(fault: Fault) {
         per_owner_lost.len(),
         &per_owner_lost[..per_owner_lost.len().min(10)]
     );
+    if !mismatches.is_empty() {
+        // Name a few keys that differ, with each owner's value and version, for the report.
+        let mut keys: Vec<Vec<u8>> = history.ops().into_iter().map(|o| o.key).collect();
+        keys.sort();
+        keys.dedup();
+        let mut shown = 0;
+        for k in keys {
+            let owners = map.chain_for(k2hash::key_hash(&k)).to_vec();
+            let seen: Vec<_> = owners
+                .iter()
+                .map(|o| kv.get_from(o, &k).map(|i| i.map(|i| (i.value, i.version))))
+                .collect();
+            if seen.windows(2).any(|w| w[0] != w[1]) && shown < 5 {
+                shown += 1;
+                let ops: Vec<_> = history
+                    .ops()
+                    .into_iter()
+                    .filter(|o| o.key == k)
+                    .rev()
+                    .take(3)
+                    .map(|o| {
+                        (
+                            o.seq,
+                            o.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                            o.outcome,
+                            o.at,
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "differs: {} owners {owners:?} hold {seen:?}; last writes {ops:?}",
+                    String::from_utf8_lossy(&k)
+                );
+            }
+        }
+    }
     assert!(
         mismatches.is_empty(),
         "owners still differ {CONVERGE_MAX:?} after the restart in {} slots, first: {:#?}",
