@@ -3,7 +3,7 @@
 //! every slot holds identical data (DESIGN.md §9).
 //! 3 server nodes + 1 slave, REPLICA 1, ack `all`, 8 concurrent writer clients.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,11 +33,15 @@ fn writer(
     kv: Box<dyn Kv>,
     history: Arc<History>,
     stop: Arc<AtomicBool>,
+    phase: Arc<AtomicU64>,
     t0: Instant,
 ) {
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) && i < WRITES_PER_CLIENT_MAX {
-        let key = format!("w{client}-{}", i % KEYS_PER_CLIENT).into_bytes();
+        // Keys are per phase (healthy, fault, healed): writes after the fault must not
+        // overwrite, and so hide, a divergence the fault left behind.
+        let p = phase.load(Ordering::Relaxed);
+        let key = format!("w{client}-p{p}-{}", i % KEYS_PER_CLIENT).into_bytes();
         // Every DELETE_EVERY-th write is a delete: a deleted key must not come back.
         let (value, result) = if i % DELETE_EVERY == DELETE_EVERY - 1 {
             (None, kv.delete(&key).map(|_| ()))
@@ -86,17 +90,19 @@ fn run(fault: Fault) {
     let mut c = Cluster::start(ClusterSpec::new(3));
     let history = Arc::new(History::new());
     let stop = Arc::new(AtomicBool::new(false));
+    let phase = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
     let writers: Vec<_> = (0..CLIENTS)
         .map(|i| {
-            let (kv, h, s) = (c.kv(), history.clone(), stop.clone());
-            std::thread::spawn(move || writer(i, kv, h, s, t0))
+            let (kv, h, s, p) = (c.kv(), history.clone(), stop.clone(), phase.clone());
+            std::thread::spawn(move || writer(i, kv, h, s, p, t0))
         })
         .collect();
     let victim = c.servers[VICTIM].id.clone();
     let slave = c.client_ctlport();
 
     std::thread::sleep(PHASE); // Let the writers run on a healthy cluster.
+    phase.store(1, Ordering::Relaxed);
     match fault {
         Fault::Kill9Restart => c.servers[VICTIM].kill9(),
         Fault::StopCont => c.servers[VICTIM].stop(),
@@ -117,6 +123,7 @@ fn run(fault: Fault) {
     let restarted = Instant::now();
     c.wait_ready();
     let settled_epoch = c.wait_settled(CONVERGE_MAX);
+    phase.store(2, Ordering::Relaxed);
     std::thread::sleep(PHASE); // And on the healed cluster.
     stop.store(true, Ordering::Relaxed);
     for w in writers {
