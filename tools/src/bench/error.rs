@@ -43,6 +43,9 @@ pub enum BenchError {
     /// The native driver could not attach.
     #[error("native client: {0}")]
     Native(String),
+    /// A worker task ended abnormally (a bug in the benchmark: report it).
+    #[error("a benchmark worker failed: {0}")]
+    Worker(String),
     /// Building the async runtime failed.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

@@ -221,7 +221,7 @@ pub async fn run(
         match t.await {
             Ok(m) => total.add(&m),
             Err(e) => {
-                return Err(BenchError::Native(format!("a worker task failed: {e}")));
+                return Err(BenchError::Worker(e.to_string()));
             }
         }
     }
