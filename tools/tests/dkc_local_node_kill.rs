@@ -249,7 +249,28 @@ fn dkc_local_node_kill_loses_no_acknowledged_set() {
                     assert_eq!(&got, v, "{k} read back wrong after the restart");
                     break;
                 }
-                Answer::Ok(None) => panic!("acknowledged set of {k} LOST after the node restart"),
+                Answer::Ok(None) => {
+                    // Say whether it is gone for good or was a miss served too early.
+                    let missed_at = Instant::now();
+                    let back = loop {
+                        if let Answer::Ok(Some(_)) = mc.get(k) {
+                            break Some(missed_at.elapsed());
+                        }
+                        if Instant::now() >= deadline {
+                            break None;
+                        }
+                        std::thread::sleep(Duration::from_millis(RETRY_PAUSE_MS));
+                    };
+                    match back {
+                        Some(after) => panic!(
+                            "acknowledged set of {k} read as NOT FOUND {:?} after the node restart, \
+                             then came back {after:?} later: the restarted node answered a read \
+                             before its merge had given it the key",
+                            restarted_at.elapsed()
+                        ),
+                        None => panic!("acknowledged set of {k} LOST after the node restart (still missing {SETTLE_WAIT:?} later)"),
+                    }
+                }
                 Answer::ServerError(e) => {
                     errors.note(killed_at, e);
                     assert!(
