@@ -30,7 +30,13 @@ use std::process::ExitCode;
 pub fn main_with(cli: cli::Cli) -> ExitCode {
     let result = match &cli.command {
         cli::Cmd::Up(a) => up::up(a),
-        cli::Cmd::Status(d) => control::status(&d.resolve()),
+        cli::Cmd::Status(d) => {
+            // `dkc-local status | head` ends quietly, as Unix tools do, instead of panicking on
+            // a closed pipe.
+            // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            control::status(&d.resolve())
+        }
         cli::Cmd::Down(d) => control::down(&d.resolve()),
     };
     match result {
