@@ -325,11 +325,18 @@ impl AttachedProcess {
             // After activity, poll briefly before sleeping: the next batch is often already on
             // its way, and catching it here saves the process a doorbell and us a wake-up.
             // Bounded by listener_spin_wait_us, and never on an idle attachment.
+            //
+            // The poll yields to the runtime at every turn: a blocking spin here would hold the
+            // thread, so the router could not route the batch just returned, nor could other
+            // attachments' tasks read their rings, until the spin ended (on a one-thread
+            // runtime every message then waited the whole spin).
             if std::mem::take(&mut self.active) {
                 let until = Instant::now() + self.spin;
                 while ring.is_empty() && Instant::now() < until {
-                    // Yield rather than spin, so a process waiting for the CPU can run.
+                    // Give the CPU to a process that may be about to answer (2 cores, many
+                    // processes), then let the runtime run other tasks and poll its queues.
                     std::thread::yield_now();
+                    tokio::task::yield_now().await;
                 }
                 if !ring.is_empty() {
                     continue;

@@ -16,8 +16,10 @@ pub const BODY_SIZE_MAX_CEILING_BYTES: usize = 1 << 30;
 pub const DOORBELL_QUEUE_DEPTH_DEFAULT: u32 = 4;
 /// Default polling time of a waiting process before it sleeps, µs.
 pub const SPIN_WAIT_DEFAULT_US: u64 = 20;
-/// Default polling time of chmpx on an active attachment before it sleeps, µs.
-pub const LISTENER_SPIN_WAIT_DEFAULT_US: u64 = 5;
+/// Default polling time of chmpx on an active attachment before it sleeps, µs. Long enough
+/// to cover a round trip through a local server process, so a steady request stream costs
+/// chmpx no wake-up; the poll yields to other tasks and processes at every turn.
+pub const LISTENER_SPIN_WAIT_DEFAULT_US: u64 = 50;
 /// Longest polling time accepted, µs (polling longer only burns CPU).
 pub const SPIN_WAIT_MAX_US: u64 = 1_000;
 /// Default depth of the accept queue.

@@ -723,6 +723,19 @@ impl Inner {
     /// the doorbell at most one liveness interval), hand it out, check chmpx lives.
     fn pump(&self, deadline: Instant, reconnect: bool) -> Result<(), AttachError> {
         let conn = if reconnect {
+            // What chmpx published before it left is still ours: hand it out before the old
+            // connection is dropped for a new one (we are the consumer, so reading is safe).
+            let old = lock(&self.conn).as_ref().cloned();
+            if let Some(old) = old {
+                if old.broken.load(Ordering::Acquire) || old.seg.state() != SegmentState::Accepted {
+                    let mut frames = Vec::new();
+                    self.pop_into(&old, &mut frames);
+                    if !frames.is_empty() {
+                        self.dispatch_frames(frames);
+                        return Ok(());
+                    }
+                }
+            }
             self.live_conn(deadline)?
         } else {
             match lock(&self.conn).as_ref() {
