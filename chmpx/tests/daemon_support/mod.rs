@@ -263,12 +263,26 @@ impl Cluster {
         let mut views: Vec<u16> = self.servers.iter().map(|s| s.ctlport).collect();
         views.push(self.slave_ctlport);
         for v in views {
-            self.wait_until(v, "all servers UP with a server attached", |r| {
-                r.nodes
-                    .iter()
-                    .filter(|n| n.ring != chmpx::daemon::status::Ring::Slave)
-                    .all(|n| n.live == Live::Up && n.server_attached)
-            });
+            // A server that attaches first reconciles its slots (recovery merge) and serves
+            // no reads of them until that is done: wait for it too.
+            self.wait_until(
+                v,
+                "all servers UP with a server attached and no merge under way",
+                |r| {
+                    r.nodes
+                        .iter()
+                        .filter(|n| n.ring != chmpx::daemon::status::Ring::Slave)
+                        .all(|n| {
+                            n.live == Live::Up
+                                && n.server_attached
+                                && matches!(
+                                    n.merge,
+                                    chmpx::daemon::status::MergeState::Nothing
+                                        | chmpx::daemon::status::MergeState::Done
+                                )
+                        })
+                },
+            );
         }
     }
 

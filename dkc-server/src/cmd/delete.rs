@@ -1,5 +1,10 @@
 //! `Delete`: writes a versioned tombstone (so the delete replicates and no merge brings the
 //! item back), optionally only when the CAS token matches.
+//!
+//! A delete of a key this node does not hold still writes (and replicates) a tombstone: the
+//! node may be a primary that has not yet received a write another owner holds (it was away,
+//! or frozen, and its recovery merge has not run). Answering NOT_FOUND without a tombstone
+//! would let that older copy survive the merge and come back after an acknowledged delete.
 
 use dkc_client::proto::Response;
 
@@ -13,7 +18,11 @@ pub(crate) fn execute(ctx: &Ctx<'_>, key: &[u8], cas: Option<u64>) -> CmdResult 
     let c = ctx.counters;
     let (answer, written) = ctx.modify(key, |live| {
         Ok(match (live, cas) {
-            (None, _) => {
+            (None, None) => {
+                bump(&c.delete_misses);
+                Change::Write(tombstone(key, 0), Response::NotFound)
+            }
+            (None, Some(_)) => {
                 bump(&c.delete_misses);
                 Change::Keep(Response::NotFound)
             }
@@ -56,7 +65,10 @@ mod tests {
             cas: None,
         });
         assert_eq!(again.response, Response::NotFound);
-        assert!(again.replicate.is_empty());
+        // A miss still leaves (and replicates) a newer tombstone, so an older copy on another
+        // owner cannot come back through a merge.
+        assert_eq!(again.replicate.len(), 1);
+        assert!(again.replicate[0].tombstone && again.replicate[0].version > t.version);
     }
 
     #[test]
