@@ -209,13 +209,10 @@ fn netns_dkc_kill9_of_a_server_host_loses_no_acknowledged_write() {
     writes_survive_and_victim_catches_up("netns_dkc_kill9", Fault::Kill9);
 }
 
-/// Fails today: chmpx starts a recovery merge only when a node's own server process
-/// (re)attaches (`recovery_wanted` in chmpx/src/daemon/router.rs), so a host whose processes
-/// kept running through a partition is never given the writes it missed; once UP again it
-/// is the primary of its slots and answers `missing` for keys acknowledged during the cut
-/// (seen for 15 s and more). DESIGN.md §4/§6 promise a merge on recovery.
+/// A host whose processes keep running through a partition missed the writes acknowledged
+/// during the cut; once its links are back, chmpx's recovery merge (started when a peer
+/// returns after a lost link) must give them to it (DESIGN.md §4/§6).
 #[test]
-#[ignore = "known chmpx bug: no recovery merge after a partition heals; run with --ignored"]
 fn netns_dkc_cut_off_host_catches_up_after_heal() {
     writes_survive_and_victim_catches_up("netns_dkc_isolate", Fault::Isolate);
 }
