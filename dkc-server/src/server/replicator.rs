@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use chmpx::attach::{AttachError, Envelope, PendingResponse};
 use chmpx::daemon::FLAG_CHMPX_ERROR;
 use dkc_client::proto::{decode_response, ErrorCode, Response};
+use k2hash::K2Hash;
 
 pub use chmpx::daemon::FLAG_TARGET_COUNT;
 
@@ -32,17 +33,41 @@ pub struct AckJob {
     pub pending: PendingResponse,
     /// When to give up.
     pub deadline: Instant,
+    /// The key and version the primary wrote, to tell a write that lost on a replica from one
+    /// that a later write of this primary's own overtook there.
+    pub written: Option<(Vec<u8>, u64)>,
 }
 
 impl AckJob {
     /// Waits for the acknowledgement and returns what to answer the client.
-    pub fn wait(self, rcv_timeout: Duration) -> (Envelope, Response) {
+    pub fn wait(self, rcv_timeout: Duration, store: &K2Hash) -> (Envelope, Response) {
         let left = self.deadline.saturating_duration_since(Instant::now());
         let result = self.pending.wait(left);
-        (
-            self.request,
-            ack_outcome(result, self.response, rcv_timeout),
-        )
+        let answer = ack_outcome(result, self.response.clone(), rcv_timeout);
+        let answer = match (&answer, &self.written) {
+            (
+                Response::Error {
+                    code: ErrorCode::Superseded,
+                    ..
+                },
+                Some((key, version)),
+            ) if overtaken_locally(store, key, *version) => self.response,
+            _ => answer,
+        };
+        (self.request, answer)
+    }
+}
+
+/// Whether this primary already holds a version of `key` newer than `version`: then a replica
+/// holding "a newer version" holds one of this primary's own later writes (concurrent writes
+/// of one key replicate in parallel and may arrive out of order; a merge may copy the newest
+/// record ahead of the replication in flight). The write was not lost, it was overwritten in
+/// order, so the client is answered as acknowledged. Only a replica holding a version the
+/// primary has never seen makes the write `Superseded`.
+pub fn overtaken_locally(store: &K2Hash, key: &[u8], version: u64) -> bool {
+    match store.get_raw(key) {
+        Ok(Some(held)) => held.version > version,
+        _ => false,
     }
 }
 
@@ -182,6 +207,25 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_replica_holding_our_own_later_write_is_not_a_lost_write() {
+        let store = k2hash::OpenOptions::memory().open().unwrap();
+        let rec = |version: u64| k2hash::Record {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            version,
+            ..k2hash::Record::default()
+        };
+        assert!(!overtaken_locally(&store, b"k", 10), "nothing held here");
+        store.set_if_newer(&rec(10)).unwrap();
+        assert!(
+            !overtaken_locally(&store, b"k", 10),
+            "we still hold our write"
+        );
+        store.set_if_newer(&rec(12)).unwrap();
+        assert!(overtaken_locally(&store, b"k", 10), "a later local write");
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub fn serve(shared: Arc<Shared>, threads: usize) -> Result<Serving, ServerError
             .name(format!("dkc-ack-{i}"))
             .spawn(move || {
                 for job in rx {
-                    let (env, answer) = job.wait(shared.rcv_timeout);
+                    let (env, answer) = job.wait(shared.rcv_timeout, shared.exec.store());
                     send_reply(&shared.att, &env, &answer);
                 }
             })

@@ -122,6 +122,7 @@ impl Worker {
     fn replicate(&self, env: Envelope, response: Response, records: Vec<WireRecord>, reply: bool) {
         let s = &self.shared;
         let mut pendings = Vec::with_capacity(records.len());
+        let written = records.last().map(|r| (r.key.clone(), r.version));
         let deadline = Instant::now() + s.rcv_timeout;
         for rec in records {
             let route = Route::HashChain(k2hash::key_hash(&rec.key));
@@ -170,10 +171,11 @@ impl Worker {
             response,
             pending,
             deadline,
+            written,
         };
         if let Err(unsent) = self.acks.send(job) {
             // The waiters are gone (shutting down): wait here instead.
-            let (env, answer) = unsent.0.wait(s.rcv_timeout);
+            let (env, answer) = unsent.0.wait(s.rcv_timeout, s.exec.store());
             send_reply(&s.att, &env, &answer);
         }
     }
