@@ -82,9 +82,6 @@ fn kill9_and_restart_loses_no_acked_write_and_owners_converge() {
 }
 
 #[test]
-#[ignore = "known bug (chmpx): a node that goes DOWN and comes back without restarting is never \
-            merged (recovery merge starts only on a server re-attach), so writes acknowledged \
-            around SIGCONT can be lost. Run with --ignored; see the closing notes"]
 fn sigstop_past_heartbeat_timeout_loses_no_acked_write_and_owners_converge() {
     run(Fault::StopCont);
 }

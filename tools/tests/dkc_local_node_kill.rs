@@ -149,9 +149,6 @@ fn val(key: &str) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "known bug (chmpx): a restarted node serves reads of its slots for a moment before \
-            its recovery merge starts, so an acknowledged set can read as NOT FOUND (it comes \
-            back within seconds; nothing is lost). Flaky until fixed; run with --ignored"]
 fn dkc_local_node_kill_loses_no_acknowledged_set() {
     require_external_clients();
     let dir = tempfile::tempdir().unwrap();

@@ -210,11 +210,9 @@ fn netns_dkc_kill9_of_a_server_host_loses_no_acknowledged_write() {
 }
 
 /// A host whose processes keep running through a partition missed the writes acknowledged
-/// during the cut; once its links are back, a recovery merge must give them to it (DESIGN.md
-/// §4/§6). Fails today: chmpx starts a recovery merge only when a node's own server process
-/// (re)attaches.
+/// during the cut; once its links are back, chmpx's recovery merge (started when a peer
+/// returns after a lost link) must give them to it (DESIGN.md §4/§6).
 #[test]
-#[ignore = "known chmpx bug: no recovery merge after a partition heals; run with --ignored"]
 fn netns_dkc_cut_off_host_catches_up_after_heal() {
     writes_survive_and_victim_catches_up("netns_dkc_isolate", Fault::Isolate);
 }

@@ -39,6 +39,13 @@ pub const RPC_ATTACHMENT: u64 = u64::MAX;
 /// Attachment id the router uses for merge requests relayed for a peer's merge engine.
 pub const RELAY_ATTACHMENT: u64 = u64::MAX - 1;
 
+/// How long a recovery merge that could not reconcile some slots waits before it tries again.
+const RECOVERY_RETRY_DELAY_MS: u64 = 1_000;
+
+/// How long a recovery merge that gates reads waits, after it is asked for, to learn which
+/// peers have their server attached (their status arrives within a gossip interval or two).
+const RECOVERY_GRACE_MS: u64 = 600;
+
 /// What the local attach transport reports.
 #[derive(Debug)]
 pub enum LocalEvent {
@@ -104,6 +111,10 @@ struct NodeState {
     progress: Option<super::status::MergeProgress>,
     unfinished: HashSet<u32>,
     msgs_per_sec: f64,
+    /// The link to this peer went DOWN after it had been UP: once it is back with its server
+    /// attached, the slots shared with it must be reconciled (it or this node may have missed
+    /// writes while they could not reach each other, without any process restarting).
+    reconcile_on_return: bool,
 }
 
 struct PendingRing {
@@ -144,6 +155,15 @@ pub struct Router {
     merge_job: Option<(u64, tokio::task::JoinHandle<()>)>,
     merge_epoch_started: Option<u64>,
     recovery_wanted: bool,
+    /// Whether the wanted recovery merge keeps this node from serving reads of its slots until
+    /// they are reconciled: yes when this node's own server came (back) and may have missed
+    /// writes; no when only a peer's link came back (this node kept serving, and gating both
+    /// owners would send requests to the one that missed writes).
+    recovery_gates_reads: bool,
+    /// Whether the running merge job keeps this node from serving reads of its slots.
+    merge_job_gated: bool,
+    /// A recovery merge that failed some slots is retried no sooner than this.
+    recovery_not_before: Instant,
     cmd_tx: mpsc::Sender<RouterCmd>,
     merge_done_tx: mpsc::UnboundedSender<merge_engine::JobEvent>,
     snapshot: Arc<Mutex<Option<StatusReport>>>,
@@ -203,6 +223,7 @@ impl Router {
                 progress: None,
                 unfinished: HashSet::new(),
                 msgs_per_sec: 0.0,
+                reconcile_on_return: false,
             });
         }
         let self_idx = *by_id
@@ -237,6 +258,9 @@ impl Router {
             merge_job: None,
             merge_epoch_started: None,
             recovery_wanted: false,
+            recovery_gates_reads: false,
+            merge_job_gated: false,
+            recovery_not_before: Instant::now(),
             cmd_tx,
             merge_done_tx,
             snapshot,
@@ -330,9 +354,11 @@ impl Router {
         let me = &mut self.nodes[self.self_idx];
         if me.server_attached != attached {
             me.server_attached = attached;
-            if attached && self.s.mode == Mode::Server && self.s.automerge {
-                // The server process came (back): reconcile what it may have missed.
-                self.recovery_wanted = true;
+            if attached {
+                // The server process came (back): reconcile what it may have missed, and say
+                // so in the status that goes out just below, so no peer routes a read of those
+                // slots here before the merge job has started.
+                self.want_recovery(true);
             }
             self.metrics
                 .set_attachments(self.attachments.len() as u64, self.servers.len() as u64);
@@ -654,6 +680,7 @@ impl Router {
                     n.up = false;
                     n.server_attached = false;
                     n.unfinished.clear();
+                    n.reconcile_on_return = true;
                     self.metrics.set_peer_up(&id, false);
                 }
             }
@@ -722,6 +749,13 @@ impl Router {
                     n.progress = st.progress;
                     n.unfinished = st.unfinished.into_iter().collect();
                     n.msgs_per_sec = st.msgs_per_sec;
+                    if n.reconcile_on_return && n.server_attached {
+                        n.reconcile_on_return = false;
+                        tracing::info!(peer = %from, "peer is back after a lost link: reconciling the slots shared with it");
+                        self.want_recovery(false);
+                        self.broadcast_status();
+                        self.update_merge_job();
+                    }
                 }
                 self.check_autocomplete();
             }
@@ -965,14 +999,27 @@ impl Router {
             merge_engine::JobEvent::Finished { job, failed_slots } if Some(job) == current => {
                 self.merge_job = None;
                 let me = &mut self.nodes[self.self_idx];
+                let job_recovery = me.merge_epoch == 0;
+                let job_gated = self.merge_job_gated;
                 me.unfinished.clear();
                 me.merge = MergeState::Done;
                 if failed_slots > 0 {
-                    tracing::warn!(failed_slots, "merge finished with slots that could not be reconciled (peer or server unreachable)");
+                    tracing::warn!(failed_slots, "merge finished with slots that could not be reconciled (peer or server unreachable); retrying");
+                    if job_recovery {
+                        self.recovery_not_before =
+                            Instant::now() + Duration::from_millis(RECOVERY_RETRY_DELAY_MS);
+                        let gate = job_gated;
+                        self.want_recovery(gate);
+                    }
                 }
-                self.broadcast_status();
+                if self.recovery_wanted {
+                    // Asked for while this job ran: keep its slots marked until it runs.
+                    let gate = self.recovery_gates_reads;
+                    self.want_recovery(gate);
+                }
                 self.check_autocomplete();
                 self.update_merge_job();
+                self.broadcast_status();
             }
             _ => {}
         }
@@ -1025,42 +1072,93 @@ impl Router {
                 })
                 .collect();
             self.merge_epoch_started = Some(epoch);
-            self.start_job(slots, epoch);
+            self.start_job(slots, epoch, true);
             return;
         }
-        if self.recovery_wanted && self.nodes[self.self_idx].server_attached {
+        if self.recovery_wanted
+            && self.nodes[self.self_idx].server_attached
+            && Instant::now() >= self.recovery_not_before
+        {
             self.recovery_wanted = false;
-            let me = self.nodes[self.self_idx].id.clone();
-            let slots: Vec<(u32, Vec<NodeId>)> = self
-                .map
-                .slots_of(&me)
-                .into_iter()
-                .map(|s| {
-                    (
-                        s,
-                        self.map
-                            .owners(s)
-                            .iter()
-                            .filter(|n| **n != me)
-                            .cloned()
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .filter(|(_, peers)| !peers.is_empty())
-                .collect();
-            if !slots.is_empty() {
-                self.start_job(slots, 0);
+            let slots = self.recovery_slots();
+            if slots.is_empty() {
+                let me = &mut self.nodes[self.self_idx];
+                me.unfinished.clear();
+                if me.merge == MergeState::Pending {
+                    me.merge = MergeState::Done;
+                }
+            } else {
+                let gate = std::mem::take(&mut self.recovery_gates_reads);
+                self.start_job(slots, 0, gate);
             }
         }
     }
 
+    /// The slots a recovery merge reconciles: every slot this node owns, each with the other
+    /// owners that can answer now (a slot whose other owners are all away has nobody to
+    /// reconcile with; their return triggers a recovery of its own).
+    fn recovery_slots(&self) -> Vec<(u32, Vec<NodeId>)> {
+        let me = self.nodes[self.self_idx].id.clone();
+        self.map
+            .slots_of(&me)
+            .into_iter()
+            .map(|s| {
+                let peers = self
+                    .map
+                    .owners(s)
+                    .iter()
+                    .filter(|n| **n != me && self.usable(n))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                (s, peers)
+            })
+            .filter(|(_, peers)| !peers.is_empty())
+            .collect()
+    }
+
+    /// Asks for a recovery merge (AUTOMERGE, server mode) and marks the slots it will
+    /// reconcile as unfinished at once, so reads of them go to another owner meanwhile.
+    fn want_recovery(&mut self, gate_reads: bool) {
+        if self.s.mode != Mode::Server || !self.s.automerge {
+            return;
+        }
+        self.recovery_wanted = true;
+        self.recovery_gates_reads |= gate_reads;
+        if !gate_reads {
+            return;
+        }
+        // Gate every slot that has another owner, reachable or not yet known to be: right
+        // after a (re)start the peers' status (server attached or not) may not have arrived,
+        // and the job waits a short grace for it before choosing whom to reconcile with.
+        let me_id = self.nodes[self.self_idx].id.clone();
+        let gated: Vec<u32> = self
+            .map
+            .slots_of(&me_id)
+            .into_iter()
+            .filter(|&s| self.map.owners(s).iter().any(|n| *n != me_id))
+            .collect();
+        let grace = Instant::now() + Duration::from_millis(RECOVERY_GRACE_MS);
+        self.recovery_not_before = self.recovery_not_before.max(grace);
+        let idle = self.merge_job.is_none();
+        let me = &mut self.nodes[self.self_idx];
+        me.unfinished.extend(gated.iter().copied());
+        if idle && !gated.is_empty() {
+            me.merge = MergeState::Pending;
+        }
+    }
+
     /// Starts a merge job; `epoch` is the pending epoch it serves (0 for a recovery merge).
-    fn start_job(&mut self, slots: Vec<(u32, Vec<NodeId>)>, epoch: u64) {
+    fn start_job(&mut self, slots: Vec<(u32, Vec<NodeId>)>, epoch: u64, gate_reads: bool) {
         let job_id = self.next_id();
         let recovery = epoch == 0;
         let me = &mut self.nodes[self.self_idx];
         me.merge_epoch = epoch;
-        me.unfinished = slots.iter().map(|(s, _)| *s).collect();
+        self.merge_job_gated = gate_reads;
+        me.unfinished = if gate_reads {
+            slots.iter().map(|(s, _)| *s).collect()
+        } else {
+            HashSet::new()
+        };
         me.merge = MergeState::Doing;
         tracing::info!(job = job_id, slots = slots.len(), recovery, "merge started");
         let job = MergeJob {
