@@ -10,7 +10,8 @@
 #   (b)  the same on `dkc-local up --nodes 3 --replica 1` (ACKLEVEL all, from conf/).
 #        For (a) and (b): ops/s, p50/p99/p99.9 latency, chmpx messages and bytes per operation
 #        (summed over every chmpx's metrics: a message is counted at each daemon it passes),
-#        median of --reps runs, and p50 ratios against the raw round trips.
+#        median of --reps runs, and p50 ratios against the raw round trips. Each run is
+#        followed by one with a single caller for --lat-duration (10 s): the unloaded latency.
 #   (c)  on the (b) cluster under the same load: SIGKILL one server node's dkc-server and
 #        chmpx, keep it down --down seconds (10), restart both, and time from the restart until
 #        every node's merge is over; items and bytes the merges moved.
@@ -23,7 +24,7 @@
 # bytes moved by its last merge job) and, when the chmpx metrics page has them, from
 # cumulative chmpx_merge_*_total counters (delta over the phase).
 #
-# Usage: tools/bench-native.sh [--duration 30s] [--warmup 2s] [--reps 3] [--down 10]
+# Usage: tools/bench-native.sh [--duration 30s] [--lat-duration 10s] [--warmup 2s] [--reps 3] [--down 10]
 #          [--items 1000000] [--item-size 100] [--base-port 23400] [--only raw,a,b,c,d]
 # Environment: OUT_DIR (/tmp/bench-native), CARGO_TARGET_DIR (cargo's default),
 #   NO_BUILD=1 (use the binaries already built). Needs python3.
@@ -33,6 +34,7 @@ ROOT=$(pwd)
 SCRIPT_CMD="tools/bench-native.sh $*"
 
 DURATION=30s
+LAT_DURATION=10s
 WARMUP=2s
 REPS=3
 DOWN_SECS=10
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
     --warmup) WARMUP="$2"; shift 2 ;;
+    --lat-duration) LAT_DURATION="$2"; shift 2 ;;
     --reps) REPS="$2"; shift 2 ;;
     --down) DOWN_SECS="$2"; shift 2 ;;
     --items) ITEMS="$2"; shift 2 ;;
@@ -302,16 +305,17 @@ def cmd_report(args):
     if raw:
         P("Raw chmpx round trip (chmpxbench -> chmpx-echo), median of %d runs:" % max(len(v) for v in raw.values()))
         P("")
-        P("| path | p50 64 B us | p99 64 B us | p50 4 KiB us | p99 4 KiB us | pipelined 16 outstanding msg/s |")
-        P("|---|---|---|---|---|---|")
+        P("| path | p50 64 B us | p99 64 B us | p50 4 KiB us | p99 4 KiB us | 1 outstanding msg/s | 16 outstanding msg/s |")
+        P("|---|---|---|---|---|---|---|")
         for kind, label in (("1d", "1 daemon (client and echo on one chmpx)"), ("2d", "2 daemons (slave chmpx -> server chmpx)")):
             if kind in raw:
-                P("| %s | %s | %s | %s | %s | %s |" % (label, fmt(rawmed(kind, "64", "p50"), 1), fmt(rawmed(kind, "64", "p99"), 1),
+                P("| %s | %s | %s | %s | %s | %s | %s |" % (label, fmt(rawmed(kind, "64", "p50"), 1), fmt(rawmed(kind, "64", "p99"), 1),
                   fmt(rawmed(kind, "4096", "p50"), 1), fmt(rawmed(kind, "4096", "p99"), 1),
-                  fmt(med([r.get("pipe16") for r in raw[kind]]))))
+                  fmt(med([r.get("pipe1") for r in raw[kind]])), fmt(med([r.get("pipe16") for r in raw[kind]]))))
         P("")
     r1, r2 = rawmed("1d", "64", "p50"), rawmed("2d", "64", "p50")
-    cfgs = [("a", "(a) 1 node, REPLICA 0"), ("b", "(b) 3 nodes, REPLICA 1, ack all")]
+    cfgs = [("a", "(a) 1 node, REPLICA 0, 32 callers"), ("b", "(b) 3 nodes, REPLICA 1, ack all, 32 callers"),
+            ("a1", "(a) 1 node, REPLICA 0, 1 caller"), ("b1", "(b) 3 nodes, REPLICA 1, ack all, 1 caller")]
     rows = []
     for key, label in cfgs:
         reps = []
@@ -324,9 +328,8 @@ def cmd_report(args):
         if reps:
             rows.append((label, reps))
     if rows:
-        P("dkc-bench native, %s keys, %s B values, %d%% get, %d callers; median of the runs (each column on its own):" % (
-            fmt(rows[0][1][0]["keys"]), rows[0][1][0]["value_size"], round(rows[0][1][0]["get_ratio"] * 100),
-            rows[0][1][0]["connections"]))
+        P("dkc-bench native, %s keys, %s B values, %d%% get; median of the runs (each column on its own):" % (
+            fmt(rows[0][1][0]["keys"]), rows[0][1][0]["value_size"], round(rows[0][1][0]["get_ratio"] * 100)))
         P("")
         P("| configuration | runs | ops/s | p50 us | p99 us | p99.9 us | messages/op | bytes/op | errors | p50 / raw 1-daemon 64 B | p50 / raw 2-daemon 64 B |")
         P("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -337,24 +340,46 @@ def cmd_report(args):
                 fmt(med([r["latency_us"]["p99"] for r in reps])), fmt(med([r["latency_us"]["p999"] for r in reps])),
                 fmt(med([r.get("messages_per_op") for r in reps]), 2), fmt(med([r.get("bytes_per_op") for r in reps])),
                 sum(r["errors"] + r["wrong_values"] for r in reps),
-                ("%.0fx" % (p50 / r1)) if p50 and r1 else "n/a", ("%.0fx" % (p50 / r2)) if p50 and r2 else "n/a"))
+                ("%.1fx" % (p50 / r1)) if p50 and r1 else "n/a", ("%.1fx" % (p50 / r2)) if p50 and r2 else "n/a"))
         P("")
-        P("ops/s per run: " + "; ".join("%s: %s" % (l.split(")")[0] + ")", ", ".join(fmt(r["ops_per_sec"]) for r in reps)) for l, reps in rows))
+        P("ops/s per run: " + "; ".join("%s: %s" % (l, ", ".join(fmt(r["ops_per_sec"]) for r in reps)) for l, reps in rows))
         P("")
-    for key, title in (("c", "(c) merge after a node was down under load"), ("d", "(d) a 4th node joins (SERVICEIN)")):
+    merges = {}
+    for key in ("c", "d"):
         p = os.path.join(res, "merge-%s.json" % key)
-        if not os.path.exists(p):
-            continue
-        m = json.load(open(p))
-        P(title + ":")
+        if os.path.exists(p):
+            merges[key] = json.load(open(p))
+    if merges:
+        P("Merges (time from the restart / the SERVICEIN until every node's merge is over and the ring settled;")
+        P("items and bytes copied by the merge jobs that ran in that time, summed over the nodes):")
         P("")
-        for k in sorted(m):
-            if k not in ("jobs", "counters"):
-                P("- %s: %s" % (k, m[k]))
-        P("- merge jobs (node, slots, items, bytes, seconds): %s" % ", ".join(
-            "%s %s/%s/%s/%s" % (j["node"], j["slots"], j["items"], j["bytes"], j["secs"]) for j in m.get("jobs", [])))
-        if m.get("counters"):
-            P("- merge counters (delta, summed over nodes): %s" % ", ".join("%s %s" % (k, fmt(v)) for k, v in sorted(m["counters"].items())))
+        P("| merge | settled | seconds | items moved | bytes moved | for comparison |")
+        P("|---|---|---|---|---|---|")
+        c = merges.get("c")
+        if c:
+            P("| (c) node SIGKILLed for %s s under load, restarted | %s | %s | %s | %s | about %s sets were made while it was down (load %s ops/s, %s errors) |" % (
+                fmt(c.get("down_secs")), "yes" if c.get("settled") else "**no**", fmt(c.get("secs"), 1),
+                fmt(c.get("items")), fmt(c.get("bytes")), fmt(c.get("sets_in_down_window_est")),
+                fmt(c.get("load_ops_per_sec")), c.get("load_errors", "n/a")))
+        d = merges.get("d")
+        if d:
+            P("| (d) 4th node SERVICEIN, %s items of %s B stored | %s | %s | %s | %s | ideal (REPLICA+1)/N = 2/4: %s items; moved %s of the items |" % (
+                fmt(d.get("items_stored")), d.get("item_value_bytes"), "yes" if d.get("settled") else "**no**",
+                fmt(d.get("secs"), 1), fmt(d.get("items")), fmt(d.get("bytes")), fmt(d.get("ideal_moved_items")),
+                d.get("moved_share_of_items")))
+        P("")
+        for key, m in sorted(merges.items()):
+            P("(%s) merge jobs (node: slots / items / bytes / seconds, from STATUSJSON or metrics): %s" % (key, "; ".join(
+                "%s: %s / %s / %s / %s" % (j["node"], j["slots"], j["items"], j["bytes"], j["secs"]) for j in m.get("jobs", []))))
+            if m.get("counters"):
+                P("(%s) cumulative merge counters (delta, summed over the nodes): %s" % (key, ", ".join(
+                    "%s %s" % (k, fmt(v)) for k, v in sorted(m["counters"].items()))))
+            if key == "d":
+                P("(d) items per node (curr_items, bytes) before: %s" % m.get("curr_items_bytes_before"))
+                P("(d) after: %s; copies before %s, after %s (ideal after: %s); the newcomer holds %s items (%s of all), %s bytes; preload took %s s" % (
+                    m.get("curr_items_bytes_after"), fmt(m.get("copies_before")), fmt(m.get("copies_after")),
+                    fmt(2 * m.get("items_stored", 0)), fmt(m.get("newcomer_items")), m.get("newcomer_share"),
+                    fmt(m.get("newcomer_bytes")), m.get("preload_secs")))
         P("")
     print("\n".join(lines))
 
@@ -436,7 +461,7 @@ native() { # native NAME BASE NODES OUTFILE EXTRA...: dkc-bench native against a
     local sctl
     sctl=$(slave_ctl "$base" "$nodes")
     "$BIN/dkc-bench" native --conf "$OUT_DIR/$name/slave.ini" --ctlport "$sctl" \
-        --connections "$CONNECTIONS" --value-size "$VALUE_SIZE" --keys "$KEYS" --get-ratio "$GET_RATIO" \
+        --connections "${NCONN:-$CONNECTIONS}" --value-size "$VALUE_SIZE" --keys "$KEYS" --get-ratio "$GET_RATIO" \
         --metrics "127.0.0.1:$((sctl + 1000)),$(node_mports "$base" "$nodes" | sed 's/\([0-9]\+\)/127.0.0.1:\1/g')" \
         --json "$@" >"$out" 2>"$out.log"
 }
@@ -479,8 +504,9 @@ INI
     for ((r = 1; r <= REPS; r++)); do
         for kind in 1d 2d; do
             ctl=$RCTL; [ $kind = 2d ] && ctl=$RSLV
+            msgs=100000; [ $kind = 2d ] && msgs=10000 # the 2-daemon path pipelines slowly
             timeout 300 "$BIN/chmpxbench" --cluster "$RAW_GROUP" --ctlport "$ctl" --rtt-iters 20000 \
-                --pipelined-msgs 100000 >"$RES/raw-$kind-$r.txt" 2>&1 ||
+                --pipelined-msgs "$msgs" >"$RES/raw-$kind-$r.txt" 2>&1 ||
                 log "chmpxbench $kind run $r failed (see $RES/raw-$kind-$r.txt)"
             log "raw $kind run $r: $(grep -m1 'round trip' "$RES/raw-$kind-$r.txt" || echo failed)"
         done
@@ -503,6 +529,12 @@ run_config() { # run_config KEY NODES REPLICA BASE
         native "$key" "$base" "$nodes" "$RES/native-$key-$r.json" --warmup "$WARMUP" --duration "$DURATION" "${pre[@]}" ||
             { log "($key) run $r failed:"; tail -5 "$RES/native-$key-$r.json.log" >&2; }
         grep -h 'latency\|ops  \|errors\|chmpx ' "$RES/native-$key-$r.json.log" >&2 || true
+        # One caller: the unloaded latency of one operation, the figure to set beside the raw
+        # round trip (with 32 callers, p50 includes queueing: 32 / ops/s on average).
+        log "($key) run $r/$REPS: dkc-bench native --connections 1 --duration $LAT_DURATION"
+        NCONN=1 native "$key" "$base" "$nodes" "$RES/native-${key}1-$r.json" --warmup 1s --duration "$LAT_DURATION" ||
+            { log "($key) 1-caller run $r failed:"; tail -5 "$RES/native-${key}1-$r.json.log" >&2; }
+        grep -h 'latency' "$RES/native-${key}1-$r.json.log" >&2 || true
     done
 }
 if want a; then
@@ -639,6 +671,6 @@ echo "load_end $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/load"
     echo "load average (1/5/15 min): start $(sed -n 's/load_start //p' "$RES/load"), end $(sed -n 's/load_end //p' "$RES/load")"
     echo
     py report "$RES"
-    echo "Commands: $CMD_NATIVE; raw: chmpxbench --cluster G --ctlport (server|slave) --rtt-iters 20000 --pipelined-msgs 100000"
+    echo "Commands: $CMD_NATIVE; 1-caller runs: the same with --connections 1 --warmup 1s --duration $LAT_DURATION; raw: chmpxbench --cluster G --ctlport (server|slave) --rtt-iters 20000 --pipelined-msgs (100000|10000)"
     echo "Results and logs: $RES, $OUT_DIR/{a,b,d}/logs"
 } | tee "$OUT_DIR/report.md"
