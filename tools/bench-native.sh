@@ -26,6 +26,10 @@
 #
 # Usage: tools/bench-native.sh [--duration 30s] [--lat-duration 10s] [--warmup 2s] [--reps 3] [--down 10]
 #          [--items 1000000] [--item-size 100] [--base-port 23400] [--only raw,a,b,c,d]
+#          [--commit REV]
+# --commit REV measures exactly that commit: the tree is exported (git archive) to
+# $OUT_DIR/src-REV, built there, and the script runs from there (without it: the working tree,
+# uncommitted changes included; the report says how many tracked files differ from HEAD).
 # Environment: OUT_DIR (/tmp/bench-native), CARGO_TARGET_DIR (cargo's default),
 #   NO_BUILD=1 (use the binaries already built). Needs python3.
 set -euo pipefail
@@ -42,6 +46,7 @@ ITEMS=1000000
 ITEM_SIZE=100
 BASE=23400
 ONLY=raw,a,b,c,d
+COMMIT_REV=""
 # Fixed workload of the issue.
 CONNECTIONS=32
 KEYS=100000
@@ -62,6 +67,7 @@ while [ $# -gt 0 ]; do
     --item-size) ITEM_SIZE="$2"; shift 2 ;;
     --base-port) BASE="$2"; shift 2 ;;
     --only) ONLY="$2"; shift 2 ;;
+    --commit) COMMIT_REV="$2"; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-native: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -70,6 +76,22 @@ want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 OUT_DIR=${OUT_DIR:-/tmp/bench-native}
 mkdir -p "$OUT_DIR"
+if [ -n "$COMMIT_REV" ]; then
+    REV=$(git rev-parse --short "$COMMIT_REV^{commit}") ||
+        { echo "bench-native: --commit $COMMIT_REV is not a commit" >&2; exit 2; }
+    SRC="$OUT_DIR/src-$REV"
+    rm -rf "$SRC"; mkdir -p "$SRC"
+    git archive "$REV" | tar -x -C "$SRC"
+    ARGS=()
+    set -- $SCRIPT_CMD
+    shift
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --commit ]; then shift 2; else ARGS+=("$1"); shift; fi
+    done
+    echo "bench-native: measuring commit $REV from $SRC" >&2
+    BENCH_COMMIT="$REV" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SRC/target}" OUT_DIR="$OUT_DIR" \
+        exec "$SRC/tools/bench-native.sh" "${ARGS[@]}"
+fi
 RES="$OUT_DIR/results"
 rm -rf "$RES"
 mkdir -p "$RES"
@@ -85,8 +107,12 @@ for b in chmpx chmpx-echo chmpxbench chmpxstatus chmpxctl dkc-server dkc-local d
     [ -x "$BIN/$b" ] || { echo "bench-native: $BIN/$b missing (build, or set CARGO_TARGET_DIR)" >&2; exit 2; }
 done
 PY="$OUT_DIR/bench_native.py"
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+if [ -n "${BENCH_COMMIT:-}" ]; then
+    COMMIT="$BENCH_COMMIT"; DIRTY=0 # an exported tree: exactly that commit
+else
+    COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+fi
 echo "load_start $(cut -d' ' -f1-3 /proc/loadavg)" >"$RES/load"
 
 # ---- the JSON/metrics helper -----------------------------------------------------------------
