@@ -26,6 +26,26 @@ pub enum SettingsError {
     },
 }
 
+/// Resolves one ENDPOINTS entry, `host:port` (the config checked its shape).
+fn resolve_endpoint(entry: &str, file: &str, line: usize) -> Result<SocketAddr, SettingsError> {
+    if let Ok(addr) = entry.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bad = |reason: &str| SettingsError::Resolve {
+        file: file.to_string(),
+        host: entry.to_string(),
+        line,
+        reason: reason.to_string(),
+    };
+    let (host, port) = entry
+        .rsplit_once(':')
+        .ok_or_else(|| bad("an ENDPOINTS entry is host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad("the port of an ENDPOINTS entry is a number 1..=65535"))?;
+    Ok(SocketAddr::new(resolve(host, file, line)?, port))
+}
+
 fn resolve(host: &str, file: &str, line: usize) -> Result<IpAddr, SettingsError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip);
@@ -74,6 +94,11 @@ pub fn settings_from_config(
                 (Mode::Server, Some(p), Some(ip)) => Some(SocketAddr::new(ip, p)),
                 _ => None,
             },
+            endpoints: n
+                .endpoints
+                .iter()
+                .map(|e| resolve_endpoint(e, &file, n.line))
+                .collect::<Result<_, _>>()?,
             ctlport: n.ctlport,
             ip,
         });

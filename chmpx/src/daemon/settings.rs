@@ -36,6 +36,8 @@ pub struct NodeSpec {
     pub mode: Mode,
     /// Data address (servers only).
     pub data_addr: Option<SocketAddr>,
+    /// ENDPOINTS: addresses to dial instead of `data_addr` (in order); empty = `data_addr`.
+    pub endpoints: Vec<SocketAddr>,
     /// Control port.
     pub ctlport: u16,
     /// Address the node connects from; `None` = any host (a slave named `[.]*`).

@@ -646,11 +646,23 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// Connects to the first of `addrs` that accepts; the error of the last one otherwise.
+async fn connect_first(addrs: &[SocketAddr]) -> std::io::Result<(TcpStream, SocketAddr)> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to dial");
+    for &addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 async fn dial_once(inner: &Inner, peer: usize) -> Result<(Reader, Writer, SocketAddr), ConnError> {
     let o = &inner.options;
     let spec = &inner.peers[peer].spec;
     let attempt = async {
-        let stream = TcpStream::connect(spec.addr).await?;
+        let (stream, dialled) = connect_first(&spec.dial_addrs()).await?;
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let mut reader = FrameReader::new(rd, o.frame_size_max, &o.cluster);
@@ -662,7 +674,7 @@ async fn dial_once(inner: &Inner, peer: usize) -> Result<(Reader, Writer, Socket
             secret: o.secret.as_deref(),
         };
         handshake::dial(&ctx, spec, &mut reader, &mut writer).await?;
-        Ok((reader, writer, spec.addr))
+        Ok((reader, writer, dialled))
     };
     tokio::time::timeout(o.connect_timeout, attempt)
         .await
@@ -670,4 +682,23 @@ async fn dial_once(inner: &Inner, peer: usize) -> Result<(Reader, Writer, Socket
             what: "connect and handshake",
             after: o.connect_timeout,
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connect_first_skips_endpoints_that_refuse() {
+        // A port that refuses: bind, learn the port, close.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = closed.local_addr().unwrap();
+        drop(closed);
+        let open = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = open.local_addr().unwrap();
+        let (_stream, used) = connect_first(&[refused, good]).await.unwrap();
+        assert_eq!(used, good);
+        assert!(connect_first(&[refused]).await.is_err());
+        assert!(connect_first(&[]).await.is_err());
+    }
 }

@@ -12,11 +12,14 @@ use super::limits::*;
 /// port; its IP is also what inbound connections claiming this id must come from. A peer with
 /// `listens == false` (a slave: it has no data port) is never dialled; it dials us. An
 /// unspecified IP (`0.0.0.0` / `::`) means "any host", as SLVNODE `NAME=[.]*` does in chmpx.
+/// `dial`, when not empty, lists the addresses to dial instead of `addr`, tried in order
+/// (CHMPX's ENDPOINTS: the node is reached through a NAT entrance or a proxy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSpec {
     pub id: String,
     pub addr: SocketAddr,
     pub listens: bool,
+    pub dial: Vec<SocketAddr>,
 }
 
 impl PeerSpec {
@@ -26,6 +29,22 @@ impl PeerSpec {
             id: id.into(),
             addr,
             listens: true,
+            dial: Vec::new(),
+        }
+    }
+
+    /// The same peer, dialled through `endpoints` (in order) instead of its own address.
+    pub fn with_dial(mut self, endpoints: Vec<SocketAddr>) -> Self {
+        self.dial = endpoints;
+        self
+    }
+
+    /// The addresses to dial, in order: the ENDPOINTS if any, else the data address.
+    pub fn dial_addrs(&self) -> Vec<SocketAddr> {
+        if self.dial.is_empty() {
+            vec![self.addr]
+        } else {
+            self.dial.clone()
         }
     }
 
@@ -36,6 +55,7 @@ impl PeerSpec {
             id: id.into(),
             addr: SocketAddr::new(ip, 0),
             listens: false,
+            dial: Vec::new(),
         }
     }
 }
@@ -159,6 +179,19 @@ impl Default for LinkOptions {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn endpoints_replace_the_data_address_when_dialling() {
+        let addr: SocketAddr = "10.0.0.1:8020".parse().unwrap();
+        let nat: SocketAddr = "192.0.2.7:18020".parse().unwrap();
+        assert_eq!(PeerSpec::server("a:1", addr).dial_addrs(), vec![addr]);
+        assert_eq!(
+            PeerSpec::server("a:1", addr)
+                .with_dial(vec![nat])
+                .dial_addrs(),
+            vec![nat]
+        );
+    }
+
     use super::*;
 
     fn server(id: &str) -> PeerSpec {
