@@ -56,6 +56,7 @@ GET_RATIO=0.9
 READY_TIMEOUT_SECS=90
 MERGE_TIMEOUT_SECS=300
 PRELOAD_TIMEOUT_SECS=900
+DROP_TIMEOUT_SECS=60
 while [ $# -gt 0 ]; do
     case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
@@ -184,7 +185,10 @@ def snapshot(ctls, mports):
     for ctl, mp in zip(ctls, mports):
         r = status(ctl)
         me = self_node(r) if r else None
+        prog = (me or {}).get("progress") or {}
         snap["nodes"][str(ctl)] = {
+            "uptime": r.get("uptime_secs") if r else None,
+            "totals": prog.get("totals"),
             "merge": me.get("merge") if me else None,
             "progress": me.get("progress") if me else None,
             "epoch": r.get("epoch") if r else None,
@@ -218,9 +222,18 @@ def moved(before, after):
             items += job["items"]
             byts += job["bytes"]
             jobs.append(job)
-        cb = b.get("metrics", {}).get("counters", {})
+        # A daemon restarted in between (uptime below the gap) starts its counts from zero.
+        restarted = a.get("uptime") is not None and a["uptime"] < gap
+        cb = {} if restarted else b.get("metrics", {}).get("counters", {})
         for k, v in a.get("metrics", {}).get("counters", {}).items():
             totals[k] = totals.get(k, 0) + v - cb.get(k, 0)
+        ta = a.get("totals")
+        if ta:
+            tb = {} if restarted else (b.get("totals") or {})
+            for k, v in ta.items():
+                if isinstance(v, (int, float)):
+                    key = "status_totals." + k
+                    totals[key] = totals.get(key, 0) + v - tb.get(k, 0)
     return {"items": items, "bytes": byts, "jobs": jobs, "counters": totals}
 
 def cmd_snapshot(args):
@@ -294,6 +307,28 @@ def cmd_watch_merge(args):
     res["seen_busy"] = seen_busy
     json.dump(res, open(out, "w"))
     return 0 if done_at is not None else 1
+
+def cmd_wait_copies(args):
+    """wait-copies CONF CTL TARGET TIMEOUT T_START OUT: polls `dkc stats` until the copies held
+    (sum of curr_items) are down to TARGET (old owners dropped what they handed off); writes
+    {"copies": N, "secs": seconds since T_START or null}."""
+    conf, ctl, target, timeout, t_start, out = args[0], args[1], int(args[2]), float(args[3]), float(args[4]), args[5]
+    deadline = time.time() + timeout
+    copies, secs = None, None
+    while True:
+        try:
+            r = subprocess.run([BIN + "/dkc", "--conf", conf, "--ctlport", ctl, "--json", "stats"],
+                               capture_output=True, text=True, timeout=20)
+            copies = sum(n["stats"]["curr_items"] for n in json.loads(r.stdout)["nodes"])
+        except (subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
+            copies = None
+        if copies is not None and copies <= target:
+            secs = time.time() - t_start
+            break
+        if time.time() >= deadline:
+            break
+        time.sleep(1)
+    json.dump({"copies": copies, "secs": secs}, open(out, "w"))
 
 def parse_chmpxbench(path):
     """p50/p99 per size from chmpxbench's text."""
@@ -379,19 +414,25 @@ def cmd_report(args):
         P("Merges (time from the restart / the SERVICEIN until every node's merge is over and the ring settled;")
         P("items and bytes copied by the merge jobs that ran in that time, summed over the nodes):")
         P("")
-        P("| merge | settled | seconds | items moved | bytes moved | for comparison |")
-        P("|---|---|---|---|---|---|")
+        P("| merge | settled | seconds | items moved | bytes moved | cumulative totals: items / bytes moved, items dropped | for comparison |")
+        P("|---|---|---|---|---|---|---|")
+        def cum(m):
+            t = m.get("counters", {})
+            if "status_totals.items_moved" not in t:
+                return "n/a (chmpx has no totals)"
+            return "%s / %s / %s" % (fmt(t.get("status_totals.items_moved")), fmt(t.get("status_totals.bytes_moved")),
+                                     fmt(t.get("status_totals.items_dropped")))
         c = merges.get("c")
         if c:
-            P("| (c) node SIGKILLed for %s s under load, restarted | %s | %s | %s | %s | about %s sets were made while it was down (load %s ops/s, %s errors) |" % (
+            P("| (c) node SIGKILLed for %s s under load, restarted | %s | %s | %s | %s | %s | about %s sets were made while it was down (load %s ops/s, %s errors) |" % (
                 fmt(c.get("down_secs")), "yes" if c.get("settled") else "**no**", fmt(c.get("secs"), 1),
-                fmt(c.get("items")), fmt(c.get("bytes")), fmt(c.get("sets_in_down_window_est")),
+                fmt(c.get("items")), fmt(c.get("bytes")), cum(c), fmt(c.get("sets_in_down_window_est")),
                 fmt(c.get("load_ops_per_sec")), c.get("load_errors", "n/a")))
         d = merges.get("d")
         if d:
-            P("| (d) 4th node SERVICEIN, %s items of %s B stored | %s | %s | %s | %s | ideal (REPLICA+1)/N = 2/4: %s items; moved %s of the items |" % (
+            P("| (d) 4th node SERVICEIN, %s items of %s B stored | %s | %s | %s | %s | %s | ideal (REPLICA+1)/N = 2/4: %s items; moved %s of the items |" % (
                 fmt(d.get("items_stored")), d.get("item_value_bytes"), "yes" if d.get("settled") else "**no**",
-                fmt(d.get("secs"), 1), fmt(d.get("items")), fmt(d.get("bytes")), fmt(d.get("ideal_moved_items")),
+                fmt(d.get("secs"), 1), fmt(d.get("items")), fmt(d.get("bytes")), cum(d), fmt(d.get("ideal_moved_items")),
                 d.get("moved_share_of_items")))
         P("")
         for key, m in sorted(merges.items()):
@@ -402,6 +443,9 @@ def cmd_report(args):
                     "%s %s" % (k, fmt(v)) for k, v in sorted(m["counters"].items()))))
             if key == "d":
                 P("(d) items per node (curr_items, bytes) before: %s" % m.get("curr_items_bytes_before"))
+                P("(d) old owners back to %s copies: %s" % (fmt(m.get("copies_before")),
+                  ("%.1f s after the SERVICEIN" % m["dropped_secs"]) if m.get("dropped_secs") is not None else
+                  "**not within the wait** (%s copies at the end)" % fmt(m.get("copies_at_end"))))
                 P("(d) after: %s; copies before %s, after %s (ideal after: %s); the newcomer holds %s items (%s of all), %s bytes; preload took %s s" % (
                     m.get("curr_items_bytes_after"), fmt(m.get("copies_before")), fmt(m.get("copies_after")),
                     fmt(2 * m.get("items_stored", 0)), fmt(m.get("newcomer_items")), m.get("newcomer_share"),
@@ -658,9 +702,18 @@ if want d; then
     py watch-merge "$CTLS" "$MPORTS" "$RES/merge-d-before.json" "$T_IN" "$MERGE_TIMEOUT_SECS" \
         "$RES/merge-d.json" join "$E0" 4 || log "(d) merge did not finish within ${MERGE_TIMEOUT_SECS}s"
     "$BIN/dkc" --conf "$OUT_DIR/d/slave.ini" --ctlport "$SCTL" --json stats >"$RES/stats-d-after.json" 2>&1 || true
-    python3 - "$RES/merge-d.json" "$RES/stats-d-before.json" "$RES/stats-d-after.json" "$ITEMS" "$ITEM_SIZE" "$NEW" "$PRELOAD_SECS" <<'PY'
+    COPIES0=$(python3 -c 'import json,sys; print(sum(n["stats"]["curr_items"] for n in json.load(open(sys.argv[1]))["nodes"]))' "$RES/stats-d-before.json" || echo 0)
+    log "(d) waiting up to ${DROP_TIMEOUT_SECS}s for the old owners to drop what they handed off ($COPIES0 copies)"
+    py wait-copies "$OUT_DIR/d/slave.ini" "$SCTL" "$COPIES0" "$DROP_TIMEOUT_SECS" "$T_IN" "$RES/drop-d.json"
+    python3 - "$RES/merge-d.json" "$RES/stats-d-before.json" "$RES/stats-d-after.json" "$ITEMS" "$ITEM_SIZE" "$NEW" "$PRELOAD_SECS" "$RES/drop-d.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
+try:
+    drop = json.load(open(sys.argv[8]))
+    m["copies_at_end"] = drop["copies"]
+    m["dropped_secs"] = drop["secs"]
+except (OSError, ValueError, KeyError):
+    pass
 items, size, new = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 def per_node(path):
     """node -> (curr_items, bytes) from `dkc --json stats`."""
