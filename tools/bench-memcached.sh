@@ -2,24 +2,30 @@
 # memcached vs dkc's memcached front, side by side in one run, measured by dkc-bench.
 #
 # Starts a real memcached 1.6 (`memcached -p PORT -t 2 -m 1024 -U 0 -l 127.0.0.1`, plus `-u root`
-# as root) and a dkc target, then runs REPS repetitions, interleaved (every repetition runs each
-# workload on both targets, alternating which goes first), of two workloads over the same keys
-# and values, with 32 connections, one request in flight each, 1 KiB values:
+# as root) and every dkc target asked for, then runs REPS repetitions, interleaved (every
+# repetition runs each workload on every target, rotating which goes first), of two workloads
+# over the same keys and values, with 32 connections, one request in flight each, 1 KiB values:
 #   get100  100% get over 100,000 preloaded keys
 #   mix90   90% get / 10% set over 100,000 preloaded keys
-# and prints a Markdown table of median ops/s, p50 and p99 latency with the ratio
-# dkc/memcached, then the exact commands. If memcaslap (libmemcached-tools) is installed, it
-# also runs once against each target as a third-party check.
+# and prints a Markdown table of median ops/s, p50 and p99 latency per dkc target with the
+# ratio dkc/memcached, then the exact commands. If memcaslap (libmemcached-tools) is installed,
+# it also runs once against each target as a third-party check.
 #
-# Targets (--target):
-#   memory   `dkc-memcached --backend memory` started here: the memcached front over an
-#            in-process map. MEMORY BACKEND, NOT THE CLUSTER: it measures the protocol front only.
-#   cluster  a running `dkc-local up` whose memcached front listens on --cluster-port (started
-#            by you; this script neither starts nor stops it).
+# Targets (--target, comma-separated; default node1,cluster3):
+#   memory    `dkc-memcached --backend memory` started here: the memcached front over an
+#             in-process map. MEMORY BACKEND, NOT THE CLUSTER: it measures the protocol front only.
+#   node1     `dkc-local up --detach --nodes 1 --replica 0` started here (its own data directory
+#             under OUT_DIR, ports from --node-base-port): the issue's target configuration.
+#   cluster3  `dkc-local up --detach --nodes 3 --replica 1` started here (ports from
+#             --node-base-port + 100).
+#   cluster   a running `dkc-local up` whose memcached front listens on --cluster-port (started
+#             by you; this script neither starts nor stops it).
+# The clusters started here are stopped (`dkc-local down`) when the script ends.
 #
-# Usage: tools/bench-memcached.sh [--target memory|cluster] [--reps N] [--duration 30s]
+# Usage: tools/bench-memcached.sh [--target LIST] [--reps N] [--duration 30s]
 #          [--warmup 2s] [--keys 100000] [--connections 32] [--value-size 1024]
 #          [--memcached-port 21211] [--dkc-port 21212] [--cluster-port 11211]
+#          [--node-base-port 21300]
 # Environment: OUT_DIR (/tmp/memcached-bench), CARGO_TARGET_DIR (cargo's default),
 #   BENCH_THREADS (dkc-bench runtime threads, 1), NO_BUILD=1 (use the binaries already built).
 # Needs: memcached, python3; optional memcaslap.
@@ -27,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SCRIPT_CMD="tools/bench-memcached.sh $*"
 
-TARGET=memory
+TARGETS=node1,cluster3
 REPS=3
 DURATION=30s
 WARMUP=2s
@@ -37,9 +43,10 @@ VALUE_SIZE=1024
 MC_PORT=21211
 DKC_PORT=21212
 CLUSTER_PORT=11211
+NODE_BASE_PORT=21300
 while [ $# -gt 0 ]; do
     case "$1" in
-    --target) TARGET="$2"; shift 2 ;;
+    --target) TARGETS="$2"; shift 2 ;;
     --reps) REPS="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --warmup) WARMUP="$2"; shift 2 ;;
@@ -49,15 +56,24 @@ while [ $# -gt 0 ]; do
     --memcached-port) MC_PORT="$2"; shift 2 ;;
     --dkc-port) DKC_PORT="$2"; shift 2 ;;
     --cluster-port) CLUSTER_PORT="$2"; shift 2 ;;
+    --node-base-port) NODE_BASE_PORT="$2"; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-memcached: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-case "$TARGET" in
-memory) DKC_LABEL="dkc-memcached, memory backend (not the cluster)" ;;
-cluster) DKC_LABEL="dkc cluster via dkc-local's memcached front"; DKC_PORT="$CLUSTER_PORT" ;;
-*) echo "bench-memcached: --target must be memory or cluster, not $TARGET" >&2; exit 2 ;;
-esac
+IFS=, read -r -a TARGET_LIST <<<"$TARGETS"
+[ "${#TARGET_LIST[@]}" -gt 0 ] || { echo "bench-memcached: --target is empty" >&2; exit 2; }
+# Each target: a label for the table and the port its memcached front listens on.
+declare -A LABEL PORT
+for t in "${TARGET_LIST[@]}"; do
+    case "$t" in
+    memory) LABEL[$t]="dkc-memcached, memory backend (not the cluster)"; PORT[$t]="$DKC_PORT" ;;
+    node1) LABEL[$t]="dkc 1 node, REPLICA=0 (dkc-local)"; PORT[$t]=$((NODE_BASE_PORT + 50)) ;;
+    cluster3) LABEL[$t]="dkc 3 nodes, REPLICA=1 (dkc-local)"; PORT[$t]=$((NODE_BASE_PORT + 150)) ;;
+    cluster) LABEL[$t]="dkc cluster via a running dkc-local"; PORT[$t]="$CLUSTER_PORT" ;;
+    *) echo "bench-memcached: unknown target $t (memory, node1, cluster3, cluster)" >&2; exit 2 ;;
+    esac
+done
 command -v memcached >/dev/null || {
     echo "bench-memcached: memcached is not installed (Debian: apt-get install memcached)" >&2
     exit 1
@@ -76,13 +92,19 @@ echo "# $SCRIPT_CMD" >>"$COMMANDS"
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
     echo "== building (release)" >&2
-    cargo build --release -q -p dkc-tools --bin dkc-bench -p dkc-client --bin dkc-memcached
+    cargo build --release -q -p dkc-tools --bin dkc-bench --bin dkc-local -p dkc-client \
+        --bin dkc-memcached -p chmpx --bin chmpx -p dkc-server --bin dkc-server
 fi
 BENCH="$TARGET_DIR/release/dkc-bench"
 DKC_MEMCACHED="$TARGET_DIR/release/dkc-memcached"
+DKC_LOCAL="$TARGET_DIR/release/dkc-local"
 
 PIDS=()
+CLUSTER_DIRS=()
 cleanup() {
+    for dir in "${CLUSTER_DIRS[@]}"; do
+        "$DKC_LOCAL" down --dir "$dir" >/dev/null 2>&1 || true
+    done
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
@@ -113,13 +135,35 @@ PIDS+=($!)
 wait_ready "$MC_PORT" memcached
 MC_VERSION="$(memcached -V)"
 
-if [ "$TARGET" = memory ]; then
-    DKC_CMD=("$DKC_MEMCACHED" --backend memory -p "$DKC_PORT" -l 127.0.0.1)
-    echo "${DKC_CMD[*]}" >>"$COMMANDS"
-    RUST_LOG=warn "${DKC_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached.log" &
-    PIDS+=($!)
-fi
-wait_ready "$DKC_PORT" "$DKC_LABEL"
+# start_cluster NAME NODES REPLICA BASE_PORT FRONT_PORT: a local cluster in the background.
+start_cluster() {
+    local name="$1" nodes="$2" replica="$3" base="$4" port="$5"
+    local dir="$OUT_DIR/$name"
+    rm -rf "$dir"
+    local cmd=("$DKC_LOCAL" up --detach --nodes "$nodes" --replica "$replica" --dir "$dir"
+        --base-port "$base" --port "$port" --group "MCBENCH$nodes")
+    echo "${cmd[*]}" >>"$COMMANDS"
+    echo "== starting $name: ${cmd[*]}" >&2
+    CLUSTER_DIRS+=("$dir")
+    "${cmd[@]}" >"$OUT_DIR/$name-up.log" 2>&1 || {
+        echo "bench-memcached: dkc-local up for $name failed; see $OUT_DIR/$name-up.log" >&2
+        tail -n 20 "$OUT_DIR/$name-up.log" >&2
+        exit 1
+    }
+}
+for t in "${TARGET_LIST[@]}"; do
+    case "$t" in
+    memory)
+        DKC_CMD=("$DKC_MEMCACHED" --backend memory -p "$DKC_PORT" -l 127.0.0.1)
+        echo "${DKC_CMD[*]}" >>"$COMMANDS"
+        RUST_LOG=warn "${DKC_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached.log" &
+        PIDS+=($!)
+        ;;
+    node1) start_cluster node1 1 0 "$NODE_BASE_PORT" "${PORT[$t]}" ;;
+    cluster3) start_cluster cluster3 3 1 $((NODE_BASE_PORT + 100)) "${PORT[$t]}" ;;
+    esac
+    wait_ready "${PORT[$t]}" "${LABEL[$t]}"
+done
 
 run() {
     # run TARGET_NAME WORKLOAD REP PORT GET_RATIO: one dkc-bench run, its JSON line tagged.
@@ -137,18 +181,18 @@ run() {
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 STARTED="$(date +%s)"
+ALL=(memcached "${TARGET_LIST[@]}")
+PORT[memcached]="$MC_PORT"
 for rep in $(seq 1 "$REPS"); do
     for wl in get100:1 mix90:0.9; do
         workload="${wl%%:*}"
         ratio="${wl#*:}"
-        # Alternate which target goes first, so neither always runs on a warmer machine.
-        if [ $((rep % 2)) = 1 ]; then
-            run memcached "$workload" "$rep" "$MC_PORT" "$ratio"
-            run dkc "$workload" "$rep" "$DKC_PORT" "$ratio"
-        else
-            run dkc "$workload" "$rep" "$DKC_PORT" "$ratio"
-            run memcached "$workload" "$rep" "$MC_PORT" "$ratio"
-        fi
+        # Rotate which target goes first, so none always runs on a warmer (or busier) machine.
+        n=${#ALL[@]}
+        for i in $(seq 0 $((n - 1))); do
+            t="${ALL[$(((i + rep - 1) % n))]}"
+            run "$t" "$workload" "$rep" "${PORT[$t]}" "$ratio"
+        done
     done
 done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -156,9 +200,8 @@ ELAPSED=$(($(date +%s) - STARTED))
 
 MEMCASLAP_OUT=""
 if command -v memcaslap >/dev/null; then
-    for pair in "memcached:$MC_PORT" "dkc:$DKC_PORT"; do
-        name="${pair%%:*}"
-        port="${pair#*:}"
+    for name in "${ALL[@]}"; do
+        port="${PORT[$name]}"
         cmd=(memcaslap -s "127.0.0.1:$port" -T "$THREADS" -c "$CONNECTIONS" -X "$VALUE_SIZE" -t "$DURATION")
         echo "${cmd[*]}" >>"$COMMANDS"
         echo "== memcaslap $name" >&2
@@ -167,36 +210,44 @@ if command -v memcaslap >/dev/null; then
     done
 fi
 
-python3 - "$RAW" "$COMMANDS" "$DKC_LABEL" "$MC_VERSION" "$LOAD_BEFORE" "$LOAD_AFTER" \
+LABELS="$(for t in "${TARGET_LIST[@]}"; do printf '%s=%s\n' "$t" "${LABEL[$t]}"; done)"
+python3 - "$RAW" "$COMMANDS" "$LABELS" "$MC_VERSION" "$LOAD_BEFORE" "$LOAD_AFTER" \
     "$ELAPSED" "$MEMCASLAP_OUT" "$REPS" "$DURATION" "$CONNECTIONS" "$KEYS" "$VALUE_SIZE" <<'PY'
 import json, statistics, sys
-(raw, commands, label, mc_version, load_before, load_after, elapsed, memcaslap, reps, duration,
+(raw, commands, labels, mc_version, load_before, load_after, elapsed, memcaslap, reps, duration,
  conns, keys, vsize) = sys.argv[1:]
+labels = dict(l.split("=", 1) for l in labels.splitlines() if l)
 rows = [json.loads(l) for l in open(raw) if l.strip()]
 by = {}
 for r in rows:
     by.setdefault((r["workload"], r["target"]), []).append(r["report"])
 med = lambda xs: statistics.median(xs) if xs else float("nan")
-print(f"{mc_version} vs {label}; {conns} connections (one request in flight each), "
-      f"{keys} preloaded keys, {vsize} B values, {duration} per run after warm-up, "
-      f"median of {reps} interleaved runs; ratio = dkc / memcached "
-      f"(for latency, above 1 means dkc is slower)")
+fmt = lambda a: f"{a:,.0f}" if a >= 100 else f"{a:.1f}"
+print(f"{mc_version}; {conns} connections (one request in flight each), {keys} preloaded keys, "
+      f"{vsize} B values, {duration} per run after warm-up, median of {reps} interleaved runs; "
+      f"ratio = dkc / memcached (for latency, above 1 means dkc is slower)")
 print()
-print("| workload | memcached ops/s | dkc ops/s | ratio | memcached p50 us | dkc p50 us | ratio "
-      "| memcached p99 us | dkc p99 us | ratio |")
+for t, label in labels.items():
+    print(f"- {t}: {label}")
+print()
+print("| workload | dkc target | memcached ops/s | dkc ops/s | ratio | memcached p50 us "
+      "| dkc p50 us | memcached p99 us | dkc p99 us | p99 ratio |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 names = {"get100": "100% get", "mix90": "90% get / 10% set"}
 errors = 0
 for wl in ["get100", "mix90"]:
-    m, d = by.get((wl, "memcached"), []), by.get((wl, "dkc"), [])
-    errors += sum(r["errors"] for r in m + d)
-    cells = []
-    for f in [lambda r: r["ops_per_sec"], lambda r: r["latency_us"]["p50"],
-              lambda r: r["latency_us"]["p99"]]:
-        a, b = med([f(r) for r in m]), med([f(r) for r in d])
-        cells += [f"{a:,.0f}" if a >= 100 else f"{a:.1f}", f"{b:,.0f}" if b >= 100 else f"{b:.1f}",
-                  f"{b / a:.2f}x" if a else "-"]
-    print(f"| {names[wl]} | " + " | ".join(cells) + " |")
+    m = by.get((wl, "memcached"), [])
+    errors += sum(r["errors"] for r in m)
+    for t in labels:
+        d = by.get((wl, t), [])
+        errors += sum(r["errors"] for r in d)
+        ops = [med([r["ops_per_sec"] for r in xs]) for xs in (m, d)]
+        p50 = [med([r["latency_us"]["p50"] for r in xs]) for xs in (m, d)]
+        p99 = [med([r["latency_us"]["p99"] for r in xs]) for xs in (m, d)]
+        ratio = lambda a, b: f"{b / a:.2f}x" if a else "-"
+        print(f"| {names[wl]} | {t} | {fmt(ops[0])} | {fmt(ops[1])} | {ratio(*ops)} "
+              f"| {fmt(p50[0])} | {fmt(p50[1])} | {fmt(p99[0])} | {fmt(p99[1])} "
+              f"| {ratio(*p99)} |")
 print()
 spread = []
 for (wl, t), rs in sorted(by.items()):
@@ -210,10 +261,14 @@ print(f"ops/s spread max/min over the repetitions: {', '.join(spread)}")
 print(f"load average before {load_before}, after {load_after}; the runs took {elapsed} s")
 if memcaslap.strip():
     tps = dict(l.split() for l in memcaslap.strip().splitlines())
-    a, b = tps.get("memcached", "?"), tps.get("dkc", "?")
-    ratio = f"{int(b) / int(a):.2f}x" if a.isdigit() and b.isdigit() and int(a) else "-"
-    print(f"memcaslap (90% get / 10% set, its own key set, {duration}): memcached {a} TPS, "
-          f"dkc {b} TPS, ratio {ratio}")
+    a = tps.get("memcached", "?")
+    parts = [f"memcached {a} TPS"]
+    for t in labels:
+        b = tps.get(t, "?")
+        r = f"{int(b) / int(a):.2f}x" if a.isdigit() and b.isdigit() and int(a) else "-"
+        parts.append(f"{t} {b} TPS ({r})")
+    print(f"memcaslap (its default mix, 90% get / 10% set, its own key set, {duration}): "
+          + ", ".join(parts))
 else:
     print("memcaslap: not installed (Debian: libmemcached-tools), third-party check skipped")
 print()

@@ -52,6 +52,10 @@ struct Args {
     /// Longest wait for the storage on one request before answering SERVER_ERROR.
     #[arg(long = "storage-timeout-ms", default_value_t = STORAGE_TIMEOUT_MS_DEFAULT)]
     storage_timeout_ms: u64,
+    /// Worker threads serving connections (memcached's -t); 0 = one per CPU. 1 runs every
+    /// connection on a single-threaded runtime.
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    threads: usize,
 }
 
 fn parse_size(text: &str) -> anyhow::Result<usize> {
@@ -74,15 +78,33 @@ fn parse_size(text: &str) -> anyhow::Result<usize> {
     Ok(bytes)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
     let config = ServerConfig {
         limits: Limits::default().with_item_size_max(parse_size(&args.item_size_max)?),
         connections_max: args.connections_max.max(1),
