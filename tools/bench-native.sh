@@ -28,7 +28,7 @@
 #          [--items 1000000] [--item-size 100] [--base-port 23400] [--only raw,a,b,c,d]
 #          [--commit REV]
 # --commit REV measures exactly that commit: the tree is exported (git archive) to
-# $OUT_DIR/src-REV, built there, and the script runs from there (without it: the working tree,
+# $OUT_DIR/src, built there, and the script runs from there (without it: the working tree,
 # uncommitted changes included; the report says how many tracked files differ from HEAD).
 # Environment: OUT_DIR (/tmp/bench-native), CARGO_TARGET_DIR (cargo's default),
 #   NO_BUILD=1 (use the binaries already built). Needs python3.
@@ -80,9 +80,19 @@ mkdir -p "$OUT_DIR"
 if [ -n "$COMMIT_REV" ]; then
     REV=$(git rev-parse --short "$COMMIT_REV^{commit}") ||
         { echo "bench-native: --commit $COMMIT_REV is not a commit" >&2; exit 2; }
-    SRC="$OUT_DIR/src-$REV"
-    rm -rf "$SRC"; mkdir -p "$SRC"
-    git archive "$REV" | tar -x -C "$SRC"
+    # One source folder for every commit, updated file by file (a changed file gets a fresh
+    # mtime, an unchanged one keeps its own), so cargo rebuilds only what the commit changed.
+    SRC="$OUT_DIR/src"
+    NEW="$OUT_DIR/src.new"
+    rm -rf "$NEW"; mkdir -p "$NEW" "$SRC"
+    git archive "$REV" | tar -x -C "$NEW"
+    (cd "$NEW" && find . -type f) | while IFS= read -r f; do
+        cmp -s "$NEW/$f" "$SRC/$f" || { mkdir -p "$(dirname "$SRC/$f")"; cp "$NEW/$f" "$SRC/$f"; }
+    done
+    (cd "$SRC" && find . -path ./target -prune -o -type f -print) | while IFS= read -r f; do
+        [ -e "$NEW/$f" ] || rm -f "$SRC/$f"
+    done
+    rm -rf "$NEW"
     ARGS=()
     set -- $SCRIPT_CMD
     shift
