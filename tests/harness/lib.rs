@@ -20,11 +20,17 @@
 //!   routing, to see what each owner really holds.
 //! - [`history`]: a record of every operation and its outcome, and the checks on it.
 //! - [`ipc`]: removal of the queues and segments SIGKILLed processes leave behind.
+//! - [`linear`]: single-key linearizability against a register model (Wing–Gong search).
+//! - [`checker`]: the checks of a multi-host fault run (lost, phantom, stale, counters,
+//!   linearizability) and its report table.
+//! - [`netns_run`]: multi-host fault scenarios on simulated hosts (`dkc_tools::netns`), with
+//!   seeded fault schedules.
 //!
 //! Must never depend on: the daemons' internals beyond their public wire types (status JSON,
 //! proto, merge protocol, config); tests see the cluster as a user does.
 
 pub mod binaries;
+pub mod checker;
 pub mod cluster;
 pub mod control;
 pub mod daemon;
@@ -33,6 +39,8 @@ pub mod driver;
 pub mod history;
 pub mod ipc;
 pub mod kv;
+pub mod linear;
+pub mod netns_run;
 pub mod ports;
 pub mod spec;
 

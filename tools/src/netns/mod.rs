@@ -37,6 +37,8 @@
 //! - [`chmpx_lab`] — a chmpx cluster config for a lab, status polling, routing probes.
 //! - [`bins`] — where the daemons' binaries are.
 //! - [`delay_proxy`] — a TCP proxy adding fixed + random delay (no `netem` here).
+//! - [`workload`] — the client-host workload of the fault tests and its after-run reads
+//!   and digest checks (run inside a client host by `dkc-fault-client`).
 //!
 //! This module may depend on the `chmpx` library (configs, status types, placement) and on
 //! system tools (`unshare`, `ip`, `iptables`); no library crate may depend on it.
@@ -49,6 +51,7 @@ pub mod fault;
 pub mod holder;
 pub mod lab;
 pub mod seed;
+pub mod workload;
 
 pub use error::NetnsError;
 pub use fault::Direction;

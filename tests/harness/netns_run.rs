@@ -1,0 +1,535 @@
+//! Multi-host fault scenarios (DESIGN.md §9, issue 6): a lab of simulated hosts from
+//! `dkc_tools::netns` — each server host runs chmpx + dkc-server, each of the two client hosts
+//! a slave chmpx and a `dkc-fault-client work` process (its own IPC namespace) — a seeded
+//! schedule of faults while the clients run, then heal, convergence of every owner's digests,
+//! final reads, and [`crate::checker`] over the recorded histories.
+//!
+//! The seed is printed (`DKC_FAULT_SEED=...`) and read from that variable, so a failing
+//! schedule replays exactly (the clients' timing still varies).
+//!
+//! Why here, with `dkc-tools` as a dependency: the lab (namespaces, partitions, delay proxy)
+//! lives in `dkc-tools` because `dkc-hosts` uses it by hand too; `dkc-tests` depends on it
+//! (never the reverse). Everything inside a host goes through binaries (`chmpxstatus`,
+//! `dkc-fault-client`), since the test process itself is in none of the hosts' namespaces.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chmpx::daemon::status::{MergeState, StatusReport};
+use dkc_tools::netns::chmpx_lab::{
+    all_servers_up, settled, ChmpxLab, LabOptions, ServerKind, LAB_GROUP,
+};
+use dkc_tools::netns::lab::HostProcess;
+use dkc_tools::netns::workload::{counter_key, register_key, DigestReport};
+use dkc_tools::netns::{bins, Direction, Lab, LabSpec, NetnsError, Seed};
+
+use crate::checker::{check, load_history, parse_final_reads, Findings, RunFacts};
+
+/// Environment variable that fixes the seed of a run.
+pub const SEED_ENV: &str = "DKC_FAULT_SEED";
+/// Client hosts per lab.
+pub const CLIENT_HOSTS: usize = 2;
+/// Client threads per client host.
+pub const THREADS_PER_CLIENT_HOST: usize = 2;
+/// Register keys per client.
+pub const KEYS_PER_CLIENT: usize = 40;
+/// Counter keys.
+pub const COUNTERS: usize = 4;
+/// Longest wait for the cluster to come up, ms.
+pub const START_WAIT_MS: u64 = 30_000;
+/// Longest wait for the cluster to recover after one fault is healed, ms.
+pub const RECOVER_WAIT_MS: u64 = 30_000;
+/// Longest wait for every owner's digests to agree after the last heal, ms.
+pub const CONVERGE_WAIT_MS: u64 = 30_000;
+/// Pause between two digest checks, ms.
+pub const CONVERGE_POLL_MS: u64 = 300;
+/// Load on the healthy cluster before the first fault, ms.
+pub const WARMUP_MS: u64 = 1500;
+/// Load on the recovered cluster after each fault, ms.
+pub const AFTER_FAULT_MS: u64 = 1000;
+/// Longest a workload process may take to stop after being asked, ms.
+pub const WORK_STOP_WAIT_MS: u64 = 15_000;
+/// Upper bound given to workload processes (they are stopped by a file long before).
+pub const WORK_MILLIS_MAX: u64 = 1_800_000;
+/// Longest run of one tool inside a host, ms.
+pub const TOOL_MAX_MS: u64 = 30_000;
+/// Pause after a heal before recovery is checked, so a merge that starts on a returning link
+/// is seen as running rather than missed, ms.
+pub const HEAL_SETTLE_MS: u64 = 800;
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// kill -9 of chmpx and dkc-server on one server host, then both restarted.
+    KillHost,
+    /// kill -9 of chmpx alone, then chmpx restarted (dkc-server re-attaches by itself).
+    KillChmpx,
+    /// kill -9 of dkc-server alone, then it is restarted.
+    KillServer,
+    /// SIGSTOP of chmpx and dkc-server past the heartbeat timeout, then SIGCONT.
+    StopCont,
+    /// A server host cut from every other host, both ways, then healed.
+    Isolate,
+    /// One server host's packets to another dropped (one way), then healed.
+    OneWay,
+    /// A server host's link down, then up.
+    LinkDown,
+    /// Two server hosts cut from the rest (they still see each other), then healed.
+    Minority,
+    /// kill -9 of a server host that is never restarted (the run ends with it down).
+    KillForever,
+}
+
+/// What one scenario runs.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name in the report.
+    pub name: String,
+    /// Server hosts (3 or 5).
+    pub servers: usize,
+    /// REPLICA.
+    pub replica: u32,
+    /// ACKLEVEL (`None`: the default, `all`).
+    pub ack_level: Option<String>,
+    /// The faults the seeded schedule picks from.
+    pub menu: Vec<FaultKind>,
+    /// Faults injected one after the other.
+    pub steps: usize,
+    /// How long each fault lasts, ms (`lo..=hi`, picked by the seed).
+    pub hold_ms: (u64, u64),
+    /// Environment of every dkc-server (test-only switches).
+    pub server_env: Vec<(String, String)>,
+    /// Load after the last fault (or without faults), ms.
+    pub tail_ms: u64,
+}
+
+impl Scenario {
+    /// `servers` server hosts, REPLICA 1, ack `all`, faults from `menu`.
+    pub fn new(name: &str, servers: usize, menu: &[FaultKind], steps: usize) -> Scenario {
+        Scenario {
+            name: name.into(),
+            servers,
+            replica: 1,
+            ack_level: None,
+            menu: menu.to_vec(),
+            steps,
+            hold_ms: (2500, 3500),
+            server_env: Vec::new(),
+            tail_ms: AFTER_FAULT_MS,
+        }
+    }
+}
+
+/// The outcome of a run: the checker's findings, the facts of the run, and the logs' tails for
+/// a failure message.
+pub struct RunOutcome {
+    /// What the checker found.
+    pub findings: Findings,
+    /// Faults, seed, convergence.
+    pub facts: RunFacts,
+    /// Last log lines of every process.
+    pub logs: String,
+    /// The last digest report.
+    pub digests: Option<DigestReport>,
+}
+
+impl RunOutcome {
+    /// Why the run fails the promises (empty when it passes): lost, phantom and counter
+    /// findings, and convergence not reached.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = self.findings.violations();
+        if self.facts.converge_failed {
+            let d = self
+                .digests
+                .as_ref()
+                .map(|d| {
+                    d.mismatches
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("\n  ")
+                })
+                .unwrap_or_default();
+            out.push(format!(
+                "owners' digests still differ {CONVERGE_WAIT_MS} ms after the heal:\n  {d}"
+            ));
+        }
+        out
+    }
+}
+
+/// The seed from `DKC_FAULT_SEED`, else from the clock; printed either way.
+pub fn seed_for(name: &str) -> Seed {
+    let seed = std::env::var(SEED_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{name}: {SEED_ENV}={seed}");
+    Seed::new(seed)
+}
+
+/// Whether the lab can be built here (root); the reason when it cannot.
+pub fn root_or_reason() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("multi-host fault tests need root (network, IPC and mount namespaces)".into());
+    }
+    Ok(())
+}
+
+struct Run {
+    c: ChmpxLab,
+    scenario: Scenario,
+    workers: Vec<HostProcess>,
+    stop_file: PathBuf,
+    histories: Vec<PathBuf>,
+    down_forever: Vec<usize>,
+}
+
+fn client_host(servers: usize, i: usize) -> usize {
+    servers + i
+}
+
+impl Run {
+    fn fail(&self, msg: impl std::fmt::Display) -> ! {
+        panic!("{}: {msg}\n{}", self.scenario.name, self.c.logs());
+    }
+
+    fn tool(&self, host: usize, args: &[String]) -> Result<String, String> {
+        let h = self.c.lab.host(host);
+        let mut cmd = h.command(bins::path("dkc-fault-client").map_err(|e| e.to_string())?);
+        cmd.args(["--cluster", LAB_GROUP])
+            .args(["--ctlport", &self.c.ctlport_of(host).to_string()])
+            .args(args);
+        let out = h.output(cmd, TOOL_MAX_MS).map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "dkc-fault-client {} on h{host}: {}: {}",
+                args.first().map_or("", |s| s.as_str()),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn live_servers(&self) -> Vec<usize> {
+        (0..self.scenario.servers)
+            .filter(|s| !self.down_forever.contains(s))
+            .collect()
+    }
+
+    /// Waits until every live server host sees every other live server UP and nothing
+    /// merging; with `merged`, until those hosts' own merge is done.
+    fn wait_recovered(&self, merged: &[usize]) -> Result<Duration, String> {
+        let start = Instant::now();
+        let down: Vec<String> = self
+            .down_forever
+            .iter()
+            .map(|s| self.c.servers[*s].id.to_string())
+            .collect();
+        let up = |r: &StatusReport| {
+            r.nodes.iter().filter(|n| !down.contains(&n.id)).all(|n| {
+                n.ring == chmpx::daemon::status::Ring::Slave
+                    || (n.live == chmpx::daemon::status::Live::Up && n.server_attached)
+            }) && settled(r)
+        };
+        let hosts: Vec<usize> = self
+            .live_servers()
+            .into_iter()
+            .chain((0..CLIENT_HOSTS).map(|i| client_host(self.scenario.servers, i)))
+            .collect();
+        for h in hosts {
+            let left = RECOVER_WAIT_MS.saturating_sub(start.elapsed().as_millis() as u64);
+            let merged_too = merged.contains(&h);
+            self.c.wait_status(h, left, "recovered", |r| {
+                up(r)
+                    && (!merged_too
+                        || r.nodes
+                            .iter()
+                            .any(|n| n.is_self && n.merge == MergeState::Done))
+            })?;
+        }
+        Ok(start.elapsed())
+    }
+
+    fn start_workers(&mut self, seed: u64) -> Result<(), NetnsError> {
+        let clients_total = CLIENT_HOSTS * THREADS_PER_CLIENT_HOST;
+        for i in 0..CLIENT_HOSTS {
+            let host = client_host(self.scenario.servers, i);
+            let out = self.c.lab.dir().join(format!("history-h{host}.jsonl"));
+            let h = self.c.lab.host(host);
+            let mut cmd = h.command(bins::path("dkc-fault-client")?);
+            cmd.args(["--cluster", LAB_GROUP])
+                .args(["--ctlport", &self.c.ctlport_of(host).to_string(), "work"])
+                .args(["--first-client", &(i * THREADS_PER_CLIENT_HOST).to_string()])
+                .args(["--threads", &THREADS_PER_CLIENT_HOST.to_string()])
+                .args(["--clients", &clients_total.to_string()])
+                .args(["--keys", &KEYS_PER_CLIENT.to_string()])
+                .args(["--counters", &COUNTERS.to_string()])
+                .args(["--millis", &WORK_MILLIS_MAX.to_string()])
+                .args(["--seed", &(seed ^ host as u64).to_string()])
+                .arg("--stop-file")
+                .arg(&self.stop_file)
+                .arg("--out")
+                .arg(&out);
+            self.workers.push(h.spawn("work", cmd)?);
+            self.histories.push(out);
+        }
+        Ok(())
+    }
+
+    fn stop_workers(&mut self) -> Result<(), String> {
+        std::fs::write(&self.stop_file, b"stop").map_err(|e| format!("stop file: {e}"))?;
+        let deadline = Instant::now() + Duration::from_millis(WORK_STOP_WAIT_MS);
+        for w in &mut self.workers {
+            while w.is_running() {
+                if Instant::now() >= deadline {
+                    return Err(format!("{} did not stop: {}", w.name, w.log_tail(10)));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let tail = w.log_tail(5);
+            if !tail.contains("operations") {
+                return Err(format!("{} failed: {tail}", w.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Injects one fault, holds it, heals it; returns its description and which hosts must
+    /// finish their own merge before the run goes on.
+    fn fault(
+        &mut self,
+        kind: FaultKind,
+        seed: &mut Seed,
+    ) -> Result<(String, Vec<usize>), NetnsError> {
+        let live = self.live_servers();
+        let v = live[seed.below(live.len() as u64) as usize];
+        let (lo, hi) = self.scenario.hold_ms;
+        let hold = Duration::from_millis(lo + seed.below(hi - lo + 1));
+        let mut merged = Vec::new();
+        let text = match kind {
+            FaultKind::KillHost => {
+                self.c.kill_server(v);
+                std::thread::sleep(hold);
+                self.c.start_server(v)?;
+                merged.push(v);
+                format!("kill -9 chmpx+dkc-server h{v}, restart after {hold:?}")
+            }
+            FaultKind::KillChmpx => {
+                self.c.kill_chmpx(v);
+                std::thread::sleep(hold);
+                self.c.restart_chmpx(v)?;
+                merged.push(v);
+                format!("kill -9 chmpx h{v}, restart after {hold:?}")
+            }
+            FaultKind::KillServer => {
+                self.c.kill_server_process(v);
+                std::thread::sleep(hold);
+                self.c.restart_server_process(v)?;
+                format!("kill -9 dkc-server h{v}, restart after {hold:?}")
+            }
+            FaultKind::StopCont => {
+                let s = &mut self.c.servers[v];
+                for p in [s.chmpx.as_mut(), s.server.as_mut()].into_iter().flatten() {
+                    p.stop();
+                }
+                std::thread::sleep(hold);
+                let s = &mut self.c.servers[v];
+                for p in [s.chmpx.as_mut(), s.server.as_mut()].into_iter().flatten() {
+                    p.cont();
+                }
+                format!("SIGSTOP h{v} for {hold:?}, SIGCONT")
+            }
+            FaultKind::Isolate => {
+                self.c.lab.isolate(v)?;
+                std::thread::sleep(hold);
+                self.c.lab.heal()?;
+                format!("isolate h{v} (DROP both ways) for {hold:?}")
+            }
+            FaultKind::OneWay => {
+                let others: Vec<usize> = live.iter().copied().filter(|s| *s != v).collect();
+                let to = others[seed.below(others.len() as u64) as usize];
+                self.c.lab.partition(v, to, Direction::OneWay)?;
+                std::thread::sleep(hold);
+                self.c.lab.heal()?;
+                format!("DROP h{v} -> h{to} one way for {hold:?}")
+            }
+            FaultKind::LinkDown => {
+                self.c.lab.link_down(v)?;
+                std::thread::sleep(hold);
+                self.c.lab.link_up(v)?;
+                format!("link down h{v} for {hold:?}")
+            }
+            FaultKind::Minority => {
+                let others: Vec<usize> = live.iter().copied().filter(|s| *s != v).collect();
+                let w = others[seed.below(others.len() as u64) as usize];
+                let minority = [v, w];
+                let hosts = self.c.lab.hosts().len();
+                for m in minority {
+                    for x in (0..hosts).filter(|x| !minority.contains(x)) {
+                        self.c.lab.partition(m, x, Direction::Both)?;
+                    }
+                }
+                std::thread::sleep(hold);
+                self.c.lab.heal()?;
+                format!("minority {{h{v}, h{w}}} cut from the rest for {hold:?}")
+            }
+            FaultKind::KillForever => {
+                self.c.kill_server(v);
+                self.down_forever.push(v);
+                std::thread::sleep(hold);
+                format!("kill -9 chmpx+dkc-server h{v}, left down")
+            }
+        };
+        eprintln!("{}: fault: {text}", self.scenario.name);
+        Ok((text, merged))
+    }
+
+    fn converge(&self) -> (Option<Duration>, Option<DigestReport>) {
+        let host = client_host(self.scenario.servers, 0);
+        let addr = format!(
+            "{}:{}",
+            self.c.lab.host(host).addr(),
+            self.c.ctlport_of(host)
+        );
+        let start = Instant::now();
+        let mut last = None;
+        loop {
+            match self.tool(host, &["digests".into(), "--ctl".into(), addr.clone()]) {
+                Ok(text) => match serde_json::from_str::<DigestReport>(text.trim()) {
+                    Ok(r) if r.mismatches.is_empty() => return (Some(start.elapsed()), Some(r)),
+                    Ok(r) => last = Some(r),
+                    Err(e) => eprintln!("digests: {e}: {text}"),
+                },
+                Err(e) => eprintln!("digests: {e}"),
+            }
+            if start.elapsed() >= Duration::from_millis(CONVERGE_WAIT_MS) {
+                return (None, last);
+            }
+            std::thread::sleep(Duration::from_millis(CONVERGE_POLL_MS));
+        }
+    }
+}
+
+/// Runs `scenario` with the seed from [`seed_for`]; panics (with the logs) when the cluster
+/// cannot be built or does not recover in time. The caller asserts on the outcome.
+pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
+    let t0 = Instant::now();
+    let mut seed = seed_for(&scenario.name);
+    let initial_seed = seed.initial();
+    let hosts = scenario.servers + CLIENT_HOSTS;
+    let lab = Lab::new(LabSpec::new(hosts)).unwrap_or_else(|e| panic!("{e}"));
+    let opts = LabOptions {
+        replica: scenario.replica,
+        ack_level: scenario.ack_level.clone(),
+        server_env: scenario.server_env.clone(),
+    };
+    let c = ChmpxLab::start_opts(lab, scenario.servers, ServerKind::DkcServer, opts)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stop_file = c.lab.dir().join("work.stop");
+    let mut run = Run {
+        c,
+        scenario: scenario.clone(),
+        workers: Vec::new(),
+        stop_file,
+        histories: Vec::new(),
+        down_forever: Vec::new(),
+    };
+    for h in 0..hosts {
+        if let Err(e) = run
+            .c
+            .wait_status(h, START_WAIT_MS, "all servers UP, settled", |r| {
+                all_servers_up(r) && settled(r)
+            })
+        {
+            run.fail(e);
+        }
+    }
+    let servers: Vec<usize> = (0..scenario.servers).collect();
+    if let Err(e) = run.wait_recovered(&servers) {
+        run.fail(format!("start: {e}"));
+    }
+    let client0 = client_host(scenario.servers, 0);
+    if let Err(e) = run.tool(
+        client0,
+        &["init".into(), "--counters".into(), COUNTERS.to_string()],
+    ) {
+        run.fail(e);
+    }
+    if let Err(e) = run.start_workers(seed.next_u64()) {
+        run.fail(e);
+    }
+    std::thread::sleep(Duration::from_millis(WARMUP_MS));
+    let mut faults = Vec::new();
+    let mut recover = Vec::new();
+    for _ in 0..scenario.steps {
+        let kind = scenario.menu[seed.below(scenario.menu.len() as u64) as usize];
+        let (text, merged) = run.fault(kind, &mut seed).unwrap_or_else(|e| run.fail(e));
+        faults.push(text);
+        let healed = Instant::now();
+        std::thread::sleep(Duration::from_millis(HEAL_SETTLE_MS));
+        match run.wait_recovered(&merged) {
+            Ok(_) => {
+                eprintln!(
+                    "{}: recovered {:.1} s after the heal",
+                    scenario.name,
+                    healed.elapsed().as_secs_f64()
+                );
+                recover.push(healed.elapsed());
+            }
+            Err(e) => run.fail(format!("after {}: {e}", faults.join("; "))),
+        }
+        std::thread::sleep(Duration::from_millis(AFTER_FAULT_MS));
+    }
+    std::thread::sleep(Duration::from_millis(scenario.tail_ms));
+    if let Err(e) = run.stop_workers() {
+        run.fail(e);
+    }
+    let (converge, digests) = if run.down_forever.is_empty() {
+        run.converge()
+    } else {
+        (None, None)
+    };
+    let converge_failed = run.down_forever.is_empty() && converge.is_none();
+    let clients_total = CLIENT_HOSTS * THREADS_PER_CLIENT_HOST;
+    let counters: Vec<String> = (0..COUNTERS).map(counter_key).collect();
+    let mut keys: Vec<String> = (0..clients_total)
+        .flat_map(|c| (0..KEYS_PER_CLIENT).map(move |i| register_key(c, i)))
+        .collect();
+    keys.extend(counters.iter().cloned());
+    let mut args = vec!["read".to_string()];
+    args.extend(keys);
+    let finals = run
+        .tool(client0, &args)
+        .and_then(|t| parse_final_reads(&t))
+        .unwrap_or_else(|e| run.fail(e));
+    let mut ops = Vec::new();
+    for h in &run.histories {
+        ops.extend(load_history(h).unwrap_or_else(|e| run.fail(e)));
+    }
+    let findings = check(&ops, &finals, &counters);
+    let facts = RunFacts {
+        scenario: scenario.name.clone(),
+        seed: initial_seed,
+        faults,
+        converge,
+        converge_failed,
+        recover,
+        wall: t0.elapsed(),
+    };
+    println!("{}", findings.table(&facts));
+    let logs = run.c.logs();
+    RunOutcome {
+        findings,
+        facts,
+        logs,
+        digests,
+    }
+}
