@@ -6,3 +6,5 @@ pub mod ipc;
 pub mod link;
 pub mod merge;
 pub mod placement;
+#[cfg(feature = "testkit")]
+pub mod testkit;

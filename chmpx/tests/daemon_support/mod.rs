@@ -1,17 +1,22 @@
 //! Shared harness of the daemon scenario tests: a generated INI with unique ports, real chmpx
 //! and chmpx-echo processes, readiness by polling the control port, and a guard that kills every
-//! child on drop (even when the test fails).
+//! child on drop (even when the test fails). The generic parts (INI, processes, control port,
+//! IPC cleanup) are `chmpx::testkit`'s; this file holds what these tests agree on.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chmpx::attach::{AttachOptions, Attachment, Role, Route};
-use chmpx::daemon::status::{Live, StatusReport};
+use chmpx::daemon::status::StatusReport;
 use chmpx::placement::{NodeId, PlacementMap};
+use chmpx::testkit::control::{self, WaitError};
+use chmpx::testkit::ini::{ClusterIni, NodePorts};
+use chmpx::testkit::procs::{log_tail, Output, Procs};
+
+pub use chmpx::testkit::ipc::remove_ipc_objects;
 
 pub const CHMPX: &str = env!("CARGO_BIN_EXE_chmpx");
 pub const ECHO: &str = env!("CARGO_BIN_EXE_chmpx-echo");
@@ -21,17 +26,16 @@ pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
 pub const HEARTBEAT_TIMEOUT_MS: u64 = 1000;
 /// Longest wait for any state change in these tests.
 pub const WAIT_MAX: Duration = Duration::from_secs(20);
+/// Longest wait for one control command.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(8);
+/// Log lines of each chmpx shown when a wait fails.
+pub const LOG_TAIL_LINES: usize = 15;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Ports nobody listens on right now (held together so they differ).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    chmpx::testkit::ports::free_ports(n).expect("free ports")
 }
 
 pub struct Server {
@@ -53,78 +57,55 @@ pub struct Cluster {
     pub group: String,
     pub servers: Vec<Server>,
     pub slave_ctlport: u16,
-    pub chmpx: Vec<Option<Child>>,
-    pub echo: Vec<Option<Child>>,
-    pub slave: Option<Child>,
+    procs: Procs,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let all = self
-            .chmpx
-            .iter_mut()
-            .chain(self.echo.iter_mut())
-            .chain(std::iter::once(&mut self.slave));
-        for c in all.flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.kill_all();
         remove_ipc_objects(&self.group);
     }
 }
 
-/// Removes the queues and segments killed processes of `group` left behind (a SIGKILLed chmpx
-/// cannot clean up, and queues count against the system-wide `queues_max`).
-pub fn remove_ipc_objects(group: &str) {
-    let prefix = format!("dkc.{group}.");
-    let unlink_queue = |name: String| {
-        if let Ok(c) = std::ffi::CString::new(name) {
-            // SAFETY: mq_unlink takes a NUL-terminated name and touches no memory of ours.
-            unsafe { libc::mq_unlink(c.as_ptr()) };
-        }
-    };
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        if let Some(base) = name.strip_suffix(".chmpx") {
-            unlink_queue(format!("/{base}.accept"));
-        } else {
-            unlink_queue(format!("/{name}.up"));
-            unlink_queue(format!("/{name}.dn"));
-        }
-        let _ = std::fs::remove_file(entry.path());
-    }
-}
-
+/// The config of `servers` (each with a metrics port) and one slave, data in `dir`.
 pub fn write_conf(
-    dir: &std::path::Path,
+    dir: &Path,
     group: &str,
     servers: &[Server],
     slave_ctlport: u16,
     automerge: bool,
 ) -> PathBuf {
-    let mut ini = format!(
-        "[GLOBAL]\nGROUP = {group}\nREPLICA = {REPLICA}\nSLOTCOUNT = {SLOT_COUNT}\nAUTOMERGE = {}\nHEARTBEATINTERVAL = {HEARTBEAT_INTERVAL_MS}\nHEARTBEATTIMEOUT = {HEARTBEAT_TIMEOUT_MS}\nDATADIR = {}\n",
-        if automerge { "on" } else { "off" },
-        dir.display()
-    );
-    for s in servers {
-        ini.push_str(&format!(
-            "\n[SVRNODE]\nNAME = 127.0.0.1\nPORT = {}\nCTLPORT = {}\nMETRICSPORT = {}\n",
-            s.port, s.ctlport, s.metrics
-        ));
-    }
-    ini.push_str(&format!(
-        "\n[SLVNODE]\nNAME = 127.0.0.1\nCTLPORT = {slave_ctlport}\n"
-    ));
-    let path = dir.join("cluster.ini");
-    std::fs::write(&path, ini).expect("write ini");
-    path
+    let ini = ClusterIni {
+        group: group.to_string(),
+        datadir: dir.to_path_buf(),
+        replica: REPLICA,
+        slot_count: SLOT_COUNT,
+        automerge,
+        heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+        heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
+        global_extra: Vec::new(),
+        servers: servers
+            .iter()
+            .map(|s| NodePorts {
+                port: Some(s.port),
+                ctlport: s.ctlport,
+                metricsport: Some(s.metrics),
+            })
+            .collect(),
+        slaves: vec![NodePorts::slave(slave_ctlport)],
+        k2hdkc: Vec::new(),
+    };
+    ini.write_checked(&dir.join("cluster.ini"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Name of the chmpx with control port `ctlport` in [`Procs`] (also its log's stem).
+fn chmpx_name(ctlport: u16) -> String {
+    format!("chmpx-{ctlport}")
+}
+
+fn echo_name(i: usize) -> String {
+    format!("echo-{i}")
 }
 
 impl Cluster {
@@ -146,15 +127,14 @@ impl Cluster {
             .collect();
         let slave_ctlport = ports[3 * n];
         let conf = write_conf(dir.path(), &group, &servers, slave_ctlport, automerge);
+        let procs = Procs::new(dir.path());
         Cluster {
             dir,
             conf,
             group,
             servers,
             slave_ctlport,
-            chmpx: (0..n).map(|_| None).collect(),
-            echo: (0..n).map(|_| None).collect(),
-            slave: None,
+            procs,
         }
     }
 
@@ -172,72 +152,62 @@ impl Cluster {
         c
     }
 
-    fn spawn_chmpx(&self, ctlport: u16) -> Child {
-        let log = std::fs::File::create(self.dir.path().join(format!("chmpx-{ctlport}.log")))
-            .expect("log file");
-        Command::new(CHMPX)
-            .args([
-                "--conf",
-                self.conf.to_str().unwrap(),
-                "--ctlport",
-                &ctlport.to_string(),
-                "--log-level",
-                &std::env::var("DAEMON_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn chmpx")
+    fn spawn_chmpx(&mut self, ctlport: u16) {
+        let args = [
+            "--conf".to_string(),
+            self.conf.display().to_string(),
+            "--ctlport".to_string(),
+            ctlport.to_string(),
+            "--log-level".to_string(),
+            std::env::var("DAEMON_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        ];
+        self.procs
+            .spawn(
+                &chmpx_name(ctlport),
+                Path::new(CHMPX),
+                &args,
+                Output::StderrToLog,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn start_chmpx(&mut self, i: usize) {
-        self.chmpx[i] = Some(self.spawn_chmpx(self.servers[i].ctlport));
+        self.spawn_chmpx(self.servers[i].ctlport);
     }
 
     pub fn start_slave(&mut self) {
-        self.slave = Some(self.spawn_chmpx(self.slave_ctlport));
+        self.spawn_chmpx(self.slave_ctlport);
     }
 
     pub fn start_echo(&mut self, i: usize) {
         let s = &self.servers[i];
-        let child = Command::new(ECHO)
-            .args([
-                "--cluster",
-                &self.group,
-                "--ctlport",
-                &s.ctlport.to_string(),
-                "--node-id",
-                s.id().as_str(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chmpx-echo");
-        self.echo[i] = Some(child);
+        let args = [
+            "--cluster".to_string(),
+            self.group.clone(),
+            "--ctlport".to_string(),
+            s.ctlport.to_string(),
+            "--node-id".to_string(),
+            s.id().as_str().to_string(),
+        ];
+        self.procs
+            .spawn(&echo_name(i), Path::new(ECHO), &args, Output::Discard)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// SIGKILLs server `i`'s chmpx.
     pub fn kill_chmpx(&mut self, i: usize) {
-        if let Some(mut c) = self.chmpx[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.kill(&chmpx_name(self.servers[i].ctlport));
     }
 
     pub fn kill_slave(&mut self) {
-        if let Some(mut c) = self.slave.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.kill(&chmpx_name(self.slave_ctlport));
     }
 
     pub fn ctl_addr(&self, ctlport: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], ctlport))
+        control::addr(ctlport)
     }
 
-    /// The chmpx logs, for failure messages.
+    /// The chmpx logs (also of killed ones), for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for p in self
@@ -246,14 +216,8 @@ impl Cluster {
             .map(|s| s.ctlport)
             .chain([self.slave_ctlport])
         {
-            let text = std::fs::read_to_string(self.dir.path().join(format!("chmpx-{p}.log")))
-                .unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            out.push_str(&format!("--- chmpx {p} (last lines)\n"));
-            for l in tail.into_iter().rev() {
-                out.push_str(l);
-                out.push('\n');
-            }
+            let tail = log_tail(&self.procs.log_path(&chmpx_name(p)), LOG_TAIL_LINES);
+            out.push_str(&format!("--- chmpx {p} (last lines)\n{tail}\n"));
         }
         out
     }
@@ -268,20 +232,7 @@ impl Cluster {
             self.wait_until(
                 v,
                 "all servers UP with a server attached and no merge under way",
-                |r| {
-                    r.nodes
-                        .iter()
-                        .filter(|n| n.ring != chmpx::daemon::status::Ring::Slave)
-                        .all(|n| {
-                            n.live == Live::Up
-                                && n.server_attached
-                                && matches!(
-                                    n.merge,
-                                    chmpx::daemon::status::MergeState::Nothing
-                                        | chmpx::daemon::status::MergeState::Done
-                                )
-                        })
-                },
+                |r| control::servers_ready(r) && control::merges_idle(r),
             );
         }
     }
@@ -294,20 +245,20 @@ impl Cluster {
         pred: impl Fn(&StatusReport) -> bool,
     ) -> StatusReport {
         let deadline = Instant::now() + WAIT_MAX;
-        let mut last = None;
-        while Instant::now() < deadline {
-            if let Some(r) = status(self.ctl_addr(ctlport)) {
-                if pred(&r) {
-                    return r;
-                }
-                last = Some(r);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match control::wait_for_status(
+            self.ctl_addr(ctlport),
+            CONTROL_TIMEOUT,
+            deadline,
+            pred,
+            || None,
+        ) {
+            Ok(r) => r,
+            Err(WaitError::TimedOut { last }) => panic!(
+                "node {ctlport}: timed out waiting for {what}; last status: {last:#?}\n{}",
+                self.logs()
+            ),
+            Err(WaitError::Aborted(why)) => panic!("node {ctlport}: {why}\n{}", self.logs()),
         }
-        panic!(
-            "node {ctlport}: timed out waiting for {what}; last status: {last:#?}\n{}",
-            self.logs()
-        );
     }
 
     /// The placement map of `epoch` for `members`, as every node must compute it.
@@ -331,24 +282,11 @@ impl Cluster {
 
 /// One control command; `None` when the port does not answer.
 pub fn control(addr: SocketAddr, line: &str) -> Option<(bool, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    rt.block_on(chmpx::daemon::control::query(
-        addr,
-        line,
-        Duration::from_secs(8),
-    ))
-    .ok()
+    control::command(addr, line, CONTROL_TIMEOUT).ok()
 }
 
 pub fn status(addr: SocketAddr) -> Option<StatusReport> {
-    let (ok, text) = control(addr, "STATUSJSON")?;
-    if !ok {
-        return None;
-    }
-    serde_json::from_str(text.trim()).ok()
+    control::status(addr, CONTROL_TIMEOUT)
 }
 
 /// Sends a HashFirst request and returns (serving node, echoed body) or the chmpx error text.
