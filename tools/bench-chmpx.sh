@@ -2,13 +2,19 @@
 # chmpx round trips and throughput, side by side with the bare POSIX mq floor (mqbench).
 # Starts one chmpx server node and one chmpx-echo server process on 127.0.0.1, runs chmpxbench
 # as the client, then mqbench; cleans up on exit. Usage: tools/bench-chmpx.sh [RTT_ITERS] [MSGS]
+# BENCH_BIN=DIR runs the binaries in DIR without building; BENCH_CHMPX=FILE runs that chmpx
+# daemon instead of DIR's (to compare two daemons with the same client and echo server).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ITERS=${1:-20000}
 MSGS=${2:-200000}
 cd "$ROOT"
-cargo build -q --release -p chmpx --bins
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  cargo build -q --release -p chmpx --bins
+  BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+fi
 DIR=$(mktemp -d)
 GROUP=bench$$
 PORTS=$(python3 -c 'import socket
@@ -31,7 +37,7 @@ CTLPORT = $CTL
 NAME = 127.0.0.1
 CTLPORT = $SLV
 INI
-"$BIN/chmpx" --conf "$DIR/bench.ini" --ctlport "$CTL" --threads "${CHMPX_THREADS:-1}" --log-level warn 2>"$DIR/chmpx.log" &
+"${BENCH_CHMPX:-$BIN/chmpx}" --conf "$DIR/bench.ini" --ctlport "$CTL" --threads "${CHMPX_THREADS:-1}" --log-level warn 2>"$DIR/chmpx.log" &
 CHMPX=$!
 cleanup() {
   kill "$ECHO" "$CHMPX" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"

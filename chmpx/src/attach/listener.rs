@@ -388,6 +388,133 @@ impl AttachedProcess {
     }
 }
 
+/// One attached process read by polling, with no task and no reactor registration: the
+/// daemon's routing thread pops every ring itself and waits on the doorbell descriptors of all
+/// of them at once (see `daemon::run`). Made by [`AttachedProcess::into_polled`].
+pub struct PolledProcess {
+    shared: Arc<Shared>,
+    up_q: MessageQueue,
+    liveness: Duration,
+    last_check: Instant,
+}
+
+impl AttachedProcess {
+    /// Turns this handle into one read by polling: the doorbell queue leaves the runtime's
+    /// reactor, so a doorbell wakes only whoever polls [`PolledProcess::doorbell_fd`].
+    pub fn into_polled(self) -> PolledProcess {
+        PolledProcess {
+            shared: self.shared,
+            up_q: self.up_q.into_inner(),
+            liveness: self.liveness,
+            last_check: self.last_check,
+        }
+    }
+}
+
+impl PolledProcess {
+    /// The id chmpx gave this attachment.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The attached process's role.
+    pub fn role(&self) -> Role {
+        self.shared.role
+    }
+
+    /// A handle to send to this process.
+    pub fn sender(&self) -> AttachSender {
+        AttachSender {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Takes up to `max` waiting messages without waiting (an empty vector when there are
+    /// none). Fails as [`AttachedProcess::recv_batch`] does, and then the handle must be
+    /// dropped. `now` paces the liveness check of the process.
+    pub fn try_recv(&mut self, max: usize, now: Instant) -> Result<Vec<Envelope>, AttachError> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(AttachError::ProcessGone { pid: shared.pid });
+        }
+        let batch = shared.pop(max.clamp(1, RECV_BATCH_MAX))?;
+        if !batch.is_empty() {
+            return Ok(batch);
+        }
+        if shared.seg.state() == SegmentState::Detached {
+            shared.remove_objects();
+            return Err(AttachError::Detached);
+        }
+        if now.saturating_duration_since(self.last_check) >= self.liveness {
+            self.last_check = now;
+            if !pid_alive(shared.pid) {
+                shared.remove_objects();
+                tracing::info!(
+                    id = shared.id,
+                    pid = shared.pid,
+                    "attached process died; cleaned up"
+                );
+                return Err(AttachError::ProcessGone { pid: shared.pid });
+            }
+        }
+        Ok(batch)
+    }
+
+    /// How often the process's liveness must be checked while nothing arrives.
+    pub fn liveness_interval(&self) -> Duration {
+        self.liveness
+    }
+
+    /// Announces that the poller is about to sleep: `true` if it may (nothing waits), `false`
+    /// if a message arrived meanwhile. Follow a `true` with [`PolledProcess::awake`].
+    pub fn prepare_sleep(&self) -> bool {
+        self.shared.seg.up().prepare_sleep()
+    }
+
+    /// The poller is awake again.
+    pub fn awake(&self) {
+        self.shared.seg.up().awake();
+    }
+
+    /// The doorbell queue's descriptor (readable when the process rang).
+    pub fn doorbell_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.up_q.as_raw_fd()
+    }
+
+    /// Empties the doorbell queue (non-blocking), so its descriptor stops being readable.
+    pub fn drain_doorbells(&self) {
+        let mut buf = [0u8; DOORBELL_MSG_BYTES];
+        loop {
+            match self.up_q.receive(&mut buf) {
+                Ok(Some(n)) => {
+                    if Doorbell::decode(&buf[..n]).is_none() {
+                        tracing::warn!(
+                            id = self.shared.id,
+                            bytes = n,
+                            "garbage on a doorbell queue ignored"
+                        );
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(id = self.shared.id, "doorbell queue: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for PolledProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolledProcess")
+            .field("id", &self.shared.id)
+            .field("pid", &self.shared.pid)
+            .finish()
+    }
+}
+
 impl AttachSender {
     /// The attachment's id.
     pub fn id(&self) -> u64 {
@@ -403,6 +530,27 @@ impl AttachSender {
     /// sent is reported as `Backpressure`.
     pub fn send_many(&self, envs: &[Envelope]) -> Result<usize, AttachError> {
         self.shared.send_many(envs)
+    }
+
+    /// Puts one message in the process's ring without ringing its doorbell; call
+    /// [`AttachSender::ring`] after a batch (one wake-up per batch instead of per message).
+    pub fn push_quiet(&self, env: &Envelope) -> Result<(), AttachError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(AttachError::ProcessGone {
+                pid: self.shared.pid,
+            });
+        }
+        let _g = self
+            .shared
+            .producer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.shared.push_one(env)
+    }
+
+    /// Rings the process's doorbell if it sleeps (after [`AttachSender::push_quiet`]).
+    pub fn ring(&self) -> Result<(), AttachError> {
+        self.shared.ring_doorbell()
     }
 
     /// Whether the process still lives (and has not detached).

@@ -74,6 +74,11 @@ pub enum LocalEvent {
 pub trait LocalPort: Send {
     /// Delivers `env` to attachment `to`; an error text when it cannot (gone, ring full).
     fn deliver(&mut self, to: u64, env: Envelope) -> Result<(), String>;
+
+    /// Wakes the attachments `deliver` left unwoken since the last call. A port may hold its
+    /// wake-ups until then, so one batch of routed messages costs one wake-up per destination;
+    /// the router's owner calls [`Router::flush_local`] after every batch, before it sleeps.
+    fn flush(&mut self) {}
 }
 
 /// Requests to the router from other tasks.
@@ -327,6 +332,12 @@ impl Router {
     }
 
     // ---- local attachments -------------------------------------------------------------
+
+    /// Wakes the attachments messages were delivered to since the last call (see
+    /// [`LocalPort::flush`]).
+    pub fn flush_local(&mut self) {
+        self.local.flush();
+    }
 
     /// Handles one event of the local attach transport.
     pub fn handle_local(&mut self, ev: LocalEvent) {

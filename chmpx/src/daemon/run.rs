@@ -1,5 +1,9 @@
 //! Starting the daemon: binds the attach listener, the links, the control port and the metrics
-//! endpoint, then runs the router loop until a signal asks it to stop.
+//! endpoint, then runs the router on its own routing thread ([`route_loop`]) until a signal
+//! asks it to stop. The links, the control port, the accept loop and the merge jobs stay on the
+//! tokio runtime.
+
+mod route_loop;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,19 +14,13 @@ use tokio::sync::mpsc;
 
 use super::limits::*;
 use super::metrics::Metrics;
-use super::router::{LocalEvent, LocalPort, Router, RouterCmd};
+use super::router::{LocalPort, Router, RouterCmd};
 use super::settings::{DaemonSettings, Mode};
-use crate::attach::{AttachError, AttachListener, AttachOptions, AttachSender, Envelope, Role};
+use crate::attach::{AttachError, AttachListener, AttachOptions, AttachSender, Envelope};
 use crate::link::{LinkManager, LinkOptions, PeerSpec};
 
-/// Messages taken from one attachment per receive.
-const ATTACH_BATCH_MAX: usize = 256;
-/// Depth of the channel from attachments to the router.
-const LOCAL_EVENT_QUEUE_DEPTH: usize = 8192;
 /// Depth of the channel of commands to the router.
 const ROUTER_CMD_QUEUE_DEPTH: usize = 1024;
-/// Events the router handles per wake-up before it looks at the other sources.
-const ROUTER_DRAIN_MAX: usize = 512;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +44,20 @@ pub enum RunError {
     /// The router refused the settings.
     #[error("{0}")]
     Router(#[from] super::router::RouterError),
+    /// The routing thread could not start.
+    #[error("routing thread: {0}")]
+    RouteLoop(#[from] route_loop::LoopError),
+    /// The OS refused a thread.
+    #[error("cannot start the routing thread: {0}")]
+    Thread(std::io::Error),
 }
 
+/// The router's way to the attachments: messages go into the receivers' rings at once, and
+/// their doorbells ring in [`LocalPort::flush`], once per destination per routing pass.
 struct AttachPort {
     senders: Arc<Mutex<HashMap<u64, AttachSender>>>,
+    /// Attachments given messages since the last flush.
+    unrung: Vec<AttachSender>,
 }
 
 impl LocalPort for AttachPort {
@@ -58,7 +66,19 @@ impl LocalPort for AttachPort {
         let s = senders
             .get(&to)
             .ok_or_else(|| format!("attachment {to} is gone"))?;
-        s.send(&env).map_err(|e| e.to_string())
+        s.push_quiet(&env).map_err(|e| e.to_string())?;
+        if !self.unrung.iter().any(|u| u.id() == to) {
+            self.unrung.push(s.clone());
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        for s in self.unrung.drain(..) {
+            if let Err(e) = s.ring() {
+                tracing::debug!(attachment = s.id(), "doorbell not rung: {e}");
+            }
+        }
     }
 }
 
@@ -74,6 +94,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
         .self_spec()
         .map(|n| n.ctlport)
         .unwrap_or(s.control_addr.port());
+    let spin = Duration::from_micros(attach_opts.listener_spin_wait_us);
     let mut listener = AttachListener::bind(&s.cluster, self_ctlport, attach_opts)?;
 
     let ctl = TcpListener::bind(s.control_addr)
@@ -124,7 +145,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     } else {
         None
     };
-    let (link, mut link_rx) = LinkManager::bind(
+    let (link, link_rx) = LinkManager::bind(
         s.self_id.to_string(),
         peers,
         link_opts,
@@ -139,21 +160,38 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     )
     .await?;
 
-    let (cmd_tx, mut cmd_rx) = mpsc::channel::<RouterCmd>(ROUTER_CMD_QUEUE_DEPTH);
-    let (job_tx, mut job_rx) = mpsc::unbounded_channel();
-    let (local_tx, mut local_rx) = mpsc::channel::<LocalEvent>(LOCAL_EVENT_QUEUE_DEPTH);
+    let (cmd_tx, cmd_rx) = mpsc::channel::<RouterCmd>(ROUTER_CMD_QUEUE_DEPTH);
+    let (job_tx, job_rx) = mpsc::unbounded_channel();
+    let (attach_tx, attach_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel::<()>();
     let senders = Arc::new(Mutex::new(HashMap::new()));
     let snapshot = Arc::new(Mutex::new(None));
-    let mut router = Router::new(
+    let router = Router::new(
         s.clone(),
         Some(link.clone()),
         Box::new(AttachPort {
             senders: senders.clone(),
+            unrung: Vec::new(),
         }),
         metrics.clone(),
         cmd_tx.clone(),
         job_tx,
         snapshot,
+    )?;
+    let route_loop = route_loop::RouteLoop::new(
+        router,
+        route_loop::Inputs {
+            attach_rx,
+            link_rx,
+            cmd_rx,
+            job_rx,
+            stop_rx,
+        },
+        route_loop::LoopOptions {
+            spin,
+            tick: Duration::from_millis(STATUS_GOSSIP_INTERVAL_MS),
+        },
+        senders,
     )?;
 
     tokio::spawn(super::control::serve(
@@ -165,103 +203,53 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     if let Some(l) = metrics_listener {
         tokio::spawn(super::control::serve_metrics(l, metrics.clone()));
     }
-    // Accept loop: one receive task per attached process, all feeding the router's channel.
-    {
-        let senders = senders.clone();
-        let local_tx = local_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut p = match listener.accept().await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!("attach listener failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+    // Accept loop: each new attachment goes to the routing thread, which reads it from then on.
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok(p) => {
+                    if attach_tx.send(p.into_polled()).is_err() {
+                        return;
                     }
-                };
-                let id = p.id();
-                let server = p.role() == Role::Server;
-                senders
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, p.sender());
-                if local_tx
-                    .send(LocalEvent::Attached { id, server })
-                    .await
-                    .is_err()
-                {
-                    return;
                 }
-                let (senders, local_tx) = (senders.clone(), local_tx.clone());
-                tokio::spawn(async move {
-                    loop {
-                        match p.recv_batch(ATTACH_BATCH_MAX).await {
-                            Ok(batch) => {
-                                for env in batch {
-                                    if local_tx
-                                        .send(LocalEvent::Message { from: id, env })
-                                        .await
-                                        .is_err()
-                                    {
-                                        return;
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                tracing::info!(attachment = id, "attachment ended: {e}");
-                                break;
-                            }
-                        }
-                    }
-                    senders
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
-                    let _ = local_tx.send(LocalEvent::Detached { id }).await;
-                });
+                Err(e) => {
+                    tracing::error!("attach listener failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-        });
-    }
-    drop(local_tx);
+        }
+    });
 
-    let mut tick = tokio::time::interval(Duration::from_millis(STATUS_GOSSIP_INTERVAL_MS));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RunError::Bind {
             what: "SIGTERM handler",
             addr: s.control_addr,
             source,
         })?;
+    // The routing thread enters this runtime so that the router can spawn merge jobs on it.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let rt = tokio::runtime::Handle::current();
+    let thread = std::thread::Builder::new()
+        .name("chmpx-router".into())
+        .spawn(move || {
+            let _rt = rt.enter();
+            route_loop.run();
+            let _ = done_tx.send(());
+        })
+        .map_err(RunError::Thread)?;
     tracing::info!(node = %s.self_id, mode = s.mode.word(), control = %s.control_addr, "chmpx running");
-    loop {
-        tokio::select! {
-            ev = local_rx.recv() => {
-                let Some(ev) = ev else { break };
-                router.handle_local(ev);
-                // Drain what is already queued before looking elsewhere: one wake-up, many messages.
-                for _ in 0..ROUTER_DRAIN_MAX {
-                    match local_rx.try_recv() {
-                        Ok(ev) => router.handle_local(ev),
-                        Err(_) => break,
-                    }
-                }
-            }
-            ev = link_rx.recv() => {
-                let Some(ev) = ev else { break };
-                router.handle_link(ev);
-                for _ in 0..ROUTER_DRAIN_MAX {
-                    match link_rx.try_recv() {
-                        Ok(ev) => router.handle_link(ev),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Some(cmd) = cmd_rx.recv() => router.handle_cmd(cmd),
-            Some(ev) = job_rx.recv() => router.handle_job_event(ev),
-            _ = tick.tick() => router.tick(),
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
-        }
+    tokio::select! {
+        _ = done_rx => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+    }
+    drop(stop_tx);
+    // The thread stops at its next pass (the stop channel's waker rings its eventfd).
+    if tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the routing thread could not be joined");
     }
     tracing::info!("chmpx stopping");
     link.shutdown().await;

@@ -144,6 +144,9 @@ pub enum RingCommand {
 }
 
 /// What travels in control frames.
+// Status is the large variant and also the most frequent one (every gossip interval); boxing
+// it would cost an allocation per status for no gain, as messages are decoded and consumed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PeerMsg {
     /// The sender's status and ring state.
