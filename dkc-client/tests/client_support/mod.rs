@@ -8,17 +8,23 @@
 //! cannot name them: they are looked up next to this test's executable (target/<profile>/),
 //! or in `DKC_TEST_BIN_DIR`. Build them first:
 //! `cargo build --release -p chmpx -p dkc-server` (same profile and target dir as the test).
+//!
+//! The generic parts (INI, processes, control port, IPC cleanup) are `chmpx::testkit`'s.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chmpx::daemon::status::{Live, Ring, StatusReport};
+use chmpx::daemon::status::Live;
+use chmpx::testkit::control::{self, WaitError};
+use chmpx::testkit::ini::{keys, ClusterIni, NodePorts};
+use chmpx::testkit::procs::{log_tail, Output, Procs};
 use dkc_client::client::{Client, ClientOptions, StoreOptions};
+
+pub use chmpx::testkit::ipc::remove_ipc_objects;
 
 /// Server nodes per test cluster.
 pub const SERVER_COUNT: usize = 3;
@@ -26,32 +32,21 @@ pub const SERVER_COUNT: usize = 3;
 pub const READY_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Per-request timeout of test clients.
 pub const TEST_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Longest wait for one status answer.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Log lines of each process shown when a test fails.
+pub const LOG_TAIL_LINES: usize = 10;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 /// One cluster at a time per test binary: seven processes each, on a small shared machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Ports nobody listens on now (held together so that they differ).
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
-}
 
 /// Where the chmpx and dkc-server binaries are.
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("DKC_TEST_BIN_DIR") {
         return PathBuf::from(d);
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test executable has no grandparent")
-        .to_path_buf()
+    chmpx::testkit::bins::profile_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -79,72 +74,52 @@ pub struct Cluster {
     pub group: String,
     pub nodes: Vec<Node>,
     pub slave_ctlport: u16,
-    children: Vec<(String, Child)>,
+    procs: Procs,
     _serial: MutexGuard<'static, ()>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for (_, c) in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.kill_all();
         remove_ipc_objects(&self.group);
     }
 }
 
-/// Removes queues and segments the killed processes of `group` left behind.
-pub fn remove_ipc_objects(group: &str) {
-    let prefix = format!("dkc.{group}.");
-    let unlink_queue = |name: String| {
-        if let Ok(c) = std::ffi::CString::new(name) {
-            // SAFETY: mq_unlink reads a NUL-terminated name and touches no memory of ours.
-            unsafe { libc::mq_unlink(c.as_ptr()) };
-        }
-    };
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        if let Some(base) = name.strip_suffix(".chmpx") {
-            unlink_queue(format!("/{base}.accept"));
-        } else {
-            unlink_queue(format!("/{name}.up"));
-            unlink_queue(format!("/{name}.dn"));
-        }
-        let _ = std::fs::remove_file(entry.path());
-    }
-}
-
 fn write_conf(dir: &Path, group: &str, nodes: &[Node], slave_ctlport: u16) -> PathBuf {
-    let mut ini = format!(
-        "[GLOBAL]\nGROUP = {group}\nREPLICA = 1\nSLOTCOUNT = 64\nAUTOMERGE = on\n\
-         MAXMQSERVER = 2\nMAXMQCLIENT = 8\n\
-         HEARTBEATINTERVAL = 200\nHEARTBEATTIMEOUT = 1000\nMAXPAYLOAD = 1M\nDATADIR = {}\n",
-        dir.display()
-    );
-    for n in nodes {
-        ini.push_str(&format!(
-            "\n[SVRNODE]\nNAME = 127.0.0.1\nPORT = {}\nCTLPORT = {}\n",
-            n.port, n.ctlport
-        ));
-    }
-    ini.push_str(&format!(
-        "\n[SLVNODE]\nNAME = 127.0.0.1\nCTLPORT = {slave_ctlport}\n\n\
-         [K2HDKC]\nK2HTYPE = file\nK2HFILE = dkc.k2h\nK2HMASKBIT = 4\nK2HCMASKBIT = 4\nMAXTHREAD = 4\n"
-    ));
-    let path = dir.join("cluster.ini");
-    std::fs::write(&path, ini).expect("write ini");
-    path
+    let ini = ClusterIni {
+        group: group.to_string(),
+        datadir: dir.to_path_buf(),
+        replica: 1,
+        slot_count: 64,
+        automerge: true,
+        heartbeat_interval_ms: 200,
+        heartbeat_timeout_ms: 1000,
+        global_extra: keys(&[
+            ("MAXMQSERVER", "2"),
+            ("MAXMQCLIENT", "8"),
+            ("MAXPAYLOAD", "1M"),
+        ]),
+        servers: nodes
+            .iter()
+            .map(|n| NodePorts::server(n.port, n.ctlport))
+            .collect(),
+        slaves: vec![NodePorts::slave(slave_ctlport)],
+        k2hdkc: keys(&[
+            ("K2HTYPE", "file"),
+            ("K2HFILE", "dkc.k2h"),
+            ("K2HMASKBIT", "4"),
+            ("K2HCMASKBIT", "4"),
+            ("MAXTHREAD", "4"),
+        ]),
+    };
+    ini.write_checked(&dir.join("cluster.ini"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl Cluster {
-    /// Starts 3 server chmpx + 3 dkc-server + 1 slave chmpx and waits until a client can
-    /// store and read through the slave.
+    /// Starts 3 server chmpx + 3 dkc-server + 1 slave chmpx and waits until every node sees
+    /// every server UP and attached with no merge under way, and a client can store through
+    /// the slave.
     pub fn start() -> Cluster {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let (chmpx, server) = (bin("chmpx"), bin("dkc-server"));
@@ -154,7 +129,7 @@ impl Cluster {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let ports = free_ports(2 * SERVER_COUNT + 1);
+        let ports = chmpx::testkit::ports::free_ports(2 * SERVER_COUNT + 1).expect("free ports");
         let nodes: Vec<Node> = (0..SERVER_COUNT)
             .map(|i| Node {
                 port: ports[2 * i],
@@ -163,13 +138,14 @@ impl Cluster {
             .collect();
         let slave_ctlport = ports[2 * SERVER_COUNT];
         let conf = write_conf(dir.path(), &group, &nodes, slave_ctlport);
+        let procs = Procs::new(dir.path());
         let mut c = Cluster {
             dir,
             conf,
             group,
             nodes,
             slave_ctlport,
-            children: Vec::new(),
+            procs,
             _serial: serial,
         };
         let ctlports: Vec<u16> = c.nodes.iter().map(|n| n.ctlport).collect();
@@ -185,34 +161,20 @@ impl Cluster {
     }
 
     fn spawn(&mut self, exe: &Path, name: &str, ctlport: u16) {
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(exe)
-            .args([
-                "--conf",
-                self.conf.to_str().expect("utf-8 path"),
-                "--ctlport",
-                &ctlport.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
-        self.children.push((name.to_string(), child));
+        let args = [
+            "--conf".to_string(),
+            self.conf.display().to_string(),
+            "--ctlport".to_string(),
+            ctlport.to_string(),
+        ];
+        self.procs
+            .spawn(name, exe, &args, Output::StderrToLog)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Kills the process named `name` (e.g. "chmpx-<ctlport>") and returns whether it ran.
     pub fn kill(&mut self, name: &str) -> bool {
-        match self.children.iter().position(|(n, _)| n == name) {
-            Some(i) => {
-                let (_, mut c) = self.children.remove(i);
-                let _ = c.kill();
-                let _ = c.wait();
-                true
-            }
-            None => false,
-        }
+        self.procs.kill(name)
     }
 
     /// Starts the slave chmpx again (after [`Cluster::kill`]).
@@ -222,39 +184,14 @@ impl Cluster {
         self.spawn(&chmpx, &format!("chmpx-{p}"), p);
     }
 
-    /// The last lines of every log, for failure messages.
+    /// The last lines of every running process's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for (name, _) in &self.children {
-            let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
-                .unwrap_or_default();
-            out.push_str(&format!("--- {name}\n"));
-            let tail: Vec<&str> = text.lines().rev().take(10).collect();
-            for l in tail.into_iter().rev() {
-                out.push_str(l);
-                out.push('\n');
-            }
+        for name in self.procs.names() {
+            let tail = log_tail(&self.procs.log_path(&name), LOG_TAIL_LINES);
+            out.push_str(&format!("--- {name}\n{tail}\n"));
         }
         out
-    }
-
-    fn status(&self, ctlport: u16) -> Option<StatusReport> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], ctlport));
-        let (ok, text) = rt
-            .block_on(chmpx::daemon::control::query(
-                addr,
-                "STATUSJSON",
-                Duration::from_secs(3),
-            ))
-            .ok()?;
-        if !ok {
-            return None;
-        }
-        serde_json::from_str(text.trim()).ok()
     }
 
     fn wait_ready(&mut self) {
@@ -262,23 +199,24 @@ impl Cluster {
         let mut views: Vec<u16> = self.nodes.iter().map(|n| n.ctlport).collect();
         views.push(self.slave_ctlport);
         for v in views {
-            loop {
-                let ready = self.status(v).is_some_and(|r| {
-                    r.nodes
-                        .iter()
-                        .filter(|n| n.ring != Ring::Slave)
-                        .all(|n| n.live == Live::Up && n.server_attached)
-                });
-                if ready {
-                    break;
-                }
-                self.check_alive();
-                assert!(
-                    Instant::now() < deadline,
-                    "cluster not ready after {READY_WAIT_MAX:?} (node {v})\n{}",
+            // A server that attaches reconciles its slots (the startup recovery merge) and
+            // serves no reads of them until that is done: wait for it, or a test's first read
+            // races the merge.
+            let waited = control::wait_for_status(
+                control::addr(v),
+                STATUS_TIMEOUT,
+                deadline,
+                |r| control::servers_ready(r) && control::merges_idle(r),
+                || self.exited_early(),
+            );
+            match waited {
+                Ok(_) => {}
+                Err(WaitError::Aborted(why)) => panic!("{why}"),
+                Err(WaitError::TimedOut { last }) => panic!(
+                    "cluster not ready after {READY_WAIT_MAX:?} (node {v}); last status: \
+                     {last:#?}\n{}",
                     self.logs()
-                );
-                std::thread::sleep(Duration::from_millis(50));
+                ),
             }
         }
         // Every node sees every server: now a write must go through.
@@ -297,14 +235,11 @@ impl Cluster {
         let _ = client.delete("__ready");
     }
 
-    fn check_alive(&mut self) {
-        for (name, c) in &mut self.children {
-            if let Ok(Some(status)) = c.try_wait() {
-                let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
-                    .unwrap_or_default();
-                panic!("{name} exited early with {status}:\n{text}");
-            }
-        }
+    /// A process that exited while it should be starting, with its whole log.
+    fn exited_early(&mut self) -> Option<String> {
+        let (name, status) = self.procs.first_exited()?;
+        let text = std::fs::read_to_string(self.procs.log_path(&name)).unwrap_or_default();
+        Some(format!("{name} exited early with {status}:\n{text}"))
     }
 
     /// Options of test clients.
@@ -341,19 +276,15 @@ impl Cluster {
     pub fn wait_server_down(&self, i: usize) {
         let deadline = Instant::now() + READY_WAIT_MAX;
         let id = format!("127.0.0.1:{}", self.nodes[i].ctlport);
-        loop {
-            let down = self
-                .status(self.slave_ctlport)
-                .is_some_and(|r| r.nodes.iter().any(|n| n.id == id && n.live != Live::Up));
-            if down {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id} still UP as the slave sees it\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let waited = control::wait_for_status(
+            control::addr(self.slave_ctlport),
+            STATUS_TIMEOUT,
+            deadline,
+            |r| r.nodes.iter().any(|n| n.id == id && n.live != Live::Up),
+            || None,
+        );
+        if waited.is_err() {
+            panic!("{id} still UP as the slave sees it\n{}", self.logs());
         }
     }
 }
@@ -361,14 +292,8 @@ impl Cluster {
 impl Cluster {
     /// Sends `signal` (e.g. `libc::SIGSTOP`) to the process named `name`.
     pub fn signal(&self, name: &str, signal: i32) {
-        let (_, child) = self
-            .children
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no process {name}"));
-        let pid = i32::try_from(child.id()).expect("pid fits i32");
-        // SAFETY: kill(2) on our own child's pid; no memory is shared.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal})");
+        self.procs
+            .signal(name, signal)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
