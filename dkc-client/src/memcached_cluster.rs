@@ -14,7 +14,6 @@
 //!
 //! Depends on the driver and the `Storage` trait only; never on the protocol codecs.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -230,19 +229,14 @@ impl Storage for ClusterStorage {
             let got = self.client.get(&keys[0]).await.map_err(storage_error)?;
             vec![got.map(fetched)]
         } else {
-            let items = self.client.get_many(keys).await.map_err(storage_error)?;
-            let mut by_key: HashMap<Vec<u8>, proto::Item> =
-                items.into_iter().map(|i| (i.key.clone(), i)).collect();
-            keys.iter()
-                .map(|k| {
-                    // A key asked twice is answered twice.
-                    match by_key.get(k.as_ref()) {
-                        Some(i) if keys.iter().filter(|x| *x == k).count() > 1 => {
-                            Some(fetched(i.clone()))
-                        }
-                        _ => by_key.remove(k.as_ref()).map(fetched),
-                    }
-                })
+            // One request per key, all in flight at once, answered in key order (a key asked
+            // twice is answered twice).
+            self.client
+                .get_each(keys)
+                .await
+                .map_err(storage_error)?
+                .into_iter()
+                .map(|got| got.map(fetched))
                 .collect()
         };
         if let Some(expiry) = options.vivify {

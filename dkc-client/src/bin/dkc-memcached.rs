@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use dkc_client::client::{Client, ClientOptions};
 use dkc_client::memcached::limits::{
     Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT, ITEM_SIZE_MAX_DEFAULT,
     ITEM_SIZE_MAX_MAX, ITEM_SIZE_MAX_MIN, STORAGE_TIMEOUT_MS_DEFAULT,
@@ -56,6 +57,10 @@ struct Args {
     /// connection on a single-threaded runtime.
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     threads: usize,
+    /// `--backend cluster`: how long the driver polls for chmpx's answers before sleeping on
+    /// the doorbell, µs (default: the attach transport's own).
+    #[arg(long = "attach-spin-us")]
+    attach_spin_us: Option<u64>,
 }
 
 fn parse_size(text: &str) -> anyhow::Result<usize> {
@@ -129,9 +134,22 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         Backend::Cluster => {
             let conf = args.conf.context("--backend cluster needs --conf FILE")?;
-            let client = dkc_client::client::AsyncClient::from_conf(&conf, args.ctlport)
-                .await
-                .with_context(|| format!("cannot attach to the cluster of {}", conf.display()))?;
+            let ctlport = args.ctlport;
+            let spin = args.attach_spin_us;
+            let path = conf.clone();
+            // Attaching may wait for chmpx: keep it off the runtime.
+            let client = tokio::task::spawn_blocking(move || {
+                let cfg = chmpx::config::Config::load(&path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let mut opts = ClientOptions::from_config(&cfg);
+                if let Some(us) = spin {
+                    opts.attach.spin_wait_us = us;
+                }
+                anyhow::Ok(Client::from_config(&cfg, ctlport, opts)?.to_async())
+            })
+            .await
+            .context("attach task failed")?
+            .with_context(|| format!("cannot attach to the cluster of {}", conf.display()))?;
             // Tests and dkc-local read this line to learn the port.
             println!("listening on {local}");
             let storage = dkc_client::memcached_cluster::ClusterStorage::new(client);

@@ -2,8 +2,11 @@
 //! thread. Clones share one attachment to chmpx.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use chmpx::attach::Route;
@@ -35,12 +38,18 @@ pub struct AsyncClient {
     pub(crate) timeout: Duration,
 }
 
-async fn send(core: Arc<Core>, timeout: Duration, req: Request, route: Route) -> Result<Response> {
-    let body = encode(&req)?;
+/// Sends `req` until it is answered or fails for good. The body is encoded once and moved
+/// into the first attempt (a set's value is not copied again); a retry encodes it anew.
+async fn send(core: &Core, timeout: Duration, req: &Request, route: Route) -> Result<Response> {
+    let mut body = Some(encode(req)?);
     let mut attempt = 0;
     loop {
-        let outcome = core.att.request_async(route, body.clone(), timeout).await;
-        match judge(&req, outcome, timeout) {
+        let bytes = match body.take() {
+            Some(b) => b,
+            None => encode(req)?,
+        };
+        let outcome = core.att.request_async(route, bytes, timeout).await;
+        match judge(req, outcome, timeout) {
             Attempt::Answer(r) => return Ok(r),
             Attempt::Fail(e) => return Err(e),
             Attempt::Retry(e) => {
@@ -53,6 +62,30 @@ async fn send(core: Arc<Core>, timeout: Duration, req: Request, route: Route) ->
             }
         }
     }
+}
+
+/// Polls every future from this one task until all are done; their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut left = futures.len();
+    std::future::poll_fn(|cx| {
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                if let Poll::Ready(v) = future.as_mut().poll(cx) {
+                    *output = Some(v);
+                    left -= 1;
+                }
+            }
+        }
+        if left == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 impl AsyncClient {
@@ -112,29 +145,42 @@ impl AsyncClient {
 
     async fn run<T>(&self, op: Op<T>) -> Result<T> {
         let route = route_of(&op.req);
-        let resp = send(self.core.clone(), self.timeout, op.req.clone(), route).await?;
+        let resp = send(&self.core, self.timeout, &op.req, route).await?;
         op.finish(resp, self.timeout)
     }
 
-    /// Sends every request at once (one task each) and collects the answers in order.
+    /// Sends every request at once and collects the answers in order. The requests are
+    /// driven by this task (no task per request, so no hop to another worker thread), at most
+    /// [`IN_FLIGHT_MAX`] at a time.
     async fn fan_out(&self, reqs: Vec<(Route, Request)>) -> Vec<Result<Response>> {
         let mut out = Vec::with_capacity(reqs.len());
-        let mut reqs = reqs.into_iter().peekable();
-        while reqs.peek().is_some() {
-            let handles: Vec<_> = reqs
-                .by_ref()
-                .take(IN_FLIGHT_MAX)
-                .map(|(route, req)| tokio::spawn(send(self.core.clone(), self.timeout, req, route)))
+        for wave in reqs.chunks(IN_FLIGHT_MAX) {
+            let sends = wave
+                .iter()
+                .map(|(route, req)| send(&self.core, self.timeout, req, *route))
                 .collect();
-            for h in handles {
-                out.push(h.await.unwrap_or_else(|e| {
-                    Err(ClientError::Unavailable {
-                        reason: format!("request task failed: {e}"),
-                    })
-                }));
-            }
+            out.extend(join_all(sends).await);
         }
         out
+    }
+
+    /// The live items of `keys`, one entry per key in the order asked (`None`: missing), all
+    /// requests in flight together. What the memcached front's multi-get needs.
+    pub(crate) async fn get_each<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Item>>> {
+        let reqs = keys
+            .iter()
+            .map(|k| {
+                let req = Request::Get {
+                    key: k.as_ref().to_vec(),
+                };
+                (route_of(&req), req)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for (resp, key) in self.fan_out(reqs).await.into_iter().zip(keys) {
+            out.push(ops::get(key.as_ref()).finish(resp?, self.timeout)?);
+        }
+        Ok(out)
     }
 
     /// The live item of `key`, or `None`.
@@ -145,22 +191,7 @@ impl AsyncClient {
     /// The live items of `keys`, in the order asked, missing keys left out (one request per
     /// key, all in flight together).
     pub async fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Item>> {
-        let reqs = keys
-            .iter()
-            .map(|k| {
-                let req = Request::Get {
-                    key: k.as_ref().to_vec(),
-                };
-                (route_of(&req), req)
-            })
-            .collect();
-        let mut out = Vec::new();
-        for (resp, key) in self.fan_out(reqs).await.into_iter().zip(keys) {
-            if let Some(item) = ops::get(key.as_ref()).finish(resp?, self.timeout)? {
-                out.push(item);
-            }
-        }
-        Ok(out)
+        Ok(self.get_each(keys).await?.into_iter().flatten().collect())
     }
 
     /// Stores unconditionally; returns the new version.
