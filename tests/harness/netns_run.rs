@@ -101,6 +101,9 @@ pub struct Scenario {
     pub server_env: Vec<(String, String)>,
     /// Load after the last fault (or without faults), ms.
     pub tail_ms: u64,
+    /// Stop the clients before the first fault (so nothing written after it can supersede
+    /// what the fault may have lost: the broken-build check wants every loss visible).
+    pub quiet_faults: bool,
 }
 
 impl Scenario {
@@ -116,6 +119,7 @@ impl Scenario {
             hold_ms: (2500, 3500),
             server_env: Vec::new(),
             tail_ms: AFTER_FAULT_MS,
+            quiet_faults: false,
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct RunOutcome {
     pub logs: String,
     /// The last digest report.
     pub digests: Option<DigestReport>,
+    /// What of the lab was still alive after it was dropped (must be empty).
+    pub leftovers: Vec<String>,
 }
 
 impl RunOutcome {
@@ -138,6 +144,11 @@ impl RunOutcome {
     /// findings, and convergence not reached.
     pub fn problems(&self) -> Vec<String> {
         let mut out = self.findings.violations();
+        out.extend(
+            self.leftovers
+                .iter()
+                .map(|l| format!("left behind by the lab: {l}")),
+        );
         if self.facts.converge_failed {
             let d = self
                 .digests
@@ -467,6 +478,11 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         run.fail(e);
     }
     std::thread::sleep(Duration::from_millis(WARMUP_MS));
+    if scenario.quiet_faults {
+        if let Err(e) = run.stop_workers() {
+            run.fail(e);
+        }
+    }
     let mut faults = Vec::new();
     let mut recover = Vec::new();
     for _ in 0..scenario.steps {
@@ -488,9 +504,11 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         }
         std::thread::sleep(Duration::from_millis(AFTER_FAULT_MS));
     }
-    std::thread::sleep(Duration::from_millis(scenario.tail_ms));
-    if let Err(e) = run.stop_workers() {
-        run.fail(e);
+    if !scenario.quiet_faults {
+        std::thread::sleep(Duration::from_millis(scenario.tail_ms));
+        if let Err(e) = run.stop_workers() {
+            run.fail(e);
+        }
     }
     let (converge, digests) = if run.down_forever.is_empty() {
         run.converge()
@@ -526,10 +544,15 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
     };
     println!("{}", findings.table(&facts));
     let logs = run.c.logs();
+    // Tear the lab down here and check that nothing of it is left (namespaces, processes).
+    let footprint = run.c.lab.footprint();
+    drop(run);
+    let leftovers = footprint.wait_gone();
     RunOutcome {
         findings,
         facts,
         logs,
         digests,
+        leftovers,
     }
 }
