@@ -19,6 +19,13 @@
 //! - [`server`] — the process: settings from the config, opening the file, attaching to chmpx,
 //!   worker threads, acknowledgement levels, graceful shutdown. `src/main.rs` is a thin `main`.
 
+//! # Test-only switch: `DKC_TEST_DISABLE_REPLICATION`
+//! With `DKC_TEST_DISABLE_REPLICATION=1` in its environment at start-up, `dkc-server` never
+//! sends a Replicate: the primary applies each write and answers it as acknowledged whatever
+//! ACKLEVEL says. It logs a loud WARN at start. It exists only so that the fault tests can show
+//! that their checker catches a build that loses acknowledged writes; a cluster running with it
+//! keeps none of DESIGN.md §9's promises. Any other value (or none) leaves replication on.
+
 pub(crate) mod cmd;
 pub mod counters;
 pub mod executor;

@@ -1,6 +1,7 @@
 //! `dkc-server --conf FILE [--ctlport N]`: executes dkc commands on this node's k2hash data
 //! behind the local chmpx. A thin `main` over [`dkc_server::server`]: parse arguments, read the
-//! config, install the signal handlers, run.
+//! config, read the test-only `DKC_TEST_DISABLE_REPLICATION` switch, install the signal
+//! handlers, run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
+use dkc_server::server::settings::{replication_disabled_by, DISABLE_REPLICATION_ENV};
 use dkc_server::server::{run, ServerSettings};
 
 /// Executes dkc commands on this node's k2hash data behind the local chmpx.
@@ -53,13 +55,16 @@ fn main() -> ExitCode {
         }
     };
     let local = chmpx::config::LocalAddrs::detect();
-    let settings = match ServerSettings::from_config(&cfg, args.ctlport, &local) {
+    let mut settings = match ServerSettings::from_config(&cfg, args.ctlport, &local) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dkc-server: {e}");
             return ExitCode::from(2);
         }
     };
+    // Test-only switch, read once here (see the crate doc); `run` warns loudly when it is on.
+    settings.replication_disabled =
+        replication_disabled_by(std::env::var(DISABLE_REPLICATION_ENV).ok().as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     if let Err(e) = install_signal_handlers(&stop) {
         eprintln!("dkc-server: cannot install signal handlers: {e}");

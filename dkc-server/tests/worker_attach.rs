@@ -37,6 +37,12 @@ enum Chain {
     OneSilent,
     /// chmpx cannot reach the replica.
     Unreachable,
+    /// Two replicas (REPLICA 2), both acknowledge.
+    TwoAck,
+    /// Two replicas, one acknowledges, the other never answers.
+    OneOfTwoSilent,
+    /// Two replicas, chmpx cannot reach either.
+    TwoUnreachable,
 }
 
 struct FakeChmpx {
@@ -115,24 +121,24 @@ impl FakeChmpx {
                             flags,
                             body,
                         };
-                        match chain {
-                            Chain::NoReplica => self.p.send(&count(0)).unwrap(),
-                            Chain::OneAcks => {
-                                self.p.send(&count(1)).unwrap();
-                                let ok = Response::Replicated {
-                                    applied: 1,
-                                    stale: 0,
-                                };
-                                let body = dkc_client::proto::encode_response(&ok).unwrap();
-                                self.p.send(&response(0, body)).unwrap();
-                            }
-                            Chain::OneSilent => self.p.send(&count(1)).unwrap(),
-                            Chain::Unreachable => {
-                                self.p.send(&count(1)).unwrap();
-                                self.p
-                                    .send(&response(FLAG_CHMPX_ERROR, b"cannot reach n2".to_vec()))
-                                    .unwrap();
-                            }
+                        let ok = Response::Replicated {
+                            applied: 1,
+                            stale: 0,
+                        };
+                        let ok = response(0, dkc_client::proto::encode_response(&ok).unwrap());
+                        let unreachable = response(FLAG_CHMPX_ERROR, b"cannot reach n2".to_vec());
+                        let (n, answers) = match chain {
+                            Chain::NoReplica => (0, vec![]),
+                            Chain::OneAcks => (1, vec![ok]),
+                            Chain::OneSilent => (1, vec![]),
+                            Chain::Unreachable => (1, vec![unreachable]),
+                            Chain::TwoAck => (2, vec![ok.clone(), ok]),
+                            Chain::OneOfTwoSilent => (2, vec![ok]),
+                            Chain::TwoUnreachable => (2, vec![unreachable.clone(), unreachable]),
+                        };
+                        self.p.send(&count(n)).unwrap();
+                        for a in answers {
+                            self.p.send(&a).unwrap();
                         }
                     }
                     other => panic!("unexpected message {other:?}"),
@@ -153,10 +159,28 @@ fn set(key: &str, value: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// How the server under test is set up.
+#[derive(Clone, Copy)]
+struct Setup {
+    ack: AckLevel,
+    replica: u32,
+    replication_disabled: bool,
+}
+
+impl Setup {
+    fn new(ack: AckLevel, replica: u32) -> Setup {
+        Setup {
+            ack,
+            replica,
+            replication_disabled: false,
+        }
+    }
+}
+
 fn start_server(
     cluster: String,
     ctlport: u16,
-    ack: AckLevel,
+    setup: Setup,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -171,7 +195,9 @@ fn start_server(
         let shared = Arc::new(Shared {
             exec,
             att,
-            ack_level: ack,
+            ack_level: setup.ack,
+            replica: setup.replica,
+            replication_disabled: setup.replication_disabled,
             rcv_timeout: RCV_TIMEOUT,
             stop: stop.clone(),
         });
@@ -183,12 +209,12 @@ fn start_server(
     })
 }
 
-async fn scenario(tag: &str, ack: AckLevel, body: impl AsyncFnOnce(&mut FakeChmpx)) {
+async fn scenario(tag: &str, setup: Setup, body: impl AsyncFnOnce(&mut FakeChmpx)) {
     let cluster = format!("srv{tag}{}", std::process::id());
     let ctlport = 20_000 + (std::process::id() % 20_000) as u16;
     let mut listener = AttachListener::bind(&cluster, ctlport, AttachOptions::default()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let server = start_server(cluster, ctlport, ack, stop.clone());
+    let server = start_server(cluster, ctlport, setup, stop.clone());
     let p = tokio::time::timeout(WAIT_MAX, listener.accept())
         .await
         .expect("server attaches")
@@ -208,111 +234,199 @@ async fn scenario(tag: &str, ack: AckLevel, body: impl AsyncFnOnce(&mut FakeChmp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_serves_commands_merge_and_acks_over_attach() {
-    scenario("all", AckLevel::All, async |fake: &mut FakeChmpx| {
-        // A write with no other live owner is answered at once (count notice 0).
-        let id = fake.request(set("a", "1"));
-        let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
-        assert!(matches!(r, Response::Stored { .. }), "{r:?}");
-        assert_eq!(
-            fake.replicated.len(),
-            1,
-            "the write went out on the key's chain"
-        );
-        // A replica that acknowledges.
-        let id = fake.request(set("b", "2"));
-        let r = decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap();
-        assert!(matches!(r, Response::Stored { .. }), "{r:?}");
-        // A replica that never answers: the client learns the outcome is unknown.
-        let id = fake.request(set("c", "3"));
-        match decode_response(&fake.answer(id, Chain::OneSilent).await).unwrap() {
-            Response::Error { code, .. } => assert_eq!(code, ErrorCode::Timeout),
-            other => panic!("{other:?}"),
-        }
-        // chmpx cannot reach the replica.
-        let id = fake.request(set("d", "4"));
-        match decode_response(&fake.answer(id, Chain::Unreachable).await).unwrap() {
-            Response::Error { code, message } => {
-                assert_eq!(code, ErrorCode::Unavailable);
-                assert!(message.contains("cannot reach n2"), "{message}");
+    scenario(
+        "all",
+        Setup::new(AckLevel::All, 1),
+        async |fake: &mut FakeChmpx| {
+            // A write with no other live owner is answered at once (count notice 0).
+            let id = fake.request(set("a", "1"));
+            let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+            assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+            assert_eq!(
+                fake.replicated.len(),
+                1,
+                "the write went out on the key's chain"
+            );
+            // A replica that acknowledges.
+            let id = fake.request(set("b", "2"));
+            let r = decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap();
+            assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+            // A replica that never answers: the client learns the outcome is unknown.
+            let id = fake.request(set("c", "3"));
+            match decode_response(&fake.answer(id, Chain::OneSilent).await).unwrap() {
+                Response::Error { code, .. } => assert_eq!(code, ErrorCode::Timeout),
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
-        }
-        // Reads are answered directly and see every write above.
-        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
-            let id = fake.request(encode_request(&Request::Get { key: k.into() }).unwrap());
-            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
-                Response::Value(item) => assert_eq!(item.value, v.as_bytes()),
-                other => panic!("{k}: {other:?}"),
-            }
-        }
-        // Garbage and another protocol version get errors, never silence.
-        let id = fake.request(vec![1, 0xc1, 0xc1]);
-        let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
-        assert!(
-            matches!(
-                r,
-                Response::Error {
-                    code: ErrorCode::BadRequest,
-                    ..
+            // chmpx cannot reach the replica.
+            let id = fake.request(set("d", "4"));
+            match decode_response(&fake.answer(id, Chain::Unreachable).await).unwrap() {
+                Response::Error { code, message } => {
+                    assert_eq!(code, ErrorCode::Unavailable);
+                    assert!(message.contains("cannot reach n2"), "{message}");
                 }
-            ),
-            "{r:?}"
-        );
-        let mut other_version = set("x", "y");
-        other_version[0] = 99;
-        let id = fake.request(other_version);
-        let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
-        assert!(
-            matches!(
-                r,
-                Response::Error {
-                    code: ErrorCode::Version,
-                    ..
-                }
-            ),
-            "{r:?}"
-        );
-        // A merge request is answered by the merge handler.
-        let req = MergeRequest::Digest {
-            ranges: vec![HashRange {
-                lo: 0,
-                hi: u64::MAX,
-            }],
-        };
-        let id = fake.request(mp::encode_request(&req).unwrap());
-        match mp::decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
-            MergeResponse::Digests { digests } => assert_eq!(digests[0].count, 4),
-            other => panic!("{other:?}"),
-        }
-        // A Replicate from another primary is applied and acknowledged, not re-replicated.
-        let before = fake.replicated.len();
-        let rec = dkc_client::proto::WireRecord {
-            key: b"r".to_vec(),
-            value: b"from-peer".to_vec(),
-            version: u64::MAX / 2,
-            ..Default::default()
-        };
-        let id = fake.request(encode_request(&Request::Replicate { records: vec![rec] }).unwrap());
-        let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
-        assert_eq!(
-            r,
-            Response::Replicated {
-                applied: 1,
-                stale: 0
+                other => panic!("{other:?}"),
             }
-        );
-        assert_eq!(fake.replicated.len(), before);
-    })
+            // Reads are answered directly and see every write above.
+            for (k, v) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+                let id = fake.request(encode_request(&Request::Get { key: k.into() }).unwrap());
+                match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+                    Response::Value(item) => assert_eq!(item.value, v.as_bytes()),
+                    other => panic!("{k}: {other:?}"),
+                }
+            }
+            // Garbage and another protocol version get errors, never silence.
+            let id = fake.request(vec![1, 0xc1, 0xc1]);
+            let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+            assert!(
+                matches!(
+                    r,
+                    Response::Error {
+                        code: ErrorCode::BadRequest,
+                        ..
+                    }
+                ),
+                "{r:?}"
+            );
+            let mut other_version = set("x", "y");
+            other_version[0] = 99;
+            let id = fake.request(other_version);
+            let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+            assert!(
+                matches!(
+                    r,
+                    Response::Error {
+                        code: ErrorCode::Version,
+                        ..
+                    }
+                ),
+                "{r:?}"
+            );
+            // A merge request is answered by the merge handler.
+            let req = MergeRequest::Digest {
+                ranges: vec![HashRange {
+                    lo: 0,
+                    hi: u64::MAX,
+                }],
+            };
+            let id = fake.request(mp::encode_request(&req).unwrap());
+            match mp::decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+                MergeResponse::Digests { digests } => assert_eq!(digests[0].count, 4),
+                other => panic!("{other:?}"),
+            }
+            // A Replicate from another primary is applied and acknowledged, not re-replicated.
+            let before = fake.replicated.len();
+            let rec = dkc_client::proto::WireRecord {
+                key: b"r".to_vec(),
+                value: b"from-peer".to_vec(),
+                version: u64::MAX / 2,
+                ..Default::default()
+            };
+            let id =
+                fake.request(encode_request(&Request::Replicate { records: vec![rec] }).unwrap());
+            let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+            assert_eq!(
+                r,
+                Response::Replicated {
+                    applied: 1,
+                    stale: 0
+                }
+            );
+            assert_eq!(fake.replicated.len(), before);
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_ack_level_one_answers_without_waiting() {
-    scenario("one", AckLevel::One, async |fake: &mut FakeChmpx| {
-        // Even with a silent replica the client is answered at once.
-        let id = fake.request(set("a", "1"));
-        let r = decode_response(&fake.answer(id, Chain::OneSilent).await).unwrap();
-        assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+    scenario(
+        "one",
+        Setup::new(AckLevel::One, 1),
+        async |fake: &mut FakeChmpx| {
+            // Even with a silent replica the client is answered at once.
+            let id = fake.request(set("a", "1"));
+            let r = decode_response(&fake.answer(id, Chain::OneSilent).await).unwrap();
+            assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+        },
+    )
+    .await;
+}
+
+fn error_of(body: &[u8]) -> (ErrorCode, String) {
+    match decode_response(body).unwrap() {
+        Response::Error { code, message } => (code, message),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_ack_all_with_two_replicas_waits_for_both() {
+    scenario(
+        "all2",
+        Setup::new(AckLevel::All, 2),
+        async |fake: &mut FakeChmpx| {
+            let id = fake.request(set("a", "1"));
+            let r = decode_response(&fake.answer(id, Chain::TwoAck).await).unwrap();
+            assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+            // One acknowledgement of two is not `all`.
+            let id = fake.request(set("b", "2"));
+            let (code, message) = error_of(&fake.answer(id, Chain::OneOfTwoSilent).await);
+            assert_eq!(code, ErrorCode::Timeout, "{message}");
+            assert!(message.contains("only 1 of the 2"), "{message}");
+            // No other live owner: `all` is the primary alone.
+            let id = fake.request(set("c", "3"));
+            let r = decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap();
+            assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_ack_quorum_needs_a_majority_of_owners() {
+    scenario(
+        "quorum",
+        Setup::new(AckLevel::Quorum, 2),
+        async |fake: &mut FakeChmpx| {
+            // Primary + 1 replica = 2 of 3 owners: answered without the silent one, well before
+            // RCVTIMEOUT.
+            let started = std::time::Instant::now();
+            let id = fake.request(set("a", "1"));
+            let r = decode_response(&fake.answer(id, Chain::OneOfTwoSilent).await).unwrap();
+            assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+            assert!(started.elapsed() < RCV_TIMEOUT, "{:?}", started.elapsed());
+            // Both replicas unreachable: no majority, the owner's reason is given.
+            let id = fake.request(set("b", "2"));
+            let (code, message) = error_of(&fake.answer(id, Chain::TwoUnreachable).await);
+            assert_eq!(code, ErrorCode::Unavailable, "{message}");
+            assert!(message.contains("cannot reach n2"), "{message}");
+            // No other owner live: fails at once, saying the write is on the primary only.
+            let id = fake.request(set("c", "3"));
+            let (code, message) = error_of(&fake.answer(id, Chain::NoReplica).await);
+            assert_eq!(code, ErrorCode::Unavailable, "{message}");
+            assert!(
+                message.contains("written on the primary only")
+                    && message.contains("needs 2 of the 3"),
+                "{message}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_with_replication_disabled_sends_nothing_and_acknowledges() {
+    let setup = Setup {
+        replication_disabled: true,
+        ..Setup::new(AckLevel::All, 2)
+    };
+    scenario("norepl", setup, async |fake: &mut FakeChmpx| {
+        for (k, v) in [("a", "1"), ("b", "2")] {
+            let id = fake.request(set(k, v));
+            let r = decode_response(&fake.answer(id, Chain::TwoAck).await).unwrap();
+            assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+        }
+        assert!(fake.replicated.is_empty(), "{:?}", fake.replicated);
     })
     .await;
 }

@@ -19,6 +19,30 @@ pub const ENVELOPE_MAGIC: u32 = 0x4543_4B44;
 /// Version of this header layout.
 pub const ENVELOPE_VERSION: u8 = 1;
 
+/// Flag on a [`Kind::Response`] made by chmpx itself because the request could not be
+/// delivered (no live owner, peer unreachable, no server process): the body is a UTF-8 reason.
+/// Server and client processes must not set it. (`chmpx::daemon::FLAG_CHMPX_ERROR` is the
+/// same bit; a test keeps them equal.)
+pub const FLAG_CHMPX_ERROR: u16 = 1 << 15;
+
+/// Flag on the [`Kind::Event`] chmpx sends back to the sender of a `HashChain` or `AllServers`
+/// message before delivering it: the body is the number of nodes it was delivered to (u32,
+/// little-endian), so the sender knows how many answers to count. Its `msg_id` is the original
+/// message's. (`chmpx::daemon::FLAG_TARGET_COUNT` is the same bit; a test keeps them equal.)
+pub const FLAG_TARGET_COUNT: u16 = 1 << 14;
+
+/// Bytes of a [`FLAG_TARGET_COUNT`] notice's body.
+pub const TARGET_COUNT_BODY_BYTES: usize = 4;
+
+/// The number of nodes a [`FLAG_TARGET_COUNT`] notice reports, if `env` is a well-formed one.
+pub fn target_count(env: &Envelope) -> Option<u32> {
+    if env.kind != Kind::Event || env.flags & FLAG_TARGET_COUNT == 0 {
+        return None;
+    }
+    let bytes: [u8; TARGET_COUNT_BODY_BYTES] = env.body.as_slice().try_into().ok()?;
+    Some(u32::from_le_bytes(bytes))
+}
+
 /// What a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -307,6 +331,37 @@ impl Envelope {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn flags_match_the_daemons_and_target_count_reads_only_notices() {
+        assert_eq!(FLAG_CHMPX_ERROR, crate::daemon::FLAG_CHMPX_ERROR);
+        assert_eq!(FLAG_TARGET_COUNT, crate::daemon::FLAG_TARGET_COUNT);
+        let notice = |kind: Kind, flags: u16, body: Vec<u8>| Envelope {
+            msg_id: 1,
+            kind,
+            route: Route::AllServers,
+            flags,
+            body,
+        };
+        let three = 3u32.to_le_bytes().to_vec();
+        assert_eq!(
+            target_count(&notice(Kind::Event, FLAG_TARGET_COUNT, three.clone())),
+            Some(3)
+        );
+        assert_eq!(target_count(&notice(Kind::Event, 0, three.clone())), None);
+        assert_eq!(
+            target_count(&notice(Kind::Response, FLAG_TARGET_COUNT, three)),
+            None,
+            "only events carry the count"
+        );
+        for bad in [vec![], vec![1], vec![1, 0, 0, 0, 0]] {
+            assert_eq!(
+                target_count(&notice(Kind::Event, FLAG_TARGET_COUNT, bad.clone())),
+                None,
+                "{bad:?}"
+            );
+        }
+    }
 
     fn sample() -> Envelope {
         Envelope {

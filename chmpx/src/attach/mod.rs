@@ -18,7 +18,8 @@
 //!
 //! Layout: [`envelope`] the message model and its codec (no I/O), [`wire`] doorbells and
 //! hellos, [`names`] object names, [`segment`] the shared segment layout, [`process`] the
-//! process side, [`listener`] the chmpx side, [`cleanup`] start-up cleanup, [`echo`] a
+//! process side (with `process/fanout.rs`: one request answered by several nodes,
+//! [`Attachment::submit_fanout`]), [`listener`] the chmpx side, [`cleanup`] start-up cleanup, [`echo`] a
 //! stand-in chmpx for tests and benchmarks.
 //!
 //! chmpx moves opaque messages: this module knows nothing of dkc commands or storage, and does
@@ -37,10 +38,13 @@ pub mod process;
 pub mod segment;
 pub mod wire;
 
-pub use envelope::{DecodeError, Envelope, Header, InvalidEnvelope, Kind, Route};
+pub use envelope::{
+    target_count, DecodeError, Envelope, Header, InvalidEnvelope, Kind, Route, FLAG_CHMPX_ERROR,
+    FLAG_TARGET_COUNT,
+};
 pub use error::{AttachError, RefuseReason};
 pub use listener::{AttachListener, AttachSender, AttachedProcess};
 pub use liveness::pid_alive;
 pub use options::AttachOptions;
-pub use process::{Attachment, PendingResponse};
+pub use process::{Attachment, FanoutProgress, PendingFanout, PendingResponse};
 pub use wire::Role;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::envelope::{Envelope, Header, Kind, Route, ENVELOPE_HEADER_BYTES};
+use super::envelope::{target_count, Envelope, Header, Kind, Route, ENVELOPE_HEADER_BYTES};
 use super::error::AttachError;
 use super::liveness::pid_alive;
 use super::names::ChmpxNames;
@@ -29,6 +29,9 @@ use super::wire::{Doorbell, Hello, Role, DOORBELL_MSG_BYTES};
 use crate::ipc::mq::{Access, MessageQueue, QueueShape};
 use crate::ipc::ring::PopError;
 use crate::ipc::IpcError;
+
+mod fanout;
+pub use fanout::{FanoutProgress, PendingFanout, FANOUT_RESPONSES_MAX};
 
 /// Frames taken from the ring per pass before they are handed out.
 const POP_BATCH_MAX: usize = 64;
@@ -93,6 +96,14 @@ enum Slot {
         tx: oneshot::Sender<Result<Envelope, AttachError>>,
     },
     Done(Result<Envelope, AttachError>),
+    /// A fan-out request (see [`Attachment::submit_fanout`]): chmpx's count notice and every
+    /// response are collected until the caller has enough.
+    Fanout {
+        epoch: u64,
+        progress: FanoutProgress,
+        /// The connection was lost while the request was in flight.
+        lost: bool,
+    },
 }
 
 /// A request sent and not yet answered (see [`Attachment::submit`]).
@@ -425,8 +436,8 @@ impl PendingResponse {
                     };
                 }
                 Some(Slot::Waiting { .. }) => {}
-                // Msg ids are unique per attachment: an async slot is never ours.
-                Some(Slot::Notify { .. }) | None => {
+                // Msg ids are unique per attachment: an async or fan-out slot is never ours.
+                Some(Slot::Notify { .. } | Slot::Fanout { .. }) | None => {
                     self.done = true;
                     return Err(AttachError::Runtime(format!(
                         "no pending request {}",
@@ -634,6 +645,14 @@ impl Inner {
             })
             .map(|(id, _)| *id)
             .collect();
+        for slot in d.pending.values_mut() {
+            if let Slot::Fanout { epoch: e, lost, .. } = slot {
+                if *e == epoch && !*lost {
+                    *lost = true;
+                    failed += 1;
+                }
+            }
+        }
         for id in ids {
             let lost = Err(AttachError::ChmpxRestarted { msg_id: id });
             match d.pending.remove(&id) {
@@ -837,6 +856,7 @@ impl Inner {
             match env.kind {
                 Kind::Response => match d.pending.get_mut(&env.msg_id) {
                     Some(slot @ Slot::Waiting { .. }) => *slot = Slot::Done(Ok(env)),
+                    Some(Slot::Fanout { progress, .. }) => progress.record_response(env),
                     Some(Slot::Notify { .. }) => {
                         if let Some(Slot::Notify { tx, .. }) = d.pending.remove(&env.msg_id) {
                             let _ = tx.send(Ok(env));
@@ -845,6 +865,14 @@ impl Inner {
                     _ => tracing::debug!(msg_id = env.msg_id, "late or unknown response dropped"),
                 },
                 Kind::Request | Kind::Event => {
+                    // chmpx's count notice of one of our fan-out requests belongs to its slot.
+                    if let Some(count) = target_count(&env) {
+                        if let Some(Slot::Fanout { progress, .. }) = d.pending.get_mut(&env.msg_id)
+                        {
+                            progress.record_count(count);
+                            continue;
+                        }
+                    }
                     // Hand it to the first async receiver still waiting, else queue it.
                     let mut env = env;
                     loop {

@@ -7,14 +7,15 @@
 //!     │  worker threads × N      │  recv → decode → Executor::execute → reply
 //!     │     │ writes with acks   │            (merge bodies → merge::handle_body)
 //!     │     ▼                    │
-//!     │  Replicate request on    │  HashChain(key hash): chmpx fans it out to the key's other
-//!     │  the key's chain         │  live owners and tells us how many it reached
+//!     │  Replicate request on    │  HashChain(key hash), submit_fanout: chmpx fans it out to
+//!     │  the key's chain         │  the key's other live owners and tells us how many it reached
 //!     │     │                    │
-//!     │  ack waiters × M  ───────┘  wait for the replica's answer, then answer the client
+//!     │  ack waiters × M  ───────┘  collect the owners' answers until ACKLEVEL is met (or
+//!     │                              cannot be), then answer the client
 //! ```
 //! Workers never block on replicas: a write that needs acknowledgements hands its client
-//! envelope to the ack waiters, so a worker is always free to take the next message (including
-//! chmpx's "this went to 0 nodes" notice that completes such a wait at once).
+//! envelope to the ack waiters, so a worker is always free to take the next message. The
+//! acknowledgement rules are in [`replicator`].
 //!
 //! Layout: [`settings`] (config → plain values), [`open`] (the k2hash file, with clear refusals),
 //! [`replicator`] (acknowledgement levels), [`worker`] (the receive loop), [`run`] (start-up,

@@ -8,7 +8,7 @@ use chmpx::attach::{AttachError, Attachment, Role};
 
 use super::open::{open_store, OpenError};
 use super::replicator::AckJob;
-use super::settings::{ServerSettings, ACK_WAITER_THREADS};
+use super::settings::{ServerSettings, ACK_WAITER_THREADS, DISABLE_REPLICATION_ENV};
 use super::worker::{send_reply, Shared, Worker};
 use crate::executor::Executor;
 use crate::hlc::SystemClock;
@@ -104,10 +104,19 @@ pub fn run(settings: ServerSettings, stop: Arc<AtomicBool>) -> Result<(), Server
         value_size_max = settings.limits.value_size_max,
         "attached to chmpx as a server; serving"
     );
+    if settings.replication_disabled {
+        tracing::warn!(
+            "!!! {DISABLE_REPLICATION_ENV}=1: REPLICATION IS OFF. This server answers writes as \
+             acknowledged without sending them to any other owner: acknowledged writes WILL be \
+             lost when this node fails. Test builds only; unset it for any real use. !!!"
+        );
+    }
     let shared = Arc::new(Shared {
         exec,
         att,
         ack_level: settings.ack_level,
+        replica: settings.replica,
+        replication_disabled: settings.replication_disabled,
         rcv_timeout: settings.rcv_timeout,
         stop: stop.clone(),
     });

@@ -69,6 +69,20 @@ pub struct ServerSettings {
     pub limits: Limits,
     /// EXPIRE: lifetime of items written without an expiry, seconds.
     pub expire_default_secs: Option<u64>,
+    /// Test-only: never replicate, answer writes as acknowledged (see
+    /// [`DISABLE_REPLICATION_ENV`]). Off unless `main` reads the variable.
+    pub replication_disabled: bool,
+}
+
+/// Environment variable of the test-only switch that turns replication off: with the value
+/// `1` at start-up, the primary applies writes and answers them as acknowledged without sending
+/// any Replicate. It exists so the fault tests can show their checker catches a build that
+/// loses acknowledged writes; never set it anywhere else.
+pub const DISABLE_REPLICATION_ENV: &str = "DKC_TEST_DISABLE_REPLICATION";
+
+/// Whether the value of [`DISABLE_REPLICATION_ENV`] turns replication off (exactly `1`).
+pub fn replication_disabled_by(value: Option<&str>) -> bool {
+    value == Some("1")
 }
 
 /// Why the config cannot run a dkc-server here.
@@ -208,6 +222,7 @@ impl ServerSettings {
             },
             limits,
             expire_default_secs: dkc.expire_s,
+            replication_disabled: false,
         })
     }
 }
@@ -245,6 +260,27 @@ mod tests {
         let s0 = ServerSettings::from_config(&cfg, Some(18121), &local).unwrap();
         assert_eq!(s0.node_index, 0);
         assert_ne!(s0.store.path, s.store.path, "each node has its own file");
+    }
+
+    #[test]
+    fn replication_switch_needs_exactly_one() {
+        assert!(replication_disabled_by(Some("1")));
+        for off in [
+            None,
+            Some(""),
+            Some("0"),
+            Some("true"),
+            Some(" 1"),
+            Some("yes"),
+        ] {
+            assert!(!replication_disabled_by(off), "{off:?}");
+        }
+        let local = LocalAddrs::loopback_only();
+        let s = ServerSettings::from_config(&config("", DKC), Some(18121), &local).unwrap();
+        assert!(
+            !s.replication_disabled,
+            "off unless main reads the variable"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chmpx::attach::{Attachment, Envelope, Kind, Route};
+use chmpx::attach::{target_count, Attachment, Envelope, Kind, Route};
 use chmpx::config::AckLevel;
 use chmpx::merge::protocol::is_merge_body;
 use crossbeam_channel::Sender;
@@ -14,7 +14,7 @@ use dkc_client::proto::{
     WireRecord,
 };
 
-use super::replicator::{ack_outcome, target_count, AckJob};
+use super::replicator::{failed_to_send, AckJob, AckRule, ReplicaWait};
 use crate::executor::Executor;
 use crate::merge;
 
@@ -31,6 +31,11 @@ pub struct Shared {
     pub att: Attachment,
     /// ACKLEVEL.
     pub ack_level: AckLevel,
+    /// REPLICA (a quorum is a majority of REPLICA + 1 owners).
+    pub replica: u32,
+    /// Test-only (`DKC_TEST_DISABLE_REPLICATION=1`): never send a Replicate, answer every
+    /// write as acknowledged. A build with this on loses writes by design.
+    pub replication_disabled: bool,
     /// RCVTIMEOUT.
     pub rcv_timeout: Duration,
     /// Set on SIGTERM: finish what is in hand and leave.
@@ -63,21 +68,14 @@ impl Worker {
 
     /// Handles one message from chmpx.
     pub fn handle(&self, env: Envelope) {
-        let s = &self.shared;
         match env.kind {
             Kind::Response => {
                 tracing::debug!(msg_id = env.msg_id, "stray response ignored");
             }
             Kind::Event if target_count(&env).is_some() => {
-                // chmpx reached no other owner: nobody will acknowledge our Replicate, so we
-                // answer it ourselves (the route leads back to our own pending request).
-                if target_count(&env) == Some(0) {
-                    let done = Response::Replicated {
-                        applied: 0,
-                        stale: 0,
-                    };
-                    send_reply(&s.att, &env, &done);
-                }
+                // The count notice of a Replicate whose wait already ended (the fan-out slot
+                // takes the notices of the waits in progress): nothing to do.
+                tracing::debug!(msg_id = env.msg_id, "stray count notice ignored");
             }
             Kind::Request | Kind::Event => self.serve(env),
         }
@@ -121,10 +119,16 @@ impl Worker {
     /// acknowledgement level says.
     fn replicate(&self, env: Envelope, response: Response, records: Vec<WireRecord>, reply: bool) {
         let s = &self.shared;
-        let mut pendings = Vec::with_capacity(records.len());
-        let written = records.last().map(|r| (r.key.clone(), r.version));
+        if s.replication_disabled {
+            if reply {
+                send_reply(&s.att, &env, &response);
+            }
+            return;
+        }
+        let mut waits = Vec::with_capacity(records.len());
         let deadline = Instant::now() + s.rcv_timeout;
         for rec in records {
+            let (key, version) = (rec.key.clone(), rec.version);
             let route = Route::HashChain(k2hash::key_hash(&rec.key));
             let body = match encode_request(&Request::Replicate { records: vec![rec] }) {
                 Ok(b) => b,
@@ -139,19 +143,23 @@ impl Worker {
                     return;
                 }
             };
-            let sent = match s.ack_level {
-                AckLevel::One => s.att.send(route, &body).map(|_| None),
-                AckLevel::All | AckLevel::Quorum => {
-                    s.att.submit(route, &body, s.rcv_timeout).map(Some)
-                }
+            // Nobody waits for the acknowledgements of `one`, or of a write sent as an event.
+            let sent = if s.ack_level == AckLevel::One || !reply {
+                s.att.send(route, &body).map(|_| None)
+            } else {
+                s.att.submit_fanout(route, &body, s.rcv_timeout).map(Some)
             };
             match sent {
-                Ok(Some(p)) => pendings.push(p),
+                Ok(Some(pending)) => waits.push(ReplicaWait {
+                    pending,
+                    key,
+                    version,
+                }),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "replication could not be sent");
                     if reply && s.ack_level != AckLevel::One {
-                        send_reply(&s.att, &env, &ack_outcome(Err(e), response, s.rcv_timeout));
+                        send_reply(&s.att, &env, &failed_to_send(e));
                         return;
                     }
                 }
@@ -160,18 +168,19 @@ impl Worker {
         if !reply {
             return;
         }
-        let Some(pending) = pendings.pop() else {
+        if waits.is_empty() {
             send_reply(&s.att, &env, &response);
             return;
-        };
-        // Writes replicate one record each today; extra ones are not waited for.
-        drop(pendings);
+        }
         let job = AckJob {
             request: env,
             response,
-            pending,
+            waits,
             deadline,
-            written,
+            rule: AckRule {
+                level: s.ack_level,
+                replica: s.replica,
+            },
         };
         if let Err(unsent) = self.acks.send(job) {
             // The waiters are gone (shutting down): wait here instead.

@@ -1,0 +1,291 @@
+//! The acknowledgement rule and verdicts on hand-made answers (no I/O).
+
+use super::*;
+use chmpx::attach::{Kind, Route};
+use dkc_client::proto::encode_response;
+
+const T: Duration = Duration::from_millis(1000);
+
+fn env(flags: u16, body: Vec<u8>) -> Envelope {
+    Envelope {
+        msg_id: 9,
+        kind: Kind::Response,
+        route: Route::Reply {
+            node: 1,
+            attachment: 2,
+            msg_id: 9,
+        },
+        flags,
+        body,
+    }
+}
+
+fn ack() -> Envelope {
+    env(
+        0,
+        encode_response(&Response::Replicated {
+            applied: 1,
+            stale: 0,
+        })
+        .unwrap(),
+    )
+}
+
+fn superseded() -> Envelope {
+    env(
+        0,
+        encode_response(&Response::Replicated {
+            applied: 0,
+            stale: 1,
+        })
+        .unwrap(),
+    )
+}
+
+fn unreachable() -> Envelope {
+    env(FLAG_CHMPX_ERROR, b"cannot reach n2".to_vec())
+}
+
+fn rule(level: AckLevel, replica: u32) -> AckRule {
+    AckRule { level, replica }
+}
+
+fn progress(expected: Option<u32>, responses: Vec<Envelope>, timed_out: bool) -> FanoutProgress {
+    FanoutProgress {
+        expected,
+        responses,
+        timed_out,
+    }
+}
+
+const STORED: Response = Response::Stored { version: 5 };
+
+fn code_of(r: &Response) -> Option<&ErrorCode> {
+    match r {
+        Response::Error { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
+fn message_of(r: &Response) -> &str {
+    match r {
+        Response::Error { message, .. } => message,
+        other => panic!("not an error: {other:?}"),
+    }
+}
+
+#[test]
+fn majorities_count_the_primary() {
+    // (REPLICA, owners, majority, replica acks needed)
+    for (replica, owners, majority, need) in [
+        (0, 1, 1, 0),
+        (1, 2, 2, 1),
+        (2, 3, 2, 1),
+        (3, 4, 3, 2),
+        (4, 5, 3, 2),
+    ] {
+        let r = rule(AckLevel::Quorum, replica);
+        assert_eq!(
+            (r.owners(), r.majority()),
+            (owners, majority),
+            "REPLICA {replica}"
+        );
+        assert_eq!(r.needed(replica), Ok(need), "REPLICA {replica}");
+    }
+    assert_eq!(rule(AckLevel::All, 2).needed(2), Ok(2));
+    assert_eq!(
+        rule(AckLevel::All, 2).needed(1),
+        Ok(1),
+        "all = every live owner"
+    );
+    assert_eq!(rule(AckLevel::All, 2).needed(0), Ok(0));
+    assert_eq!(rule(AckLevel::One, 2).needed(2), Ok(0));
+}
+
+#[test]
+fn quorum_with_too_few_live_owners_fails_at_once_and_says_why() {
+    let r = rule(AckLevel::Quorum, 3);
+    let short = r.needed(1).unwrap_err();
+    assert_eq!(code_of(&short), Some(&ErrorCode::Unavailable));
+    let m = message_of(&short);
+    for part in [
+        "written on the primary only",
+        "quorum needs 3 of the 4",
+        "only 2 are live",
+    ] {
+        assert!(m.contains(part), "{m}");
+    }
+    // The verdict comes as soon as the count is known, without any answer.
+    let v = verdict(r, &progress(Some(1), vec![], false), &STORED, T).unwrap();
+    assert_eq!(v, short);
+}
+
+#[test]
+fn all_waits_for_every_reached_owner() {
+    let r = rule(AckLevel::All, 2);
+    assert_eq!(verdict(r, &progress(None, vec![], false), &STORED, T), None);
+    assert_eq!(
+        verdict(r, &progress(Some(2), vec![ack()], false), &STORED, T),
+        None
+    );
+    assert_eq!(
+        verdict(r, &progress(Some(2), vec![ack(), ack()], false), &STORED, T),
+        Some(STORED)
+    );
+    assert_eq!(
+        verdict(r, &progress(Some(0), vec![], false), &STORED, T),
+        Some(STORED),
+        "no other owner is live"
+    );
+    let late = verdict(r, &progress(Some(2), vec![ack()], true), &STORED, T).unwrap();
+    assert_eq!(code_of(&late), Some(&ErrorCode::Timeout));
+    let m = message_of(&late);
+    assert!(
+        m.contains("only 1 of the 2") && m.contains("ACKLEVEL all"),
+        "{m}"
+    );
+    assert!(m.contains("written on the primary"), "{m}");
+}
+
+#[test]
+fn quorum_answers_at_the_majority_without_the_slow_owner() {
+    let r = rule(AckLevel::Quorum, 2);
+    assert_eq!(
+        verdict(r, &progress(Some(2), vec![], false), &STORED, T),
+        None
+    );
+    assert_eq!(
+        verdict(r, &progress(Some(2), vec![ack()], false), &STORED, T),
+        Some(STORED)
+    );
+    // One refusal still leaves the other owner to make the majority.
+    assert_eq!(
+        verdict(
+            r,
+            &progress(Some(2), vec![unreachable()], false),
+            &STORED,
+            T
+        ),
+        None
+    );
+    assert_eq!(
+        verdict(
+            r,
+            &progress(Some(2), vec![unreachable(), ack()], false),
+            &STORED,
+            T
+        ),
+        Some(STORED)
+    );
+    let both = verdict(
+        r,
+        &progress(Some(2), vec![unreachable(), unreachable()], false),
+        &STORED,
+        T,
+    )
+    .unwrap();
+    assert_eq!(code_of(&both), Some(&ErrorCode::Unavailable));
+    assert!(message_of(&both).contains("cannot reach n2"), "{both:?}");
+}
+
+#[test]
+fn a_refusal_fails_all_at_once_with_the_owners_reason() {
+    let r = rule(AckLevel::All, 2);
+    let v = verdict(
+        r,
+        &progress(Some(2), vec![unreachable()], false),
+        &STORED,
+        T,
+    )
+    .unwrap();
+    assert_eq!(code_of(&v), Some(&ErrorCode::Unavailable));
+    let m = message_of(&v);
+    assert!(
+        m.contains("cannot reach n2") && m.contains("0 of the 2"),
+        "{m}"
+    );
+    let ro = env(
+        0,
+        encode_response(&Response::error(ErrorCode::ReadOnly, "ro")).unwrap(),
+    );
+    let v = verdict(r, &progress(Some(2), vec![ack(), ro], false), &STORED, T).unwrap();
+    assert_eq!(code_of(&v), Some(&ErrorCode::ReadOnly));
+}
+
+#[test]
+fn superseded_wins_over_acknowledgements() {
+    for level in [AckLevel::All, AckLevel::Quorum] {
+        let v = verdict(
+            rule(level, 2),
+            &progress(Some(2), vec![superseded()], false),
+            &STORED,
+            T,
+        );
+        assert_eq!(
+            v.as_ref().and_then(code_of),
+            Some(&ErrorCode::Superseded),
+            "{level:?}"
+        );
+    }
+}
+
+#[test]
+fn replica_answers_that_are_not_acknowledgements_say_the_primary_has_it() {
+    let cases = [
+        (unreachable(), ErrorCode::Unavailable),
+        (env(0, b"garbage".to_vec()), ErrorCode::Unavailable),
+        (
+            env(
+                0,
+                encode_response(&Response::error(ErrorCode::ReadOnly, "ro")).unwrap(),
+            ),
+            ErrorCode::ReadOnly,
+        ),
+        (
+            env(0, encode_response(&Response::Deleted).unwrap()),
+            ErrorCode::Unavailable,
+        ),
+        (superseded(), ErrorCode::Superseded),
+    ];
+    for (e, want) in cases {
+        let got = replica_answer(&e).unwrap_err();
+        assert_eq!(code_of(&got), Some(&want));
+        assert!(
+            message_of(&got).contains("written on the primary"),
+            "{got:?}"
+        );
+    }
+    assert_eq!(replica_answer(&ack()), Ok(()));
+    let lost = failed_to_send(AttachError::ChmpxRestarted { msg_id: 9 });
+    assert_eq!(code_of(&lost), Some(&ErrorCode::Unavailable));
+}
+
+#[test]
+fn no_count_notice_times_out_with_its_own_message() {
+    let r = rule(AckLevel::All, 1);
+    let v = verdict(r, &progress(None, vec![], true), &STORED, T).unwrap();
+    assert_eq!(code_of(&v), Some(&ErrorCode::Timeout));
+    assert!(
+        message_of(&v).contains("did not say how many owners"),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_replica_holding_our_own_later_write_is_not_a_lost_write() {
+    let store = k2hash::OpenOptions::memory().open().unwrap();
+    let rec = |version: u64| k2hash::Record {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        version,
+        ..k2hash::Record::default()
+    };
+    assert!(!overtaken_locally(&store, b"k", 10), "nothing held here");
+    store.set_if_newer(&rec(10)).unwrap();
+    assert!(
+        !overtaken_locally(&store, b"k", 10),
+        "we still hold our write"
+    );
+    store.set_if_newer(&rec(12)).unwrap();
+    assert!(overtaken_locally(&store, b"k", 10), "a later local write");
+}
