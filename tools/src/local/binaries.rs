@@ -86,16 +86,8 @@ pub fn build_command(dir: &Path) -> String {
 /// Locates (and, when started through cargo, first builds) the programs.
 pub fn locate() -> Result<Binaries, BinError> {
     let exe = std::env::current_exe().map_err(BinError::SelfExe)?;
-    let dir = exe
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
     // Test executables live in target/<profile>/deps; their binaries one level up.
-    let dir = if dir.file_name().and_then(|n| n.to_str()) == Some("deps") {
-        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-    } else {
-        dir
-    };
+    let dir = chmpx::testkit::bins::profile_dir_of(&exe);
     if let (Some(cargo), Some(manifest_dir)) = (
         std::env::var_os("CARGO"),
         std::env::var_os("CARGO_MANIFEST_DIR"),

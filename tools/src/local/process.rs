@@ -131,11 +131,8 @@ impl Proc {
     }
 }
 
-pub fn log_tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
+/// The last `n` lines of a log file ("" when unreadable).
+pub use chmpx::testkit::procs::log_tail;
 
 /// Words for an exit status ("exit code 1", "killed by signal 9").
 pub fn describe(st: ExitStatus) -> String {

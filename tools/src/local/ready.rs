@@ -6,47 +6,30 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use chmpx::daemon::status::{Live, Ring, StatusReport};
+use chmpx::daemon::status::{Ring, StatusReport};
+use chmpx::testkit::control;
 
 /// Longest wait for one control-port or memcached exchange.
 pub const EXCHANGE_TIMEOUT_MS: u64 = 3000;
 /// The key the readiness round trip writes (left in place; it is tiny).
 pub const READY_KEY: &str = "dkc-local:ready";
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()
-}
-
 /// The status a chmpx reports on its control port; `None` while it does not answer.
 pub fn status(ctlport: u16) -> Option<StatusReport> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], ctlport));
-    let (ok, text) = runtime()?
-        .block_on(chmpx::daemon::control::query(
-            addr,
-            "STATUSJSON",
-            Duration::from_millis(EXCHANGE_TIMEOUT_MS),
-        ))
-        .ok()?;
-    if !ok {
-        return None;
-    }
-    serde_json::from_str(text.trim()).ok()
+    control::status(
+        control::addr(ctlport),
+        Duration::from_millis(EXCHANGE_TIMEOUT_MS),
+    )
 }
 
 /// True when `report` shows `servers` server nodes, every one UP with its dkc-server attached.
 pub fn all_servers_serving(report: &StatusReport, servers: usize) -> bool {
-    let nodes: Vec<_> = report
+    let listed = report
         .nodes
         .iter()
         .filter(|n| n.ring != Ring::Slave)
-        .collect();
-    nodes.len() == servers
-        && nodes
-            .iter()
-            .all(|n| n.live == Live::Up && n.server_attached)
+        .count();
+    listed == servers && control::servers_ready(report)
 }
 
 fn read_line(r: &mut impl BufRead) -> Result<String, String> {

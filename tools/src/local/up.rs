@@ -161,31 +161,7 @@ impl Drop for Run {
 
 /// Removes the queues and shared-memory segments a killed chmpx of `group` left behind (they
 /// count against the system-wide queues_max). Called only when no process of the group runs.
-pub fn remove_ipc_objects(group: &str) {
-    let prefix = format!("dkc.{group}.");
-    let unlink_queue = |name: String| {
-        if let Ok(c) = std::ffi::CString::new(name) {
-            // SAFETY: mq_unlink takes a NUL-terminated name and touches no memory of ours.
-            unsafe { libc::mq_unlink(c.as_ptr()) };
-        }
-    };
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        if let Some(base) = name.strip_suffix(".chmpx") {
-            unlink_queue(format!("/{base}.accept"));
-        } else {
-            unlink_queue(format!("/{name}.up"));
-            unlink_queue(format!("/{name}.dn"));
-        }
-        let _ = std::fs::remove_file(entry.path());
-    }
-}
+pub use chmpx::testkit::ipc::remove_ipc_objects;
 
 /// Finds conf/: as given, else relative to the workspace when started through cargo.
 fn conf_dir(given: &Path) -> anyhow::Result<PathBuf> {
@@ -281,6 +257,18 @@ fn print_status(ctlport: u16) {
     let _ = std::io::stdout().flush();
 }
 
+/// Renders `template` (read from `template_path`) for `role` and writes it to `out`.
+fn write_rendered(
+    template: &str,
+    template_path: &Path,
+    plan: &Plan,
+    role: Role,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let text = config_gen::render(template, &template_path.display().to_string(), plan, role)?;
+    std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))
+}
+
 /// `dkc-local up`.
 pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir.resolve();
@@ -344,26 +332,20 @@ pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     )?;
     let server_ini = dir.join(SERVER_INI);
     let slave_ini = dir.join(SLAVE_INI);
-    std::fs::write(
+    write_rendered(
+        &server_template,
+        &server_template_path,
+        &plan,
+        Role::Server,
         &server_ini,
-        config_gen::render(
-            &server_template,
-            &server_template_path.display().to_string(),
-            &plan,
-            Role::Server,
-        )?,
-    )
-    .with_context(|| format!("cannot write {}", server_ini.display()))?;
-    std::fs::write(
+    )?;
+    write_rendered(
+        &slave_template,
+        &slave_template_path,
+        &plan,
+        Role::Slave,
         &slave_ini,
-        config_gen::render(
-            &slave_template,
-            &slave_template_path.display().to_string(),
-            &plan,
-            Role::Slave,
-        )?,
-    )
-    .with_context(|| format!("cannot write {}", slave_ini.display()))?;
+    )?;
     println!("data: {}", dir.display());
     println!(
         "config: {} and {} (from {} and {}; {} nodes, REPLICA {replica}, GROUP {group})",
