@@ -68,6 +68,14 @@ until "$BIN/chmpxstatus" --host 127.0.0.1 --ctlport "$CTL" --json 2>/dev/null | 
   i=$((i+1)); [ $i -lt 200 ] || { echo "echo server did not attach"; exit 1; }
   sleep 0.05
 done
+# Idle cost: chmpx's CPU time over IDLE_SECS with the echo server attached and no traffic.
+IDLE_SECS=${BENCH_IDLE_SECS:-2}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$CHMPX/stat"; }
+sleep 0.2
+T0=$(cpu_ticks)
+sleep "$IDLE_SECS"
+T1=$(cpu_ticks)
+echo "chmpx idle with chmpx-echo attached: $((T1 - T0)) CPU ticks in ${IDLE_SECS} s ($(getconf CLK_TCK) ticks/s)"
 "$BIN/chmpxbench" --cluster "$GROUP" --ctlport "$CTL" --rtt-iters "$ITERS" --pipelined-msgs "$MSGS"
 echo
 "$BIN/mqbench" --rtt-iters "$ITERS" --pipelined-msgs "$MSGS"

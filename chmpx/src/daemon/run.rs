@@ -47,6 +47,9 @@ pub enum RunError {
     /// The routing thread could not start.
     #[error("routing thread: {0}")]
     RouteLoop(#[from] route_loop::LoopError),
+    /// The routing thread ended abnormally (a bug; its panic message is in the log).
+    #[error("the routing thread failed; see the panic message above")]
+    RouterFailed,
     /// The OS refused a thread.
     #[error("cannot start the routing thread: {0}")]
     Thread(std::io::Error),
@@ -245,13 +248,14 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     }
     drop(stop_tx);
     // The thread stops at its next pass (the stop channel's waker rings its eventfd).
-    if tokio::task::spawn_blocking(move || thread.join())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the routing thread could not be joined");
-    }
+    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
     tracing::info!("chmpx stopping");
+    if !matches!(joined, Ok(Ok(()))) {
+        // The router panicked: stop with an error (as when it ran on the runtime) instead of
+        // exiting as if asked to.
+        link.shutdown().await;
+        return Err(RunError::RouterFailed);
+    }
     link.shutdown().await;
     Ok(())
 }
