@@ -177,9 +177,16 @@ fn check_counter(
         .filter(|r| r.result == OpResult::Unknown)
         .count() as u64;
     let mut values: BTreeMap<&str, usize> = BTreeMap::new();
+    // When each value was first and last acknowledged (µs), to place a lost update in time.
+    let mut when: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for r in incrs.iter().filter(|r| r.result == OpResult::Ok) {
-        *values.entry(r.value.as_deref().unwrap_or("")).or_default() += 1;
+        let v = r.value.as_deref().unwrap_or("");
+        *values.entry(v).or_default() += 1;
+        let w = when.entry(v).or_insert((r.end_us, r.end_us));
+        w.0 = w.0.min(r.end_us);
+        w.1 = w.1.max(r.end_us);
     }
+    let origin = recs.iter().map(|r| r.start_us).min().unwrap_or(0);
     match fin {
         Some(Ok(Some(v))) => match v.parse::<u64>() {
             Ok(n) if n >= acked && n <= acked + unknown => {}
@@ -199,9 +206,20 @@ fn check_counter(
         .map(|(v, n)| format!("{v} x{n}"))
         .collect();
     if !dups.is_empty() {
+        let first = values.iter().find(|(_, n)| **n > 1).map(|(v, _)| *v);
+        let at = first
+            .and_then(|v| when.get(v).map(|w| (v, w)))
+            .map(|(v, (a, b))| {
+                format!(
+                    "; {v} acknowledged first at t+{:.2}s and again at t+{:.2}s",
+                    a.saturating_sub(origin) as f64 / 1e6,
+                    b.saturating_sub(origin) as f64 / 1e6
+                )
+            })
+            .unwrap_or_default();
         f.counters.push(format!(
             "{key}: {} values produced by more than one acknowledged CAS increment (lost \
-             updates): {}",
+             updates): {}{at}",
             dups.len(),
             dups.join(", ")
         ));

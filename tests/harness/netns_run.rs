@@ -200,6 +200,8 @@ struct Run {
     stop_file: PathBuf,
     histories: Vec<PathBuf>,
     down_forever: Vec<usize>,
+    /// Wall clock when the workload processes were started, µs.
+    work_started_us: u64,
 }
 
 fn client_host(servers: usize, i: usize) -> usize {
@@ -227,6 +229,11 @@ impl Run {
             ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Seconds since the workload started.
+    fn since_start(&self) -> f64 {
+        dkc_tools::netns::workload::now_us().saturating_sub(self.work_started_us) as f64 / 1e6
     }
 
     fn live_servers(&self) -> Vec<usize> {
@@ -322,6 +329,7 @@ impl Run {
     ) -> Result<(String, Vec<usize>), NetnsError> {
         let live = self.live_servers();
         let v = live[seed.below(live.len() as u64) as usize];
+        let began = self.since_start();
         let (lo, hi) = self.scenario.hold_ms;
         let hold = Duration::from_millis(lo + seed.below(hi - lo + 1));
         let mut merged = Vec::new();
@@ -399,6 +407,8 @@ impl Run {
                 format!("kill -9 chmpx+dkc-server h{v}, left down")
             }
         };
+        // Times from the clients' start, as the checker's findings give them.
+        let text = format!("{text} [t+{began:.1}s..t+{:.1}s]", self.since_start());
         eprintln!("{}: fault: {text}", self.scenario.name);
         Ok((text, merged))
     }
@@ -452,6 +462,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         stop_file,
         histories: Vec::new(),
         down_forever: Vec::new(),
+        work_started_us: 0,
     };
     for h in 0..hosts {
         if let Err(e) = run
@@ -474,6 +485,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
     ) {
         run.fail(e);
     }
+    run.work_started_us = dkc_tools::netns::workload::now_us();
     if let Err(e) = run.start_workers(seed.next_u64()) {
         run.fail(e);
     }
