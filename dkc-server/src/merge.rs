@@ -1,5 +1,5 @@
 //! Answers to chmpx's merge requests ([`chmpx::merge::protocol`]): digests of hash ranges,
-//! version lists, item batches, applying batches, purging tombstones.
+//! version lists, item batches, applying batches, purging tombstones, dropping a handed-off range.
 //!
 //! chmpx knows nothing of storage: it compares the digests two owners report for the same
 //! ranges, narrows the ranges that differ, lists versions there, and carries a batch of the
@@ -36,6 +36,9 @@ pub const BATCH_MAGIC: [u8; 4] = *b"DKB1";
 
 /// Records read from the engine per step while digesting a range.
 pub const DIGEST_SCAN_BATCH_RECORDS: usize = 1024;
+
+/// Records read from the engine per step while dropping a handed-off range.
+pub const DROP_SCAN_BATCH_RECORDS: usize = 1024;
 
 /// A failed merge request.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +155,7 @@ pub fn handle(exec: &Executor, req: &MergeRequest) -> MergeResponse {
             hi,
             max_version,
         } => purge(exec.store(), *lo, *hi, *max_version),
+        MergeRequest::DropRange { lo, hi } => drop_range(exec.store(), *lo, *hi),
     };
     result.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "merge request failed");
@@ -321,6 +325,40 @@ fn purge(
         None => 0,
     };
     Ok(MergeResponse::Purged { purged })
+}
+
+/// Deletes outright every record whose key hash is in `lo..=hi` (chmpx's hand-off of a range
+/// this node no longer owns). Each record is removed only if it still has the version the scan
+/// saw, so a write that lands here meanwhile is kept rather than silently dropped; the next
+/// hand-off pass deals with it.
+fn drop_range(store: &K2Hash, lo: u64, hi: u64) -> Result<MergeResponse, MergeError> {
+    check_range(lo, hi)?;
+    let (mut dropped, mut bytes) = (0u64, 0u64);
+    let mut pos = Cursor::start();
+    loop {
+        let (batch, next) = store.scan_hash_range(lo, hi, &pos, DROP_SCAN_BATCH_RECORDS)?;
+        for it in batch {
+            let seen = it.record.version;
+            let size = record_bytes(&it.record.key, &it.record.value, &it.record.subkeys) as u64;
+            let removed = store.update_raw(&it.record.key, |cur| match cur {
+                Some(r) if r.version == seen => (
+                    k2hash::Decision::Remove {
+                        tombstone_version: None,
+                    },
+                    true,
+                ),
+                _ => (k2hash::Decision::Keep, false),
+            })?;
+            if removed {
+                dropped += 1;
+                bytes += size;
+            }
+        }
+        match next {
+            Some(c) => pos = c,
+            None => return Ok(MergeResponse::Dropped { dropped, bytes }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,10 @@ fn merge_answer(body: &[u8]) -> Vec<u8> {
             bytes: 0,
         },
         Ok(MergeRequest::PurgeTombstones { .. }) => MergeResponse::Purged { purged: 0 },
+        Ok(MergeRequest::DropRange { .. }) => MergeResponse::Dropped {
+            dropped: 0,
+            bytes: 0,
+        },
         Err(e) => MergeResponse::Error {
             code: 1,
             message: e.to_string(),

@@ -7,6 +7,15 @@
 //! fetched from the other and applied. Copies go both ways, so a node that was away gets what
 //! it missed and a peer gets anything only this node held. Copying is rate-limited.
 //!
+//! Besides merges ([`JobKind::Merge`]) the engine runs two housekeeping passes:
+//! - [`JobKind::Handoff`]: for slots this node no longer owns under the map in force, it pushes
+//!   to every owner what they lack or hold older (one way), then deletes its own copy
+//!   ([`MergeRequest::DropRange`]). So after SERVICEIN/SERVICEOUT each item ends on exactly its
+//!   REPLICA+1 owners, and a copy is dropped only once every owner holds it.
+//! - [`JobKind::Purge`]: for slots this node is primary of, when every owner reports the same
+//!   digest (they hold the same items and tombstones), it purges the tombstones older than the
+//!   safety age on every owner ([`MergeRequest::PurgeTombstones`]); never on a timer alone.
+//!
 //! Every request goes through the router ([`RouterCmd::ServerRpc`]) to the server process of the
 //! node concerned, using [`crate::merge::protocol`]. A slot that cannot be reconciled (a peer or
 //! server unreachable, an error answer) is counted as failed and left to the next merge; it is
@@ -20,16 +29,91 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::limits::*;
 use super::router::RouterCmd;
-use super::status::MergeProgress;
+use super::status::{MergeProgress, MergeTotals};
 use crate::merge::protocol::{
     decode_response, encode_request, HashRange, ItemVersion, KeyVersion, MergeRequest,
     MergeResponse, RangeDigest, DIGEST_RANGES_MAX, FETCH_KEYS_MAX, LIST_LIMIT_MAX,
 };
 use crate::placement::{slot_hash_range, NodeId};
 
+/// Tombstones younger than this are never purged, even when every owner holds them: a write
+/// or a replica still in flight (or a hand-off of an old copy from a node that just left the
+/// slot) must find the tombstone and lose to it. Overridden (tests) by the environment
+/// variable [`PURGE_TOMBSTONE_AGE_ENV`], in milliseconds.
+pub const PURGE_TOMBSTONE_AGE_MS: u64 = 300_000;
+
+/// Environment variable that overrides [`PURGE_TOMBSTONE_AGE_MS`] (milliseconds).
+pub const PURGE_TOMBSTONE_AGE_ENV: &str = "DKC_PURGE_TOMBSTONE_AGE_MS";
+
+/// Shortest accepted tombstone purge age: below this a replica in flight could be overtaken.
+pub const PURGE_TOMBSTONE_AGE_MIN_MS: u64 = 1_000;
+
+/// Longest wait between two purge passes; passes come at half the purge age when that is
+/// shorter.
+pub const PURGE_PASS_INTERVAL_MAX_MS: u64 = 60_000;
+
+/// After the map in force changes, a node waits this long before handing off the slots it
+/// lost, so every node has adopted the new map (status gossip) and no write for those slots
+/// is still routed to it.
+pub const HANDOFF_DELAY_MS: u64 = 2 * STATUS_GOSSIP_INTERVAL_MS;
+
+/// Interval of the hand-off pass that finds items of slots this node does not own (left over
+/// when an owner was unreachable at the last pass, or written by a router with an old map).
+pub const HANDOFF_PASS_INTERVAL_MS: u64 = 5_000;
+
+/// A job that failed some slots (or timed out) is retried no sooner than this.
+pub const JOB_RETRY_DELAY_MS: u64 = 1_000;
+
+/// The tombstone purge age in force: [`PURGE_TOMBSTONE_AGE_ENV`] when set to a valid number of
+/// milliseconds (at least [`PURGE_TOMBSTONE_AGE_MIN_MS`]), else [`PURGE_TOMBSTONE_AGE_MS`].
+pub fn purge_tombstone_age() -> Duration {
+    let ms = std::env::var(PURGE_TOMBSTONE_AGE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(PURGE_TOMBSTONE_AGE_MS, |v| {
+            v.max(PURGE_TOMBSTONE_AGE_MIN_MS)
+        });
+    Duration::from_millis(ms)
+}
+
+/// Interval of the purge pass for a given purge age.
+pub fn purge_pass_interval(age: Duration) -> Duration {
+    (age / 2).min(Duration::from_millis(PURGE_PASS_INTERVAL_MAX_MS))
+}
+
+/// The newest version a purge started now may drop: `age` before the wall clock.
+pub fn purge_max_version(age: Duration) -> ItemVersion {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    ItemVersion {
+        physical_ms: now_ms.saturating_sub(age.as_millis() as u64),
+        logical: u32::MAX,
+        node: u32::MAX,
+    }
+}
+
+/// What a job does with each of its slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Reconcile both ways with the peers (membership change or recovery).
+    Merge,
+    /// The slots are not this node's under the map in force; the peers are their owners: push
+    /// to each owner what it lacks or holds older, then drop the local copy.
+    Handoff,
+    /// The slots are this node's (primary); the peers are the other owners: when every owner's
+    /// digest is equal, purge tombstones up to `max_version` on all of them.
+    Purge {
+        /// Newest tombstone version that may go.
+        max_version: ItemVersion,
+    },
+}
+
 /// A merge job: slots to reconcile, each with the peers to reconcile it with.
 #[derive(Debug, Clone)]
 pub struct MergeJob {
+    /// What to do with each slot.
+    pub kind: JobKind,
     /// Job id (the router's).
     pub id: u64,
     /// This node.
@@ -61,7 +145,8 @@ pub enum JobEvent {
     },
 }
 
-/// Progress shared with the router (for the status tool and metrics).
+/// Progress shared with the router (for the status tool and metrics): the current (or last)
+/// merge job's figures, and totals since the daemon started.
 #[derive(Debug, Clone, Default)]
 pub struct MergeShared {
     started: Option<Instant>,
@@ -69,6 +154,23 @@ pub struct MergeShared {
     slots_done: u32,
     items_moved: u64,
     bytes_moved: u64,
+    totals: MergeTotals,
+    /// The router's merge bookkeeping (kept here, next to the progress it explains).
+    pub sched: MergeSchedule,
+}
+
+/// The router's merge bookkeeping: what runs, since when, and when the housekeeping passes
+/// are due.
+#[derive(Debug, Clone, Default)]
+pub struct MergeSchedule {
+    /// Kind and start time of the running job.
+    pub running: Option<(JobKind, Instant)>,
+    /// No merge job (membership or recovery) is retried before this.
+    pub retry_not_before: Option<Instant>,
+    /// No hand-off pass before this (set after each pass and after a map change).
+    pub handoff_not_before: Option<Instant>,
+    /// No purge pass before this.
+    pub purge_not_before: Option<Instant>,
 }
 
 impl MergeShared {
@@ -79,6 +181,26 @@ impl MergeShared {
             slots_total,
             ..Default::default()
         }
+    }
+
+    /// Starts the progress record of a new merge job of `slots_total` slots (totals are kept).
+    pub fn begin(&mut self, slots_total: u32) {
+        self.started = Some(Instant::now());
+        self.slots_total = slots_total;
+        self.slots_done = 0;
+        self.items_moved = 0;
+        self.bytes_moved = 0;
+        self.totals.jobs += 1;
+    }
+
+    /// Counts a job stopped by MERGETIMEOUT.
+    pub fn add_timeout(&mut self) {
+        self.totals.jobs_timed_out += 1;
+    }
+
+    /// The totals since the daemon started.
+    pub fn totals(&self) -> MergeTotals {
+        self.totals
     }
 
     /// The progress figures.
@@ -97,6 +219,7 @@ impl MergeShared {
             bytes_moved: self.bytes_moved,
             elapsed_secs: elapsed,
             eta_secs: eta,
+            totals: self.totals,
         }
     }
 }
@@ -108,6 +231,9 @@ struct Ctx {
     rate: u64,
     rate_start: Instant,
     rate_bytes: u64,
+    /// Whether copies count in the current job's figures (merges) or only in the totals
+    /// (hand-off passes).
+    count_current: bool,
 }
 
 impl Ctx {
@@ -224,8 +350,13 @@ impl Ctx {
             match self.call(dst, &MergeRequest::ApplyItems { batch }).await? {
                 MergeResponse::Applied { applied, bytes, .. } => {
                     let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-                    s.items_moved += applied;
-                    s.bytes_moved += bytes.max(len);
+                    let bytes = bytes.max(len);
+                    if self.count_current {
+                        s.items_moved += applied;
+                        s.bytes_moved += bytes;
+                    }
+                    s.totals.items_moved += applied;
+                    s.totals.bytes_moved += bytes;
                 }
                 other => {
                     return Err(format!(
@@ -251,8 +382,14 @@ impl Ctx {
         }
     }
 
-    /// Reconciles `range` between this node and `peer`.
-    async fn reconcile(&mut self, peer: &NodeId, range: HashRange) -> Result<(), String> {
+    /// Reconciles `range` between this node and `peer`; with `push_only`, copies only from this
+    /// node to the peer (a hand-off: whatever only the peer holds stays there).
+    async fn reconcile(
+        &mut self,
+        peer: &NodeId,
+        range: HashRange,
+        push_only: bool,
+    ) -> Result<(), String> {
         let me = self.self_id.clone();
         let mut frontier = vec![range];
         while !frontier.is_empty() {
@@ -264,7 +401,7 @@ impl Ctx {
                     continue;
                 }
                 if a.count.max(b.count) <= MERGE_LIST_THRESHOLD_ITEMS || r.lo == r.hi {
-                    self.sync_listed(peer, *r).await?;
+                    self.sync_listed(peer, *r, push_only).await?;
                 } else {
                     next.extend(r.split(MERGE_SPLIT_FANOUT));
                 }
@@ -274,7 +411,12 @@ impl Ctx {
         Ok(())
     }
 
-    async fn sync_listed(&mut self, peer: &NodeId, r: HashRange) -> Result<(), String> {
+    async fn sync_listed(
+        &mut self,
+        peer: &NodeId,
+        r: HashRange,
+        push_only: bool,
+    ) -> Result<(), String> {
         let me = self.self_id.clone();
         let mine = self.list(&me, r).await?;
         let theirs = self.list(peer, r).await?;
@@ -290,8 +432,98 @@ impl Ctx {
             .collect();
         to_me.sort();
         to_peer.sort();
-        self.copy(peer, &me, to_me).await?;
+        if !push_only {
+            self.copy(peer, &me, to_me).await?;
+        }
         self.copy(&me, peer, to_peer).await
+    }
+
+    /// Hands off one slot this node does not own: pushes to every owner (`owners`), then
+    /// drops the local copy. `Ok(false)` when there was nothing to hand off.
+    async fn handoff(&mut self, owners: &[NodeId], range: HashRange) -> Result<bool, String> {
+        let me = self.self_id.clone();
+        let held = self.digests(&me, &[range]).await?;
+        if held.first().is_none_or(|d| d.count == 0) {
+            return Ok(false);
+        }
+        if owners.is_empty() {
+            return Err("the slot has no owner to hand it to".into());
+        }
+        for owner in owners {
+            self.reconcile(owner, range, true).await?;
+        }
+        match self
+            .call(
+                &me,
+                &MergeRequest::DropRange {
+                    lo: range.lo,
+                    hi: range.hi,
+                },
+            )
+            .await?
+        {
+            MergeResponse::Dropped { dropped, bytes } => {
+                let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+                s.totals.items_dropped += dropped;
+                s.totals.bytes_dropped += bytes;
+                tracing::debug!(
+                    lo = range.lo,
+                    dropped,
+                    "handed off a slot this node no longer owns"
+                );
+                Ok(true)
+            }
+            other => Err(format!("{me} answered DropRange with {}", variant(&other))),
+        }
+    }
+
+    /// Purges the tombstones of one slot up to `max_version` on this node and every other
+    /// owner (`peers`), only when all their digests are equal. `Ok(purged)`.
+    async fn purge(
+        &mut self,
+        peers: &[NodeId],
+        range: HashRange,
+        max_version: ItemVersion,
+    ) -> Result<u64, String> {
+        let me = self.self_id.clone();
+        let mine = self.digests(&me, &[range]).await?;
+        let Some(&mine) = mine.first() else {
+            return Ok(0);
+        };
+        if mine.count == 0 {
+            return Ok(0);
+        }
+        for peer in peers {
+            let theirs = self.digests(peer, &[range]).await?;
+            if theirs.first() != Some(&mine) {
+                // Not every owner holds the same tombstones: the next merge reconciles them,
+                // a later pass purges.
+                return Ok(0);
+            }
+        }
+        let req = MergeRequest::PurgeTombstones {
+            lo: range.lo,
+            hi: range.hi,
+            max_version,
+        };
+        let mut purged = 0;
+        for node in std::iter::once(&me).chain(peers) {
+            match self.call(node, &req).await? {
+                MergeResponse::Purged { purged: n } => purged += n,
+                other => {
+                    return Err(format!(
+                        "{node} answered PurgeTombstones with {}",
+                        variant(&other)
+                    ))
+                }
+            }
+        }
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .totals
+            .tombstones_purged += purged;
+        Ok(purged)
     }
 }
 
@@ -302,6 +534,7 @@ fn variant(r: &MergeResponse) -> &'static str {
         MergeResponse::Items { .. } => "Items",
         MergeResponse::Applied { .. } => "Applied",
         MergeResponse::Purged { .. } => "Purged",
+        MergeResponse::Dropped { .. } => "Dropped",
         MergeResponse::Error { .. } => "Error",
     }
 }
@@ -320,33 +553,106 @@ pub async fn run(
         rate: job.rate_bytes_per_sec,
         rate_start: Instant::now(),
         rate_bytes: 0,
+        count_current: job.kind == JobKind::Merge,
     };
     let mut failed = 0u32;
-    for (slot, peers) in &job.slots {
+    let (mut handed_off, mut purged) = (0u32, 0u64);
+    let mut slots = job.slots.clone();
+    if job.kind == JobKind::Handoff {
+        // One batched digest finds the few slots this node holds anything of; a pass over a
+        // node that holds only its own slots costs one request per DIGEST_RANGES_MAX slots.
+        let ranges: Vec<HashRange> = slots
+            .iter()
+            .map(|(s, _)| {
+                let (lo, hi) = slot_hash_range(*s, job.slot_count);
+                HashRange { lo, hi }
+            })
+            .collect();
+        match ctx.digests(&job.self_id, &ranges).await {
+            Ok(held) => {
+                slots = slots
+                    .into_iter()
+                    .zip(held)
+                    .filter(|(_, d)| d.count > 0)
+                    .map(|(s, _)| s)
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!("hand-off pass: cannot digest this node's slots: {e}");
+                slots.clear();
+                failed += 1;
+            }
+        }
+    }
+    for (slot, peers) in &slots {
         let (lo, hi) = slot_hash_range(*slot, job.slot_count);
         let range = HashRange { lo, hi };
         let mut ok = true;
-        for peer in peers {
-            if let Err(e) = ctx.reconcile(peer, range).await {
-                tracing::warn!(slot, %peer, "merge of slot failed: {e}");
-                ok = false;
+        match job.kind {
+            JobKind::Merge => {
+                for peer in peers {
+                    if let Err(e) = ctx.reconcile(peer, range, false).await {
+                        tracing::warn!(slot, %peer, "merge of slot failed: {e}");
+                        ok = false;
+                    }
+                }
             }
+            JobKind::Handoff => match ctx.handoff(peers, range).await {
+                Ok(did) => handed_off += u32::from(did),
+                Err(e) => {
+                    tracing::warn!(
+                        slot,
+                        "hand-off of a slot this node no longer owns failed (copy kept): {e}"
+                    );
+                    ok = false;
+                }
+            },
+            JobKind::Purge { max_version } => match ctx.purge(peers, range, max_version).await {
+                Ok(n) => purged += n,
+                Err(e) => {
+                    tracing::warn!(slot, "tombstone purge failed: {e}");
+                    ok = false;
+                }
+            },
         }
         if !ok {
             failed += 1;
         }
-        shared.lock().unwrap_or_else(|p| p.into_inner()).slots_done += 1;
+        {
+            let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+            if job.kind == JobKind::Merge {
+                s.slots_done += 1;
+            }
+            if !ok {
+                s.totals.slots_failed += 1;
+            }
+        }
         let _ = events.send(JobEvent::SlotDone {
             job: job.id,
             slot: *slot,
         });
     }
-    tracing::info!(
-        job = job.id,
-        slots = job.slots.len(),
-        failed,
-        "merge job finished"
-    );
+    match job.kind {
+        JobKind::Merge => tracing::info!(
+            job = job.id,
+            slots = job.slots.len(),
+            failed,
+            "merge job finished"
+        ),
+        JobKind::Handoff if handed_off > 0 || failed > 0 => tracing::info!(
+            job = job.id,
+            handed_off,
+            failed,
+            "hand-off pass finished: copies of slots this node no longer owns were dropped"
+        ),
+        JobKind::Purge { .. } if purged > 0 || failed > 0 => tracing::info!(
+            job = job.id,
+            purged,
+            failed,
+            "tombstone purge pass finished"
+        ),
+        _ => {}
+    }
     let _ = events.send(JobEvent::Finished {
         job: job.id,
         failed_slots: failed,
@@ -447,7 +753,27 @@ mod tests {
                     bytes,
                 }
             }
-            MergeRequest::PurgeTombstones { .. } => MergeResponse::Purged { purged: 0 },
+            MergeRequest::PurgeTombstones {
+                lo,
+                hi,
+                max_version,
+            } => {
+                let before = store.len();
+                store.retain(|k, (ver, tomb, _)| {
+                    !(in_range(k, lo, hi) && *tomb && *ver <= max_version)
+                });
+                MergeResponse::Purged {
+                    purged: (before - store.len()) as u64,
+                }
+            }
+            MergeRequest::DropRange { lo, hi } => {
+                let before = store.len();
+                store.retain(|k, _| !in_range(k, lo, hi));
+                MergeResponse::Dropped {
+                    dropped: (before - store.len()) as u64,
+                    bytes: 0,
+                }
+            }
         };
         encode_response(&resp).unwrap()
     }
@@ -485,6 +811,7 @@ mod tests {
         let shared = Arc::new(Mutex::new(MergeShared::new(16)));
         let slot_count = 16;
         let job = MergeJob {
+            kind: JobKind::Merge,
             id: 7,
             self_id: a_id.clone(),
             slot_count,
@@ -521,11 +848,238 @@ mod tests {
         );
     }
 
+    /// Runs `job` against the stores named in `stores`; an id not in it is unreachable.
+    async fn drive(
+        job: MergeJob,
+        stores: &mut HashMap<NodeId, Store>,
+    ) -> (Vec<JobEvent>, MergeShared) {
+        let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Mutex::new(MergeShared::default()));
+        let runner = tokio::spawn(run(job, cmd_tx, ev_tx, shared.clone()));
+        while let Some(RouterCmd::ServerRpc { node, body, reply }) = cmd_rx.recv().await {
+            let answer = match stores.get_mut(&node) {
+                Some(store) => Ok(answer(store, &body)),
+                None => Err(format!("cannot reach {node}")),
+            };
+            let _ = reply.send(answer);
+        }
+        runner.await.unwrap();
+        let evs = std::iter::from_fn(|| ev_rx.try_recv().ok()).collect();
+        let shared = shared.lock().unwrap().clone();
+        (evs, shared)
+    }
+
+    fn items(n: u32, ver: u64, tomb: bool) -> Store {
+        (0..n)
+            .map(|i| (format!("key{i}").into_bytes(), (v(ver), tomb, vec![1; 4])))
+            .collect()
+    }
+
+    fn in_slot(store: &Store, slot: u32, slots: u32) -> usize {
+        let (lo, hi) = slot_hash_range(slot, slots);
+        store
+            .keys()
+            .filter(|k| (lo..=hi).contains(&key_hash(k)))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn handoff_pushes_to_every_owner_then_drops_the_local_copy() {
+        let (me, o1, o2) = (
+            NodeId::new("old:1"),
+            NodeId::new("o1:1"),
+            NodeId::new("o2:1"),
+        );
+        let slots = 8;
+        let mut stores = HashMap::new();
+        let old = items(2_000, 10, false);
+        let mut owner1 = old.clone();
+        // o1 misses some items and holds one newer; o2 holds nothing yet.
+        for i in 0..50u32 {
+            owner1.remove(format!("key{i}").as_bytes());
+        }
+        owner1.insert(b"key60".to_vec(), (v(99), false, vec![9]));
+        stores.insert(me.clone(), old.clone());
+        stores.insert(o1.clone(), owner1);
+        stores.insert(o2.clone(), Store::new());
+        let job = MergeJob {
+            kind: JobKind::Handoff,
+            id: 3,
+            self_id: me.clone(),
+            slot_count: slots,
+            slots: vec![
+                (2, vec![o1.clone(), o2.clone()]),
+                (5, vec![o1.clone(), o2.clone()]),
+            ],
+            rate_bytes_per_sec: 0,
+        };
+        let (evs, shared) = drive(job, &mut stores).await;
+        assert_eq!(
+            evs.last(),
+            Some(&JobEvent::Finished {
+                job: 3,
+                failed_slots: 0
+            })
+        );
+        for slot in [2, 5] {
+            assert_eq!(
+                in_slot(&stores[&me], slot, slots),
+                0,
+                "slot {slot} dropped here"
+            );
+            let want = in_slot(&old, slot, slots);
+            assert!(want > 100);
+            assert_eq!(in_slot(&stores[&o1], slot, slots), want);
+            assert_eq!(in_slot(&stores[&o2], slot, slots), want);
+        }
+        assert_eq!(
+            stores[&o1].get(b"key60".as_slice()).unwrap().0,
+            v(99),
+            "a push never overwrites a newer version"
+        );
+        let kept = in_slot(&old, 0, slots);
+        assert_eq!(
+            in_slot(&stores[&me], 0, slots),
+            kept,
+            "other slots untouched"
+        );
+        let t = shared.totals();
+        let dropped = (in_slot(&old, 2, slots) + in_slot(&old, 5, slots)) as u64;
+        assert_eq!(t.items_dropped, dropped);
+        assert!(t.items_moved >= dropped, "o2 got every item: {t:?}");
+        assert_eq!(
+            shared.progress().slots_total,
+            0,
+            "a pass is not a merge job"
+        );
+    }
+
+    #[tokio::test]
+    async fn handoff_keeps_the_copy_when_an_owner_is_unreachable() {
+        let (me, o1, gone) = (
+            NodeId::new("old:1"),
+            NodeId::new("o1:1"),
+            NodeId::new("gone:1"),
+        );
+        let mut stores = HashMap::new();
+        let old = items(500, 10, false);
+        stores.insert(me.clone(), old.clone());
+        stores.insert(o1.clone(), Store::new());
+        let job = MergeJob {
+            kind: JobKind::Handoff,
+            id: 4,
+            self_id: me.clone(),
+            slot_count: 4,
+            slots: vec![(1, vec![o1.clone(), gone])],
+            rate_bytes_per_sec: 0,
+        };
+        let (evs, shared) = drive(job, &mut stores).await;
+        assert_eq!(
+            evs.last(),
+            Some(&JobEvent::Finished {
+                job: 4,
+                failed_slots: 1
+            })
+        );
+        assert_eq!(
+            stores[&me], old,
+            "nothing dropped while an owner cannot be reached"
+        );
+        assert_eq!(shared.totals().items_dropped, 0);
+    }
+
+    #[tokio::test]
+    async fn purge_runs_only_where_every_owner_holds_the_same_tombstones() {
+        let (me, peer) = (NodeId::new("p:1"), NodeId::new("q:1"));
+        let slots = 4;
+        let mut both = items(400, 10, false);
+        for i in 0..100u32 {
+            both.insert(format!("key{i}").into_bytes(), (v(20), true, vec![]));
+        }
+        // A recent tombstone (newer than the purge bound) everywhere.
+        both.insert(b"key200".to_vec(), (v(1_000), true, vec![]));
+        let mut other = both.clone();
+        // Slot of key0 differs on the peer: one tombstone is missing there.
+        other.remove(b"key0".as_slice());
+        let differing = {
+            let h = key_hash(b"key0");
+            (0..slots)
+                .find(|s| {
+                    let (lo, hi) = slot_hash_range(*s, slots);
+                    (lo..=hi).contains(&h)
+                })
+                .unwrap()
+        };
+        let mut stores = HashMap::new();
+        stores.insert(me.clone(), both.clone());
+        stores.insert(peer.clone(), other);
+        let job = MergeJob {
+            kind: JobKind::Purge {
+                max_version: v(500),
+            },
+            id: 5,
+            self_id: me.clone(),
+            slot_count: slots,
+            slots: (0..slots).map(|s| (s, vec![peer.clone()])).collect(),
+            rate_bytes_per_sec: 0,
+        };
+        let (_, shared) = drive(job, &mut stores).await;
+        let old_tombs = |st: &Store, slot: u32| {
+            let (lo, hi) = slot_hash_range(slot, slots);
+            st.iter()
+                .filter(|(k, (ver, t, _))| *t && *ver <= v(500) && (lo..=hi).contains(&key_hash(k)))
+                .count()
+        };
+        let mut expected = 0;
+        for slot in 0..slots {
+            let had = old_tombs(&both, slot);
+            if slot == differing {
+                assert_eq!(old_tombs(&stores[&me], slot), had, "unequal slot kept");
+            } else {
+                assert_eq!(old_tombs(&stores[&me], slot), 0, "slot {slot} purged here");
+                assert_eq!(old_tombs(&stores[&peer], slot), 0, "and on the peer");
+                expected += 2 * had as u64;
+            }
+        }
+        assert!(expected > 0);
+        assert_eq!(shared.totals().tombstones_purged, expected);
+        assert!(
+            stores[&me].contains_key(b"key200".as_slice()),
+            "young tombstone kept"
+        );
+        assert!(stores[&peer].contains_key(b"key200".as_slice()));
+        assert_eq!(
+            stores[&me].values().filter(|(_, t, _)| !*t).count(),
+            299,
+            "live items untouched"
+        );
+    }
+
+    #[test]
+    fn purge_age_and_bound() {
+        assert_eq!(
+            purge_pass_interval(Duration::from_secs(4)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            purge_pass_interval(Duration::from_secs(3600)),
+            Duration::from_millis(PURGE_PASS_INTERVAL_MAX_MS)
+        );
+        let b = purge_max_version(Duration::from_secs(10));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(b.physical_ms <= now - 10_000 && b.physical_ms + 11_000 > now);
+    }
+
     #[tokio::test]
     async fn unreachable_peer_fails_the_slot_without_hanging() {
         let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let job = MergeJob {
+            kind: JobKind::Merge,
             id: 1,
             self_id: NodeId::new("a:1"),
             slot_count: 16,

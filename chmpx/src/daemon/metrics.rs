@@ -194,6 +194,52 @@ impl Metrics {
             "Bytes copied by the current merge.",
             m.bytes_moved as f64,
         );
+        // Cumulative since the daemon started (benchmarks read these before and after a run).
+        let t = m.totals;
+        for (name, help, v) in [
+            (
+                "chmpx_merge_jobs_total",
+                "Merge jobs started (membership and recovery).",
+                t.jobs,
+            ),
+            (
+                "chmpx_merge_items_moved_total",
+                "Items copied between owners by merges and hand-offs.",
+                t.items_moved,
+            ),
+            (
+                "chmpx_merge_bytes_moved_total",
+                "Bytes of the items copied between owners by merges and hand-offs.",
+                t.bytes_moved,
+            ),
+            (
+                "chmpx_merge_items_dropped_total",
+                "Items dropped from slots this node no longer owns, after hand-off.",
+                t.items_dropped,
+            ),
+            (
+                "chmpx_merge_bytes_dropped_total",
+                "Bytes of the items dropped after hand-off.",
+                t.bytes_dropped,
+            ),
+            (
+                "chmpx_merge_tombstones_purged_total",
+                "Tombstones purged on every owner by this node's purge passes.",
+                t.tombstones_purged,
+            ),
+            (
+                "chmpx_merge_slots_failed_total",
+                "Slots a merge, hand-off or purge could not finish (retried later).",
+                t.slots_failed,
+            ),
+            (
+                "chmpx_merge_timeouts_total",
+                "Merge jobs stopped by MERGETIMEOUT (retried).",
+                t.jobs_timed_out,
+            ),
+        ] {
+            counter(&mut out, name, help, v);
+        }
         if let Some(r) = self
             .nodes
             .lock()
@@ -247,5 +293,31 @@ mod tests {
         assert!(text.contains("chmpx_messages_routed_total 2"));
         assert!(text.contains("chmpx_message_bytes_total 15"));
         assert!(text.contains("chmpx_peer_up{peer=\"a\\\"b:1\"} 1"));
+    }
+
+    #[test]
+    fn renders_merge_totals() {
+        let m = Metrics::default();
+        m.set_merge(&MergeProgress {
+            items_moved: 3,
+            totals: super::super::status::MergeTotals {
+                items_moved: 70,
+                bytes_moved: 7000,
+                items_dropped: 12,
+                tombstones_purged: 4,
+                jobs_timed_out: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let text = m.render();
+        assert!(text.contains("chmpx_merge_items_moved 3\n"));
+        assert!(text.contains(
+            "# TYPE chmpx_merge_items_moved_total counter\nchmpx_merge_items_moved_total 70\n"
+        ));
+        assert!(text.contains("chmpx_merge_bytes_moved_total 7000\n"));
+        assert!(text.contains("chmpx_merge_items_dropped_total 12\n"));
+        assert!(text.contains("chmpx_merge_tombstones_purged_total 4\n"));
+        assert!(text.contains("chmpx_merge_timeouts_total 1\n"));
     }
 }

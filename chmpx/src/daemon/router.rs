@@ -21,11 +21,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::command::Command;
 use super::limits::*;
-use super::merge_engine::{self, MergeJob, MergeShared};
+use super::merge_engine::{self, JobKind, MergeJob, MergeShared};
 use super::metrics::Metrics;
 use super::ring::{self, RingOutcome};
 use super::settings::{DaemonSettings, Mode};
-use super::status::{Action, AttachCounts, Live, MergeState, NodeStatus, Ring, StatusReport};
+use super::status::{
+    Action, AttachCounts, Live, MergeState, MergeTotals, NodeStatus, Ring, StatusReport,
+};
 use super::wire::{
     node_number, PeerMsg, PeerStatus, RingCommand, RingState, WireRoute, FLAG_CHMPX_ERROR,
     FLAG_TARGET_COUNT,
@@ -844,6 +846,14 @@ impl Router {
         ) {
             (Ok(map), Ok(pending)) => {
                 tracing::info!(version = ring.version, epoch = ring.membership.epoch, pending = ?ring.membership.pending_epoch(), "ring state changed");
+                if ring.membership.epoch != self.ring.membership.epoch {
+                    // The map in force changed: hand off the slots this node lost once every
+                    // node has adopted the new map.
+                    let mut shared = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+                    shared.sched.handoff_not_before = Some(
+                        Instant::now() + Duration::from_millis(merge_engine::HANDOFF_DELAY_MS),
+                    );
+                }
                 self.ring = ring;
                 self.map = map;
                 self.pending_map = pending;
@@ -1003,12 +1013,32 @@ impl Router {
     /// Handles news from the merge engine.
     pub fn handle_job_event(&mut self, ev: merge_engine::JobEvent) {
         let current = self.merge_job.as_ref().map(|(id, _)| *id);
+        let kind = self.running_kind();
         match ev {
-            merge_engine::JobEvent::SlotDone { job, slot } if Some(job) == current => {
+            merge_engine::JobEvent::SlotDone { job, slot }
+                if Some(job) == current && kind == Some(JobKind::Merge) =>
+            {
                 self.nodes[self.self_idx].unfinished.remove(&slot);
+            }
+            merge_engine::JobEvent::Finished { job, .. }
+                if Some(job) == current && kind != Some(JobKind::Merge) =>
+            {
+                // A hand-off or purge pass: no merge state changes.
+                self.merge_job = None;
+                self.merge
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sched
+                    .running = None;
+                self.update_merge_job();
             }
             merge_engine::JobEvent::Finished { job, failed_slots } if Some(job) == current => {
                 self.merge_job = None;
+                self.merge
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sched
+                    .running = None;
                 let me = &mut self.nodes[self.self_idx];
                 let job_recovery = me.merge_epoch == 0;
                 let job_gated = self.merge_job_gated;
@@ -1056,14 +1086,56 @@ impl Router {
                 me.progress = None;
             }
         }
+        if self.merge_job.is_some() && self.running_kind() != Some(JobKind::Merge) {
+            // A housekeeping pass gives way to a membership or recovery merge.
+            let merge_due = (pending_epoch.is_some()
+                && self.ring.merging
+                && self.merge_epoch_started != pending_epoch)
+                || self.recovery_wanted;
+            if merge_due {
+                if let Some((_, h)) = self.merge_job.take() {
+                    h.abort();
+                }
+                self.merge
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sched
+                    .running = None;
+            }
+        }
         if self.merge_job.is_some() {
             return;
         }
+        let retry_wait = self
+            .merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sched
+            .retry_not_before
+            .is_some_and(|t| Instant::now() < t);
         if let (Some(epoch), Some(pmap)) = (pending_epoch, self.pending_map.clone()) {
             if self.merge_epoch_started == Some(epoch) {
+                // The membership merge ran; a recovery wanted meanwhile (this node's server
+                // attached, or a peer came back) still runs, or this node would stay Pending
+                // and the change never complete. It counts for the pending epoch.
+                if self.recovery_wanted
+                    && self.nodes[self.self_idx].server_attached
+                    && Instant::now() >= self.recovery_not_before
+                {
+                    self.recovery_wanted = false;
+                    let slots = self.recovery_slots();
+                    if slots.is_empty() {
+                        let me = &mut self.nodes[self.self_idx];
+                        me.unfinished.clear();
+                        me.merge = MergeState::Done;
+                    } else {
+                        let gate = std::mem::take(&mut self.recovery_gates_reads);
+                        self.start_job(slots, epoch, gate);
+                    }
+                }
                 return;
             }
-            if !self.ring.merging {
+            if !self.ring.merging || retry_wait {
                 self.nodes[self.self_idx].merge = MergeState::Pending;
                 return;
             }
@@ -1103,6 +1175,196 @@ impl Router {
                 self.start_job(slots, 0, gate);
             }
         }
+        if self.merge_job.is_none() && !self.recovery_wanted && pending_epoch.is_none() {
+            self.start_housekeeping();
+        }
+    }
+
+    /// The kind of the running job, if any.
+    fn running_kind(&self) -> Option<JobKind> {
+        self.merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sched
+            .running
+            .map(|(k, _)| k)
+    }
+
+    /// Starts a hand-off pass or a tombstone purge pass when one is due and this node is idle
+    /// (no pending change, no merge, its own merge state settled).
+    fn start_housekeeping(&mut self) {
+        let me = &self.nodes[self.self_idx];
+        if !me.server_attached || matches!(me.merge, MergeState::Pending | MergeState::Doing) {
+            return;
+        }
+        let me_id = me.id.clone();
+        let now = Instant::now();
+        let (handoff_due, purge_due) = {
+            let shared = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                shared.sched.handoff_not_before.is_none_or(|t| now >= t),
+                shared.sched.purge_not_before.is_some_and(|t| now >= t),
+            )
+        };
+        if self
+            .merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sched
+            .purge_not_before
+            .is_none()
+        {
+            // The first purge pass comes one interval after start.
+            let age = merge_engine::purge_tombstone_age();
+            self.merge
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sched
+                .purge_not_before = Some(now + merge_engine::purge_pass_interval(age));
+        }
+        // A map that never changed since this daemon started (ring version 0) may be a
+        // restarted node's initial view, not the cluster's: never drop data on it.
+        if handoff_due && self.ring.version > 0 {
+            let slots: Vec<(u32, Vec<NodeId>)> = (0..self.s.slot_count)
+                .filter(|&s| !self.map.owners(s).contains(&me_id))
+                .filter_map(|s| {
+                    let owners = self.map.owners(s).to_vec();
+                    // Every owner must be able to take the items before the copy here goes.
+                    (!owners.is_empty() && owners.iter().all(|o| self.usable(o)))
+                        .then_some((s, owners))
+                })
+                .collect();
+            self.merge
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sched
+                .handoff_not_before =
+                Some(now + Duration::from_millis(merge_engine::HANDOFF_PASS_INTERVAL_MS));
+            if !slots.is_empty() {
+                self.start_pass(JobKind::Handoff, slots);
+                return;
+            }
+        }
+        if purge_due {
+            let age = merge_engine::purge_tombstone_age();
+            self.merge
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sched
+                .purge_not_before = Some(now + merge_engine::purge_pass_interval(age));
+            // Purge only while no node of the cluster is merging: a merge may still carry
+            // one of these tombstones to an owner that lacks it.
+            let merging_anywhere = self
+                .nodes
+                .iter()
+                .any(|n| n.up && matches!(n.merge, MergeState::Pending | MergeState::Doing));
+            if merging_anywhere {
+                return;
+            }
+            let slots: Vec<(u32, Vec<NodeId>)> = self
+                .map
+                .primary_slots_of(&me_id)
+                .into_iter()
+                .filter_map(|s| {
+                    let owners = self.map.owners(s);
+                    let ready = owners
+                        .iter()
+                        .all(|o| self.usable(o) && self.serves_slot(o, s));
+                    ready.then(|| (s, owners.iter().filter(|o| **o != me_id).cloned().collect()))
+                })
+                .collect();
+            if !slots.is_empty() {
+                let max_version = merge_engine::purge_max_version(age);
+                self.start_pass(JobKind::Purge { max_version }, slots);
+            }
+        }
+    }
+
+    /// Starts a hand-off or purge pass (no merge state, no read gating, no progress reset).
+    fn start_pass(&mut self, kind: JobKind, slots: Vec<(u32, Vec<NodeId>)>) {
+        let job_id = self.next_id();
+        tracing::debug!(
+            job = job_id,
+            ?kind,
+            slots = slots.len(),
+            "housekeeping pass started"
+        );
+        let job = MergeJob {
+            kind,
+            id: job_id,
+            self_id: self.nodes[self.self_idx].id.clone(),
+            slot_count: self.s.slot_count,
+            slots,
+            rate_bytes_per_sec: self.s.merge_rate_bytes_per_sec,
+        };
+        self.merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sched
+            .running = Some((kind, Instant::now()));
+        let handle = tokio::spawn(merge_engine::run(
+            job,
+            self.cmd_tx.clone(),
+            self.merge_done_tx.clone(),
+            self.merge.clone(),
+        ));
+        self.merge_job = Some((job_id, handle));
+    }
+
+    /// Enforces MERGETIMEOUT: a job running longer is stopped, logged, counted (status and
+    /// metrics), and retried after [`merge_engine::JOB_RETRY_DELAY_MS`].
+    fn enforce_merge_timeout(&mut self) {
+        let limit = self.s.merge_timeout;
+        if limit.is_zero() {
+            return;
+        }
+        let Some((kind, since)) = self
+            .merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sched
+            .running
+        else {
+            return;
+        };
+        if since.elapsed() < limit {
+            return;
+        }
+        let Some((job, handle)) = self.merge_job.take() else {
+            return;
+        };
+        handle.abort();
+        let retry_at = Instant::now() + Duration::from_millis(merge_engine::JOB_RETRY_DELAY_MS);
+        {
+            let mut shared = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+            shared.sched.running = None;
+            shared.add_timeout();
+            if kind == JobKind::Merge {
+                shared.sched.retry_not_before = Some(retry_at);
+            }
+        }
+        tracing::warn!(
+            job,
+            ?kind,
+            timeout_s = limit.as_secs(),
+            "merge job exceeded MERGETIMEOUT: stopped; it will be retried"
+        );
+        if kind != JobKind::Merge {
+            return;
+        }
+        let me = &mut self.nodes[self.self_idx];
+        if me.merge_epoch == 0 {
+            // A recovery merge: ask for it again; its slots stay gated meanwhile.
+            let gate = self.merge_job_gated;
+            self.recovery_not_before = retry_at;
+            me.merge = MergeState::Pending;
+            self.want_recovery(gate);
+        } else {
+            // A membership merge: start it again for the same pending epoch.
+            me.merge = MergeState::Pending;
+            self.merge_epoch_started = None;
+        }
+        self.broadcast_status();
     }
 
     /// The slots a recovery merge reconciles: every slot this node owns, each with the other
@@ -1173,6 +1435,7 @@ impl Router {
         me.merge = MergeState::Doing;
         tracing::info!(job = job_id, slots = slots.len(), recovery, "merge started");
         let job = MergeJob {
+            kind: JobKind::Merge,
             id: job_id,
             self_id: me.id.clone(),
             slot_count: self.s.slot_count,
@@ -1181,7 +1444,8 @@ impl Router {
         };
         {
             let mut shared = self.merge.lock().unwrap_or_else(|p| p.into_inner());
-            *shared = MergeShared::new(job.slots.len() as u32);
+            shared.begin(job.slots.len() as u32);
+            shared.sched.running = Some((JobKind::Merge, Instant::now()));
         }
         let handle = tokio::spawn(merge_engine::run(
             job,
@@ -1205,12 +1469,18 @@ impl Router {
             self.routed_window = 0;
             self.window_start = now;
         }
+        self.enforce_merge_timeout();
         {
             let shared = self.merge.lock().unwrap_or_else(|p| p.into_inner());
-            if self.nodes[self.self_idx].merge != MergeState::Nothing {
-                self.nodes[self.self_idx].progress = Some(shared.progress());
+            let p = shared.progress();
+            // Shown while merging; afterwards too once anything moved, so the totals (items
+            // moved, dropped, purged, timeouts) stay visible in the status tool.
+            if self.nodes[self.self_idx].merge != MergeState::Nothing
+                || p.totals != MergeTotals::default()
+            {
+                self.nodes[self.self_idx].progress = Some(p);
             }
-            self.metrics.set_merge(&shared.progress());
+            self.metrics.set_merge(&p);
         }
         self.ring_pending.retain(|_, p| p.deadline > now);
         let expired: Vec<u64> = self

@@ -66,6 +66,38 @@ pub struct MergeProgress {
     pub elapsed_secs: f64,
     /// Estimated seconds left (from the slot rate so far), if it can be told.
     pub eta_secs: Option<f64>,
+    /// Totals since the daemon started, over every merge, hand-off and purge pass.
+    #[serde(default)]
+    pub totals: MergeTotals,
+}
+
+/// What a node's merges did since its daemon started (cumulative; never reset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeTotals {
+    /// Merge jobs started (membership, recovery); hand-off and purge passes not counted.
+    #[serde(default)]
+    pub jobs: u64,
+    /// Items copied between owners (merges and hand-offs, both ways).
+    #[serde(default)]
+    pub items_moved: u64,
+    /// Bytes of the items copied.
+    #[serde(default)]
+    pub bytes_moved: u64,
+    /// Items this node deleted from slots it no longer owns, after handing them off.
+    #[serde(default)]
+    pub items_dropped: u64,
+    /// Bytes of those items.
+    #[serde(default)]
+    pub bytes_dropped: u64,
+    /// Tombstones purged by purge passes this node ran (on every owner of its slots).
+    #[serde(default)]
+    pub tombstones_purged: u64,
+    /// Slots a job could not reconcile (peer or server unreachable, error answer).
+    #[serde(default)]
+    pub slots_failed: u64,
+    /// Merge jobs stopped by MERGETIMEOUT (they are retried).
+    #[serde(default)]
+    pub jobs_timed_out: u64,
 }
 
 /// One node as the reporting daemon sees it.
@@ -195,11 +227,34 @@ fn progress_text(node: &NodeStatus) -> String {
                 .map(|s| format!(" eta {s:.0}s"))
                 .unwrap_or_default();
             format!(
-                "{}/{} slots {} items {} B{eta}",
-                p.slots_done, p.slots_total, p.items_moved, p.bytes_moved
+                "{}/{} slots {} items {} B{eta}{}",
+                p.slots_done,
+                p.slots_total,
+                p.items_moved,
+                p.bytes_moved,
+                timeouts_text(&p.totals)
+            )
+        }
+        Some(p) if p.totals != MergeTotals::default() => {
+            let t = p.totals;
+            format!(
+                "total moved {} items {} B, dropped {} items, purged {} tombstones{}",
+                t.items_moved,
+                t.bytes_moved,
+                t.items_dropped,
+                t.tombstones_purged,
+                timeouts_text(&t)
             )
         }
         _ => "-".to_string(),
+    }
+}
+
+fn timeouts_text(t: &MergeTotals) -> String {
+    if t.jobs_timed_out > 0 {
+        format!(" (MERGETIMEOUT x{})", t.jobs_timed_out)
+    } else {
+        String::new()
     }
 }
 
@@ -357,6 +412,29 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert!(!text.contains('\n'));
         assert_eq!(serde_json::from_str::<StatusReport>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn totals_show_when_idle_and_timeouts_always() {
+        let mut r = report();
+        r.nodes[0].merge = MergeState::Nothing;
+        r.nodes[0].progress = Some(MergeProgress {
+            totals: MergeTotals {
+                items_moved: 7,
+                items_dropped: 5,
+                tombstones_purged: 2,
+                jobs_timed_out: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let t = render_table(&r);
+        assert!(t.contains("total moved 7 items"), "{t}");
+        assert!(t.contains("dropped 5 items, purged 2 tombstones (MERGETIMEOUT x1)"));
+        // A progress record from an older daemon (no totals field) still reads.
+        let old = r#"{"slots_done":1,"slots_total":2,"items_moved":3,"bytes_moved":4,"elapsed_secs":1.0,"eta_secs":null}"#;
+        let p: MergeProgress = serde_json::from_str(old).unwrap();
+        assert_eq!(p.totals, MergeTotals::default());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Layout:
 //! - [`protocol`]: the requests chmpx sends to its attached server process during a merge
-//!   (digests, version lists, item batches, tombstone purges) and their answers. A pure codec.
+//!   (digests, version lists, item batches, tombstone purges, hand-off drops) and their answers. A pure codec.
 //!
 //! The orchestration that uses it (which slots, which owners, rate limit, progress) lives in
 //! the daemon (`crate::daemon`), because it needs the node table and the links.

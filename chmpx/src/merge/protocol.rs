@@ -14,6 +14,7 @@
 //!   │ keys newer or missing on B: FetchItems{keys} ──▶ A ──batch──▶ ApplyItems{batch} ──▶ B
 //!   │ (and the other way round)
 //!   │ when every owner holds the same range: PurgeTombstones{lo,hi,max_version} ──▶ A and B
+//!   │ a node that no longer owns a range pushes it to the owners, then DropRange{lo,hi} ──▶ self
 //! ```
 //!
 //! # Wire form
@@ -227,6 +228,16 @@ pub enum MergeRequest {
         /// Newest version that may be purged.
         max_version: ItemVersion,
     },
+    /// Delete outright (no tombstone) every item, live or tombstone, whose key hash lies in
+    /// `lo..=hi`. chmpx sends this to a node that no longer owns the range under the map in
+    /// force, only after it has pushed to every owner each item they lacked or held older
+    /// (a hand-off); the items are then safe on REPLICA+1 owners and this copy is surplus.
+    DropRange {
+        /// First key hash.
+        lo: u64,
+        /// Last key hash (inclusive).
+        hi: u64,
+    },
 }
 
 /// What the server process answers; one variant per request, plus [`MergeResponse::Error`].
@@ -269,6 +280,13 @@ pub enum MergeResponse {
     Purged {
         /// Tombstones dropped.
         purged: u64,
+    },
+    /// Answer to `DropRange`.
+    Dropped {
+        /// Items deleted (live items and tombstones).
+        dropped: u64,
+        /// Bytes of those items (keys, values, subkeys).
+        bytes: u64,
     },
     /// The request failed.
     Error {
@@ -391,6 +409,7 @@ mod tests {
                 hi: 2,
                 max_version: v(3, 4, 5),
             },
+            MergeRequest::DropRange { lo: 3, hi: 4 },
         ];
         for r in reqs {
             let body = encode_request(&r).unwrap();
@@ -420,6 +439,10 @@ mod tests {
                 bytes: 30,
             },
             MergeResponse::Purged { purged: 4 },
+            MergeResponse::Dropped {
+                dropped: 5,
+                bytes: 60,
+            },
             MergeResponse::Error {
                 code: 7,
                 message: "disk full".into(),

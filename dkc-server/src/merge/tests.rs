@@ -359,6 +359,61 @@ fn merge_purge_drops_only_old_enough_tombstones() {
 }
 
 #[test]
+fn merge_drop_range_deletes_only_the_range_and_leaves_no_tombstone() {
+    let a = Kit::new_node(1);
+    let keys: Vec<String> = (0..200).map(|i| format!("drop{i}")).collect();
+    for k in &keys {
+        set(&a, k, "value");
+    }
+    a.run(Request::Delete {
+        key: keys[0].as_bytes().to_vec(),
+        cas: None,
+    });
+    // The lower half of the hash space.
+    let (lo, hi) = (0u64, u64::MAX / 2);
+    let inside: Vec<&String> = keys
+        .iter()
+        .filter(|k| (lo..=hi).contains(&k2hash::key_hash(k.as_bytes())))
+        .collect();
+    assert!(
+        inside.len() > 50 && inside.len() < 150,
+        "about half the keys lie in the range"
+    );
+    let before = a.store().stats();
+    let resp = ask(&a, MergeRequest::DropRange { lo, hi });
+    let MergeResponse::Dropped { dropped, bytes } = resp else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(dropped, inside.len() as u64, "every record of the range");
+    assert!(bytes >= dropped * "value".len() as u64 - "value".len() as u64);
+    for k in &keys {
+        let held = a.store().get_raw(k.as_bytes()).unwrap();
+        if inside.contains(&k) {
+            assert!(held.is_none(), "{k} dropped outright, no tombstone left");
+        } else {
+            assert!(held.is_some(), "{k} outside the range is kept");
+        }
+    }
+    let after = a.store().stats();
+    assert_eq!(
+        after.items + after.tombstones + dropped,
+        before.items + before.tombstones
+    );
+    let again = ask(&a, MergeRequest::DropRange { lo, hi });
+    assert_eq!(
+        again,
+        MergeResponse::Dropped {
+            dropped: 0,
+            bytes: 0
+        }
+    );
+    assert!(matches!(
+        ask(&a, MergeRequest::DropRange { lo: 9, hi: 3 }),
+        MergeResponse::Error { .. }
+    ));
+}
+
+#[test]
 fn merge_apply_moves_the_clock() {
     let a = Kit::new_node(1);
     let b = Kit::new_node(2);
