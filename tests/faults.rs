@@ -149,6 +149,19 @@ fn faults_link_down_loses_no_acknowledged_write() {
     assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
 }
 
+/// Every link into one server host delayed by a proxy (50 ms + up to 50 ms jitter, below the
+/// heartbeat timeout) while a server host is paused and resumed. (Merges slow down with the
+/// delay: with 100 + 100 ms they took 15-21 s after a heal; the soak covers longer runs.)
+#[test]
+fn faults_delayed_links_lose_no_acknowledged_write() {
+    let mut s = Scenario::new("delay", 3, &[FaultKind::StopCont], 1);
+    s.delay_ms = Some((50, 50));
+    let Some(out) = run(s) else {
+        return;
+    };
+    assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
+}
+
 /// 5 server hosts, REPLICA 2, ack quorum: acknowledged writes survive a minority partition.
 #[test]
 fn faults_quorum_survives_a_minority_partition() {

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use chmpx::daemon::status::{MergeState, StatusReport};
 use dkc_tools::netns::chmpx_lab::{
-    all_servers_up, settled, ChmpxLab, LabOptions, ServerKind, LAB_GROUP,
+    all_servers_up, settled, ChmpxLab, LabOptions, ServerKind, LAB_GROUP, LAB_PORT,
 };
+use dkc_tools::netns::delay_proxy::{delay_links_into, Delay};
 use dkc_tools::netns::lab::HostProcess;
 use dkc_tools::netns::workload::{counter_key, register_key, DigestReport};
 use dkc_tools::netns::{bins, Direction, Lab, LabSpec, NetnsError, Seed};
@@ -101,6 +102,9 @@ pub struct Scenario {
     pub server_env: Vec<(String, String)>,
     /// Load after the last fault (or without faults), ms.
     pub tail_ms: u64,
+    /// Delay (fixed ms, jitter ms) added by a proxy to every link into the last server host
+    /// (the highest node id, which every other node dials), for the whole run.
+    pub delay_ms: Option<(u64, u64)>,
     /// Stop the clients before the first fault (so nothing written after it can supersede
     /// what the fault may have lost: the broken-build check wants every loss visible).
     pub quiet_faults: bool,
@@ -120,6 +124,7 @@ impl Scenario {
             server_env: Vec::new(),
             tail_ms: AFTER_FAULT_MS,
             quiet_faults: false,
+            delay_ms: None,
         }
     }
 }
@@ -202,6 +207,8 @@ struct Run {
     down_forever: Vec<usize>,
     /// Wall clock when the workload processes were started, µs.
     work_started_us: u64,
+    /// Delay proxies (they die with the lab).
+    _proxies: Vec<HostProcess>,
 }
 
 fn client_host(servers: usize, i: usize) -> usize {
@@ -447,6 +454,22 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
     let initial_seed = seed.initial();
     let hosts = scenario.servers + CLIENT_HOSTS;
     let lab = Lab::new(LabSpec::new(hosts)).unwrap_or_else(|e| panic!("{e}"));
+    let mut faults = Vec::new();
+    let proxies = match scenario.delay_ms {
+        Some((fixed_ms, jitter_ms)) => {
+            let victim = scenario.servers - 1;
+            let delay = Delay {
+                fixed_ms,
+                jitter_ms,
+            };
+            faults.push(format!(
+                "links into h{victim} delayed {fixed_ms} ms + 0..={jitter_ms} ms (proxy), whole run"
+            ));
+            delay_links_into(&lab, victim, LAB_PORT, delay, seed.next_u64())
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+        None => Vec::new(),
+    };
     let opts = LabOptions {
         replica: scenario.replica,
         ack_level: scenario.ack_level.clone(),
@@ -463,6 +486,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         histories: Vec::new(),
         down_forever: Vec::new(),
         work_started_us: 0,
+        _proxies: proxies,
     };
     for h in 0..hosts {
         if let Err(e) = run
@@ -495,7 +519,6 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
             run.fail(e);
         }
     }
-    let mut faults = Vec::new();
     let mut recover = Vec::new();
     for _ in 0..scenario.steps {
         let kind = scenario.menu[seed.below(scenario.menu.len() as u64) as usize];

@@ -125,3 +125,69 @@ pub fn serve(
     }
     Ok(())
 }
+
+/// Uid the proxies of [`delay_links_into`] run as, so the DNAT rule can leave their own
+/// connections alone (`nobody`).
+pub const PROXY_UID: &str = "65534";
+/// Port each dialing host's proxy listens on.
+pub const PROXY_PORT: u16 = 9020;
+
+/// Delays every TCP connection dialed to `victim`'s port `port` from any other host of `lab`:
+/// in each dialing host a `dkc-hosts delay-proxy` (as [`PROXY_UID`]) and an iptables DNAT
+/// rule that sends the host's own connections to the victim through it (except the proxy's
+/// own). The victim still sees each peer's own address. Call before the connections are made
+/// (existing ones are not redirected). The proxies die with the lab.
+pub fn delay_links_into(
+    lab: &super::Lab,
+    victim: usize,
+    port: u16,
+    delay: Delay,
+    seed: u64,
+) -> Result<Vec<super::HostProcess>, NetnsError> {
+    delay.validate()?;
+    let victim_addr = lab.host(victim).addr().to_string();
+    let proxy_bin = super::bins::path("dkc-hosts")?;
+    let mut proxies = Vec::new();
+    for d in (0..lab.hosts().len()).filter(|d| *d != victim) {
+        let h = lab.host(d);
+        let local = format!("{}:{PROXY_PORT}", h.addr());
+        let mut cmd = h.command("setpriv");
+        cmd.args(["--reuid", PROXY_UID, "--regid", PROXY_UID, "--clear-groups"])
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(&proxy_bin)
+            .args(["delay-proxy", "--listen", &local])
+            .args(["--to", &format!("{victim_addr}:{port}")])
+            .args(["--delay-ms", &delay.fixed_ms.to_string()])
+            .args(["--jitter-ms", &delay.jitter_ms.to_string()])
+            .args(["--seed", &(seed ^ d as u64).to_string()]);
+        proxies.push(h.spawn("delay-proxy", cmd)?);
+        let port = port.to_string();
+        h.run(
+            "iptables",
+            &[
+                "-w",
+                "5",
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-d",
+                &victim_addr,
+                "--dport",
+                &port,
+                "-m",
+                "owner",
+                "!",
+                "--uid-owner",
+                PROXY_UID,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                &local,
+            ],
+        )?;
+    }
+    Ok(proxies)
+}
