@@ -127,7 +127,9 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
             continue;
         }
         match (n.mode, n.data_addr) {
-            (Mode::Server, Some(addr)) => peers.push(PeerSpec::server(n.id.to_string(), addr)),
+            (Mode::Server, Some(addr)) => {
+                peers.push(PeerSpec::server(n.id.to_string(), addr).with_dial(n.endpoints.clone()))
+            }
             (Mode::Slave, _) if s.mode == Mode::Server => {
                 let ip =
                     n.ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
