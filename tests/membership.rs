@@ -2,6 +2,9 @@
 //! §6): adding a 4th node (SERVICEIN) to 3 moves about (REPLICA+1)/N of the items, and taking
 //! one out (SERVICEOUT) leaves every item with REPLICA+1 copies again. 4 configured server
 //! nodes (the 4th SERVICE OUT at first) + 1 slave, REPLICA 1, ack `all`.
+//!
+//! Also: tombstones are purged once every owner holds them and they are older than the purge
+//! age (shortened here through `DKC_PURGE_TOMBSTONE_AGE_MS`), and deleted keys stay deleted.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,6 +22,23 @@ const ITEMS: usize = 3000;
 const MOVED_FRACTION_TOLERANCE: f64 = 0.08;
 /// Bound on a change settling and the owners' digests agreeing.
 const SETTLE_MAX: Duration = Duration::from_secs(30);
+/// Bound on the old owners handing off and dropping the slots they lost, after settling
+/// (the hand-off waits `HANDOFF_DELAY_MS` after the map changes, then runs every
+/// `HANDOFF_PASS_INTERVAL_MS`).
+const HANDOFF_MAX: Duration = Duration::from_secs(20);
+/// Tombstone purge age the daemons of these tests run with (the default is minutes).
+const TEST_PURGE_AGE_MS: u64 = 5_000;
+/// Bound on every tombstone being purged once old enough.
+const PURGE_MAX: Duration = Duration::from_secs(25);
+
+/// Shortens the tombstone purge age of the daemons this test starts (they inherit the
+/// environment). Every test of this file sets the same value, so the order does not matter.
+fn short_purge_age() {
+    std::env::set_var(
+        chmpx::daemon::merge_engine::PURGE_TOMBSTONE_AGE_ENV,
+        TEST_PURGE_AGE_MS.to_string(),
+    );
+}
 
 fn key(i: usize) -> Vec<u8> {
     format!("m{i:05}").into_bytes()
@@ -82,10 +102,41 @@ fn converge(c: &mut Cluster, kv: &AttachKv, since: Instant) -> (PlacementMap, Ve
     (map, bad)
 }
 
+/// Polls until every node holds exactly the items it owns in `map` (the old owners' hand-off
+/// is asynchronous), or `HANDOFF_MAX` passes; returns the last counts.
+fn wait_handoff(kv: &AttachKv, all: &[NodeId], map: &PlacementMap) -> BTreeMap<NodeId, u64> {
+    let owned = owned_per_node(map);
+    let deadline = Instant::now() + HANDOFF_MAX;
+    loop {
+        let held = items_per_node(kv, all);
+        let exact = all
+            .iter()
+            .all(|n| held.get(n).copied().unwrap_or(0) == owned.get(n).copied().unwrap_or(0));
+        if exact || Instant::now() >= deadline {
+            return held;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Merge totals summed over every node, as the first slave sees them (status gossip).
+fn merge_totals(c: &Cluster) -> chmpx::daemon::status::MergeTotals {
+    let mut sum = chmpx::daemon::status::MergeTotals::default();
+    if let Some(r) = c.status() {
+        for p in r.nodes.iter().filter_map(|n| n.progress) {
+            sum.items_moved += p.totals.items_moved;
+            sum.bytes_moved += p.totals.bytes_moved;
+            sum.items_dropped += p.totals.items_dropped;
+            sum.bytes_dropped += p.totals.bytes_dropped;
+            sum.tombstones_purged += p.totals.tombstones_purged;
+        }
+    }
+    sum
+}
+
 #[test]
-#[ignore = "known bug (chmpx merge): a node keeps the items of slots it no longer owns after \
-            SERVICEIN; nothing drops them. Run with --ignored; see the dkc-server issue's notes"]
 fn servicein_moves_about_r_plus_1_over_n_and_serviceout_restores_copies() {
+    short_purge_age();
     let mut c = Cluster::start(ClusterSpec::new(4));
     let kv = c.client();
     let all = c.server_ids();
@@ -127,7 +178,7 @@ fn servicein_moves_about_r_plus_1_over_n_and_serviceout_restores_copies() {
             &bad[..bad.len().min(5)]
         ));
     }
-    let after = items_per_node(&kv, &all);
+    let after = wait_handoff(&kv, &all, &map4);
     let ideal = (map4.owners_per_slot() as f64) / (map4.members().len() as f64);
     let gained = after.get(&newcomer).copied().unwrap_or(0);
     let moved_fraction = gained as f64 / ITEMS as f64;
@@ -187,14 +238,206 @@ fn servicein_moves_about_r_plus_1_over_n_and_serviceout_restores_copies() {
             .take(10)
             .map(|l| format!("after SERVICEOUT: {l}")),
     );
-    let final_items = items_per_node(&kv, &all);
+    let final_items = wait_handoff(&kv, &all, &map_out);
+    // The leaver handed everything off and holds nothing; the others exactly their share.
+    let owned_out = owned_per_node(&map_out);
+    for n in &all {
+        let want = owned_out.get(n).copied().unwrap_or(0);
+        let got = final_items.get(n).copied().unwrap_or(0);
+        if got != want {
+            problems.push(format!(
+                "after SERVICEOUT, {n} holds {got} items but owns {want} in epoch {}",
+                map_out.epoch()
+            ));
+        }
+    }
+    let copies_after: u64 = final_items.values().sum();
+    if copies_after != (ITEMS * map_out.owners_per_slot()) as u64 {
+        problems.push(format!(
+            "after SERVICEOUT, {copies_after} copies in all; want REPLICA+1 per item"
+        ));
+    }
+    let totals = merge_totals(&c);
+    if totals.items_moved == 0 || totals.items_dropped == 0 {
+        problems.push(format!(
+            "merge totals do not show the moves and drops: {totals:?}"
+        ));
+    }
     println!(
-        "summary membership: items {ITEMS}, before {before:?}, after SERVICEIN {after:?} (moved {moved_fraction:.3}, ideal {ideal:.3}, settled in {in_secs:.1}s), after SERVICEOUT {final_items:?} (missing copies {}, settled in {out_secs:.1}s)",
+        "summary membership: items {ITEMS}, before {before:?}, after SERVICEIN {after:?} (moved {moved_fraction:.3}, ideal {ideal:.3}, settled in {in_secs:.1}s), after SERVICEOUT {final_items:?} (missing copies {}, settled in {out_secs:.1}s), merge totals {totals:?}",
         missing.len()
     );
     assert!(
         problems.is_empty(),
         "membership problems:\n{}",
         problems.join("\n")
+    );
+}
+
+/// Deletes leave tombstones on every owner; once every owner holds them and they are older
+/// than the purge age, they are purged everywhere, and the deleted keys stay deleted.
+#[test]
+fn tombstones_are_purged_once_every_owner_holds_them_and_deletes_stay() {
+    short_purge_age();
+    let c = Cluster::start(ClusterSpec::new(3));
+    let kv = c.client();
+    let all = c.server_ids();
+    const KEYS: usize = 400;
+    for i in 0..KEYS {
+        let k = key(i);
+        kv.set(&k, &k, 0)
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    let deleted: Vec<usize> = (0..KEYS).filter(|i| i % 2 == 0).collect();
+    for &i in &deleted {
+        assert!(kv
+            .delete(&key(i))
+            .unwrap_or_else(|e| panic!("delete {i}: {e}")));
+    }
+    let tombstones = |kv: &AttachKv| -> u64 {
+        all.iter()
+            .map(|n| {
+                kv.stats_of(n)
+                    .unwrap_or_else(|e| panic!("stats of {n}: {e}"))
+                    .get("tombstones")
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let map = c.placement();
+    let t0 = Instant::now();
+    let first = tombstones(&kv);
+    assert_eq!(
+        first,
+        (deleted.len() * map.owners_per_slot()) as u64,
+        "every owner holds a tombstone of every deleted key right after the deletes"
+    );
+    let mut left = first;
+    while left > 0 && t0.elapsed() < PURGE_MAX {
+        std::thread::sleep(Duration::from_millis(300));
+        left = tombstones(&kv);
+    }
+    let purge_secs = t0.elapsed().as_secs_f64();
+    assert_eq!(
+        left,
+        0,
+        "tombstones left after {PURGE_MAX:?}: {left} of {first}\n{}",
+        c.logs()
+    );
+    assert!(
+        purge_secs * 1000.0 >= TEST_PURGE_AGE_MS as f64 * 0.9,
+        "purged after {purge_secs:.1}s, sooner than the purge age"
+    );
+    // Deleted keys stay deleted on every owner; the others are intact; owners agree.
+    for i in 0..KEYS {
+        let k = key(i);
+        for o in map.chain_for(k2hash::key_hash(&k)) {
+            let got = kv
+                .get_from(o, &k)
+                .unwrap_or_else(|e| panic!("get {i} from {o}: {e}"));
+            if i % 2 == 0 {
+                assert!(got.is_none(), "deleted key {i} is back on {o}");
+            } else {
+                assert_eq!(got.map(|it| it.value), Some(k.clone()), "key {i} on {o}");
+            }
+        }
+    }
+    assert!(digest_mismatches(&kv, &map).is_empty());
+    // The totals reach the slave with the next status gossip.
+    let mut totals = merge_totals(&c);
+    let gossip_deadline = Instant::now() + Duration::from_secs(5);
+    while totals.tombstones_purged < first && Instant::now() < gossip_deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        totals = merge_totals(&c);
+    }
+    assert_eq!(
+        totals.tombstones_purged, first,
+        "the purge passes report every tombstone purged: {totals:?}"
+    );
+    println!("summary purge: {first} tombstones purged within {purge_secs:.1}s (age {TEST_PURGE_AGE_MS} ms)");
+}
+
+/// MERGETIMEOUT is enforced: a recovery merge slowed by MERGERATE past MERGETIMEOUT is
+/// stopped with a log line, shows in the status (timeouts in the merge totals), is retried,
+/// and the retries finish the job (each keeps what the last copied).
+#[test]
+fn mergetimeout_stops_a_slow_merge_which_is_retried_to_the_end() {
+    short_purge_age();
+    /// Items written while the node is away, and their value size: about 400 KB to copy
+    /// back, over 6 s at the lowest MERGERATE (64 KiB/s), against a 1 s MERGETIMEOUT.
+    const AWAY_ITEMS: usize = 600;
+    const VALUE_BYTES: usize = 1024;
+    let mut c = Cluster::configure(ClusterSpec::new(3)).unwrap_or_else(|e| panic!("{e}"));
+    let ini = std::fs::read_to_string(&c.conf).unwrap_or_else(|e| panic!("read config: {e}"));
+    let ini = ini.replacen(
+        "[GLOBAL]\n",
+        "[GLOBAL]\nMERGETIMEOUT = 1\nMERGERATE = 65536\n",
+        1,
+    );
+    std::fs::write(&c.conf, ini).unwrap_or_else(|e| panic!("write config: {e}"));
+    for n in c.servers.iter_mut().chain(c.slaves.iter_mut()) {
+        n.start().unwrap_or_else(|e| panic!("{e}"));
+    }
+    c.wait_ready();
+    let kv = c.client();
+    c.servers[2].kill9();
+    let value = vec![b'v'; VALUE_BYTES];
+    for i in 0..AWAY_ITEMS {
+        kv.set(&key(i), &value, 0)
+            .unwrap_or_else(|e| panic!("write {i} with a node down: {e}"));
+    }
+    c.servers[2]
+        .start()
+        .unwrap_or_else(|e| panic!("restart: {e}"));
+    let t0 = Instant::now();
+    // The first attempt cannot finish within 1 s: the status must show a timeout.
+    let returning = c.servers[2].id.clone();
+    let mut timeouts = 0;
+    while timeouts == 0 && t0.elapsed() < SETTLE_MAX {
+        std::thread::sleep(Duration::from_millis(300));
+        timeouts = c
+            .status()
+            .and_then(|r| {
+                r.nodes
+                    .iter()
+                    .find(|n| n.id == returning.as_str())
+                    .and_then(|n| n.progress)
+            })
+            .map_or(0, |p| p.totals.jobs_timed_out);
+    }
+    assert!(
+        timeouts >= 1,
+        "no MERGETIMEOUT seen in the status\n{}",
+        c.logs()
+    );
+    let log = std::fs::read_to_string(&c.servers[2].chmpx.log).unwrap_or_default();
+    assert!(
+        log.contains("exceeded MERGETIMEOUT"),
+        "the timeout is logged\n{}",
+        c.logs()
+    );
+    // Retries finish the job: every owner ends with the same data.
+    let (map, bad) = converge(&mut c, &kv, t0);
+    assert!(
+        bad.is_empty(),
+        "digests differ after the retries: {:?}",
+        &bad[..bad.len().min(5)]
+    );
+    for i in 0..AWAY_ITEMS {
+        for o in map.chain_for(k2hash::key_hash(&key(i))) {
+            let got = kv
+                .get_from(o, &key(i))
+                .unwrap_or_else(|e| panic!("get {i}: {e}"));
+            assert_eq!(
+                got.map(|it| it.value.len()),
+                Some(VALUE_BYTES),
+                "key {i} on {o}"
+            );
+        }
+    }
+    println!(
+        "summary mergetimeout: {timeouts} timeout(s) seen, merge done in {:.1}s",
+        t0.elapsed().as_secs_f64()
     );
 }
