@@ -1,7 +1,6 @@
 //! The blocking client: every call waits for its answer on the calling thread. Clone it freely;
 //! clones share one attachment to chmpx and may be used from many threads at once.
 
-use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +8,18 @@ use std::time::Duration;
 use chmpx::attach::{Attachment, PendingResponse, Role};
 use chmpx::config::{Config, LocalAddrs};
 
-use crate::proto::{Item, Request, Response, ScanPage, SetMode};
+use crate::proto::{Item, Request, Response, SetMode};
 
-use super::core::{
-    check_flush_confirm, check_missing, encode, judge, node_route, route_of, Attempt, Core, Op,
-};
+use super::child_walk::ChildWalk;
+use super::core::{check_flush_confirm, encode, judge, route_of, Attempt, Core, Op};
 use super::error::{ClientError, Result};
-use super::options::{ClientOptions, IN_FLIGHT_MAX, SUBKEY_DELETE_COUNT_MAX, SUBKEY_DEPTH_MAX};
+use super::fanout::{
+    finish_flush, finish_scan, finish_stats, get_requests, read_gets, scan_request, to_every_node,
+};
+use super::options::{ClientOptions, IN_FLIGHT_MAX};
 use super::topology::Topology;
 use super::types::{Expiry, NodeStats, ScanBatch, ScanQuery, StoreOptions};
-use super::{command, ops, scan};
+use super::{command, ops};
 
 /// A blocking dkc client attached to the local chmpx.
 ///
@@ -127,12 +128,7 @@ impl Client {
                 Attempt::Answer(r) => return Ok(r),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry(e) => {
-                    attempt += 1;
-                    if attempt > self.core.opts.retry_count {
-                        return Err(e);
-                    }
-                    tracing::debug!(what = req.name(), attempt, "retrying: {e}");
-                    std::thread::sleep(self.core.opts.backoff(attempt));
+                    std::thread::sleep(self.core.retry_pause(req, &mut attempt, e)?);
                 }
             }
         }
@@ -194,22 +190,11 @@ impl Client {
     /// The live items of `keys`, in the order asked, missing keys left out. One request per
     /// key, all sent before the first answer is awaited (each goes to its own key's owner).
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Item>> {
-        let reqs = keys
-            .iter()
-            .map(|k| {
-                let req = Request::Get {
-                    key: k.as_ref().to_vec(),
-                };
-                (route_of(&req), req)
-            })
-            .collect();
-        let mut out = Vec::new();
-        for (resp, key) in self.fan_out(reqs).into_iter().zip(keys) {
-            if let Some(item) = ops::get(key.as_ref()).finish(resp?, self.timeout)? {
-                out.push(item);
-            }
-        }
-        Ok(out)
+        let answers = self.fan_out(get_requests(keys));
+        Ok(read_gets(keys, answers, self.timeout)?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// Stores `value` unconditionally; returns the new version (CAS token).
@@ -374,27 +359,11 @@ impl Client {
     /// Cycles are cut by a visited set; depth and count are bounded by
     /// [`SUBKEY_DEPTH_MAX`] and [`SUBKEY_DELETE_COUNT_MAX`].
     pub fn delete_with_children(&self, key: impl AsRef<[u8]>) -> Result<u64> {
-        let root = key.as_ref().to_vec();
-        let mut visited: HashSet<Vec<u8>> = HashSet::from([root.clone()]);
-        let mut queue: VecDeque<(Vec<u8>, usize)> = VecDeque::from([(root, 0)]);
-        let mut deleted = 0u64;
-        while let Some((k, depth)) = queue.pop_front() {
-            let children = match self.run(ops::delete_with_children(&k)) {
-                Ok(c) => c,
-                Err(ClientError::NotFound { .. }) if depth > 0 => continue,
-                Err(e) => return Err(e),
-            };
-            deleted += 1;
-            if depth + 1 > SUBKEY_DEPTH_MAX || visited.len() >= SUBKEY_DELETE_COUNT_MAX {
-                continue;
-            }
-            for c in children {
-                if visited.insert(c.clone()) {
-                    queue.push_back((c, depth + 1));
-                }
-            }
+        let mut walk = ChildWalk::new(key.as_ref());
+        while let Some((k, depth)) = walk.next_key() {
+            walk.record(depth, self.run(ops::delete_with_children(&k)))?;
         }
-        Ok(deleted)
+        Ok(walk.deleted())
     }
 
     /// One batch of a cluster-wide scan: every server node is asked for its keys after the
@@ -421,19 +390,14 @@ impl Client {
         command::check_scan_limit(query.limit)?;
         let req = scan_request(query);
         let nodes = self.core.topo.servers.clone();
-        let answers = self.fan_out(nodes.iter().map(|n| (node_route(n), req.clone())).collect());
+        let answers = self.fan_out(to_every_node(&nodes, &req));
         finish_scan(&self.core.topo, query, nodes, answers, self.timeout)
     }
 
     /// Counters of every server node (a node that does not answer shows its error).
     pub fn stats(&self) -> Result<Vec<NodeStats>> {
         let nodes = self.core.topo.servers.clone();
-        let answers = self.fan_out(
-            nodes
-                .iter()
-                .map(|n| (node_route(n), Request::Stats))
-                .collect(),
-        );
+        let answers = self.fan_out(to_every_node(&nodes, &Request::Stats));
         Ok(finish_stats(nodes, answers))
     }
 
@@ -443,103 +407,7 @@ impl Client {
         check_flush_confirm(confirm)?;
         let nodes = self.core.topo.servers.clone();
         let req = Request::Flush { confirm };
-        let answers = self.fan_out(nodes.iter().map(|n| (node_route(n), req.clone())).collect());
+        let answers = self.fan_out(to_every_node(&nodes, &req));
         finish_flush(nodes, answers, self.timeout)
-    }
-}
-
-pub(crate) fn scan_request(query: &ScanQuery) -> Request {
-    Request::Scan {
-        range: query.range.clone(),
-        cursor: query.cursor.clone(),
-        limit: query.limit,
-        keys_only: query.keys_only,
-    }
-}
-
-pub(crate) fn finish_scan(
-    topo: &Topology,
-    query: &ScanQuery,
-    nodes: Vec<String>,
-    answers: Vec<Result<Response>>,
-    timeout: Duration,
-) -> Result<ScanBatch> {
-    let ctx = command::Ctx {
-        what: "scan",
-        key: b"",
-        timeout,
-    };
-    let mut pages: Vec<ScanPage> = Vec::new();
-    let mut missing = Vec::new();
-    for (node, answer) in nodes.into_iter().zip(answers) {
-        match answer {
-            Ok(Response::ScanPage(p)) => pages.push(p),
-            Ok(other) => match ctx.unexpected(other) {
-                e @ (ClientError::Unavailable { .. } | ClientError::Timeout { .. }) => {
-                    missing.push((node, e))
-                }
-                e => return Err(e),
-            },
-            Err(e) if e.is_unavailable() => missing.push((node, e)),
-            Err(e) => return Err(e),
-        }
-    }
-    check_missing(topo, "scan", &missing)?;
-    let (items, cursor) = scan::merge_pages(pages, query.limit as usize);
-    Ok(ScanBatch {
-        items,
-        cursor,
-        missing_nodes: missing.into_iter().map(|(n, _)| n).collect(),
-    })
-}
-
-pub(crate) fn finish_stats(nodes: Vec<String>, answers: Vec<Result<Response>>) -> Vec<NodeStats> {
-    nodes
-        .into_iter()
-        .zip(answers)
-        .map(|(node, a)| NodeStats {
-            node,
-            stats: match a {
-                Ok(Response::Stats(m)) => Ok(m),
-                Ok(Response::Error { code, message }) => Err(format!("{code}: {message}")),
-                Ok(other) => Err(format!("unexpected answer {other:?}")),
-                Err(e) => Err(e.to_string()),
-            },
-        })
-        .collect()
-}
-
-pub(crate) fn finish_flush(
-    nodes: Vec<String>,
-    answers: Vec<Result<Response>>,
-    timeout: Duration,
-) -> Result<u64> {
-    let ctx = command::Ctx {
-        what: "flush",
-        key: b"",
-        timeout,
-    };
-    let mut total = 0u64;
-    let mut failed = Vec::new();
-    for (node, a) in nodes.iter().zip(answers) {
-        match a.and_then(|r| match r {
-            Response::Flushed { deleted } => Ok(deleted),
-            other => Err(ctx.unexpected(other)),
-        }) {
-            Ok(n) => total += n,
-            Err(e) => failed.push(format!("{node}: {e}")),
-        }
-    }
-    if failed.is_empty() {
-        Ok(total)
-    } else {
-        Err(ClientError::Unavailable {
-            reason: format!(
-                "flush reached {} of {} server nodes; not flushed: {}",
-                nodes.len() - failed.len(),
-                nodes.len(),
-                failed.join("; ")
-            ),
-        })
     }
 }

@@ -21,6 +21,25 @@ pub(crate) struct Core {
     pub opts: ClientOptions,
 }
 
+impl Core {
+    /// After attempt number `attempt` of `req` failed with `e` in a way that allows another:
+    /// the pause before the next attempt, or `e` when [`ClientOptions::retry_count`] retries
+    /// are spent. Counts the attempt.
+    pub fn retry_pause(
+        &self,
+        req: &Request,
+        attempt: &mut u32,
+        e: ClientError,
+    ) -> Result<Duration> {
+        *attempt += 1;
+        if *attempt > self.opts.retry_count {
+            return Err(e);
+        }
+        tracing::debug!(what = req.name(), attempt = *attempt, "retrying: {e}");
+        Ok(self.opts.backoff(*attempt))
+    }
+}
+
 /// How a command reads its answer.
 pub(crate) type Finish<T> = Box<dyn FnOnce(&Ctx<'_>, Response) -> Result<T> + Send>;
 

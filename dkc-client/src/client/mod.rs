@@ -10,6 +10,10 @@
 //! - [`blocking`] — [`Client`]; [`nonblocking`] — [`AsyncClient`] (same commands, awaited).
 //! - `ops` — one builder per keyed command (the request and how its answer reads), shared by
 //!   both clients; [`command`] — the retry classification and the answer interpreters (pure).
+//! - `fanout` — the request lists of multi-key and every-node commands and how their answers
+//!   are read; `child_walk` — the walk of `delete_with_children`; `core` — the attachment, the
+//!   routing and the judging and retry pause of one attempt. All shared by both clients, which
+//!   differ only in how they wait.
 //! - [`scan`] — merging every node's scan page in key order (pure).
 //! - [`options`] — [`ClientOptions`] and the named limits; [`topology`] — the server nodes.
 //! - [`error`] — [`ClientError`]; [`types`] — [`Expiry`], [`StoreOptions`], [`ScanQuery`], ...
@@ -50,9 +54,11 @@
 //! ```
 
 pub mod blocking;
+mod child_walk;
 pub mod command;
 mod core;
 pub mod error;
+mod fanout;
 pub mod nonblocking;
 mod ops;
 pub mod options;

@@ -1,7 +1,6 @@
 //! The async (tokio) client: the same commands as [`super::Client`], awaited without holding a
 //! thread. Clones share one attachment to chmpx.
 
-use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -13,10 +12,13 @@ use chmpx::attach::Route;
 
 use crate::proto::{Item, Request, Response, SetMode};
 
-use super::blocking::{finish_flush, finish_scan, finish_stats, scan_request};
-use super::core::{check_flush_confirm, encode, judge, node_route, route_of, Attempt, Core, Op};
+use super::child_walk::ChildWalk;
+use super::core::{check_flush_confirm, encode, judge, route_of, Attempt, Core, Op};
 use super::error::{ClientError, Result};
-use super::options::{ClientOptions, IN_FLIGHT_MAX, SUBKEY_DELETE_COUNT_MAX, SUBKEY_DEPTH_MAX};
+use super::fanout::{
+    finish_flush, finish_scan, finish_stats, get_requests, read_gets, scan_request, to_every_node,
+};
+use super::options::{ClientOptions, IN_FLIGHT_MAX};
 use super::topology::Topology;
 use super::types::{Expiry, NodeStats, ScanBatch, ScanQuery, StoreOptions};
 use super::{command, ops, Client};
@@ -53,12 +55,7 @@ async fn send(core: &Core, timeout: Duration, req: &Request, route: Route) -> Re
             Attempt::Answer(r) => return Ok(r),
             Attempt::Fail(e) => return Err(e),
             Attempt::Retry(e) => {
-                attempt += 1;
-                if attempt > core.opts.retry_count {
-                    return Err(e);
-                }
-                tracing::debug!(what = req.name(), attempt, "retrying: {e}");
-                tokio::time::sleep(core.opts.backoff(attempt)).await;
+                tokio::time::sleep(core.retry_pause(req, &mut attempt, e)?).await;
             }
         }
     }
@@ -167,20 +164,8 @@ impl AsyncClient {
     /// The live items of `keys`, one entry per key in the order asked (`None`: missing), all
     /// requests in flight together. What the memcached front's multi-get needs.
     pub(crate) async fn get_each<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Item>>> {
-        let reqs = keys
-            .iter()
-            .map(|k| {
-                let req = Request::Get {
-                    key: k.as_ref().to_vec(),
-                };
-                (route_of(&req), req)
-            })
-            .collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for (resp, key) in self.fan_out(reqs).await.into_iter().zip(keys) {
-            out.push(ops::get(key.as_ref()).finish(resp?, self.timeout)?);
-        }
-        Ok(out)
+        let answers = self.fan_out(get_requests(keys)).await;
+        read_gets(keys, answers, self.timeout)
     }
 
     /// The live item of `key`, or `None`.
@@ -357,27 +342,11 @@ impl AsyncClient {
 
     /// See [`Client::delete_with_children`].
     pub async fn delete_with_children(&self, key: impl AsRef<[u8]>) -> Result<u64> {
-        let root = key.as_ref().to_vec();
-        let mut visited: HashSet<Vec<u8>> = HashSet::from([root.clone()]);
-        let mut queue: VecDeque<(Vec<u8>, usize)> = VecDeque::from([(root, 0)]);
-        let mut deleted = 0u64;
-        while let Some((k, depth)) = queue.pop_front() {
-            let children = match self.run(ops::delete_with_children(&k)).await {
-                Ok(c) => c,
-                Err(ClientError::NotFound { .. }) if depth > 0 => continue,
-                Err(e) => return Err(e),
-            };
-            deleted += 1;
-            if depth + 1 > SUBKEY_DEPTH_MAX || visited.len() >= SUBKEY_DELETE_COUNT_MAX {
-                continue;
-            }
-            for c in children {
-                if visited.insert(c.clone()) {
-                    queue.push_back((c, depth + 1));
-                }
-            }
+        let mut walk = ChildWalk::new(key.as_ref());
+        while let Some((k, depth)) = walk.next_key() {
+            walk.record(depth, self.run(ops::delete_with_children(&k)).await)?;
         }
-        Ok(deleted)
+        Ok(walk.deleted())
     }
 
     /// See [`Client::scan`].
@@ -385,23 +354,14 @@ impl AsyncClient {
         command::check_scan_limit(query.limit)?;
         let req = scan_request(query);
         let nodes = self.core.topo.servers.clone();
-        let answers = self
-            .fan_out(nodes.iter().map(|n| (node_route(n), req.clone())).collect())
-            .await;
+        let answers = self.fan_out(to_every_node(&nodes, &req)).await;
         finish_scan(&self.core.topo, query, nodes, answers, self.timeout)
     }
 
     /// See [`Client::stats`].
     pub async fn stats(&self) -> Result<Vec<NodeStats>> {
         let nodes = self.core.topo.servers.clone();
-        let answers = self
-            .fan_out(
-                nodes
-                    .iter()
-                    .map(|n| (node_route(n), Request::Stats))
-                    .collect(),
-            )
-            .await;
+        let answers = self.fan_out(to_every_node(&nodes, &Request::Stats)).await;
         Ok(finish_stats(nodes, answers))
     }
 
@@ -410,9 +370,7 @@ impl AsyncClient {
         check_flush_confirm(confirm)?;
         let nodes = self.core.topo.servers.clone();
         let req = Request::Flush { confirm };
-        let answers = self
-            .fan_out(nodes.iter().map(|n| (node_route(n), req.clone())).collect())
-            .await;
+        let answers = self.fan_out(to_every_node(&nodes, &req)).await;
         finish_flush(nodes, answers, self.timeout)
     }
 }
