@@ -13,7 +13,7 @@
 //! again (new objects, handshake, backoff up to its own timeout).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,10 @@ struct Inner {
     next_epoch: AtomicU64,
     reattaches: AtomicU64,
     pump_started: AtomicBool,
+    /// Requests whose response goes to an async caller. Raised under the dispatch lock (so
+    /// the pump, which reads it under that lock, never sleeps past a new one); lowered
+    /// without it when an answer arrives, so that a completed async request takes no lock.
+    async_pending: AtomicUsize,
 }
 
 /// One live attachment (one set of objects, one handshake).
@@ -81,8 +85,9 @@ struct Dispatch {
     consumer_busy: bool,
     /// Async callers waiting for a request or event (see `recv_async`).
     incoming_waiters: VecDeque<oneshot::Sender<Envelope>>,
-    /// Requests whose response goes to an async caller.
-    async_pending: usize,
+    /// Threads asleep on the condition variable: with none, a change needs no `notify_all`
+    /// (each one is a futex call, paid per request and per batch otherwise).
+    sleepers: usize,
 }
 
 enum Slot {
@@ -141,6 +146,7 @@ impl Attachment {
             next_epoch: AtomicU64::new(1),
             reattaches: AtomicU64::new(0),
             pump_started: AtomicBool::new(false),
+            async_pending: AtomicUsize::new(0),
         });
         let conn = inner.connect_once(deadline)?;
         *lock(&inner.conn) = Some(conn);
@@ -251,13 +257,12 @@ impl Attachment {
                 d.consumer_busy = true;
                 drop(d);
                 let r = inner.pump(deadline, true);
-                lock(&inner.dispatch).consumer_busy = false;
-                inner.cv.notify_all();
+                inner.release_consumer();
                 r?;
                 continue;
             }
             let wait = (deadline - now).min(inner.options.liveness_interval());
-            drop(inner.cv.wait_timeout(d, wait));
+            drop(inner.sleep(d, wait));
         }
     }
 
@@ -310,16 +315,20 @@ impl Attachment {
                     tx,
                 },
             );
-            d.async_pending += 1;
+            self.inner.async_pending.fetch_add(1, Ordering::AcqRel);
+            // An idle pump sleeps on the condition variable: wake it (only if it sleeps).
+            self.inner.wake(d);
         }
-        let guard = AsyncSlotGuard {
+        let mut guard = AsyncSlotGuard {
             inner: &self.inner,
             msg_id,
+            answered: false,
         };
         self.inner
             .push(&conn, msg_id, Kind::Request, route, &body, deadline)?;
-        self.inner.cv.notify_all();
         let result = tokio::time::timeout_at(deadline.into(), rx).await;
+        // An answer comes through the slot's channel only after the slot was removed.
+        guard.answered = matches!(result, Ok(Ok(_)));
         drop(guard);
         match result {
             Ok(Ok(r)) => r,
@@ -342,10 +351,10 @@ impl Attachment {
             }
             let (tx, rx) = oneshot::channel();
             d.incoming_waiters.push_back(tx);
+            self.inner.wake(d);
             rx
         };
         self.inner.ensure_pump();
-        self.inner.cv.notify_all();
         match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(env)) => Ok(Some(env)),
             Ok(Err(_closed)) => Err(AttachError::Detached),
@@ -400,15 +409,19 @@ impl Attachment {
 struct AsyncSlotGuard<'a> {
     inner: &'a Arc<Inner>,
     msg_id: u64,
+    /// The answer came through the channel, so its sender already removed the slot.
+    answered: bool,
 }
 
 impl Drop for AsyncSlotGuard<'_> {
     fn drop(&mut self) {
-        let mut d = lock(&self.inner.dispatch);
-        if let Some(Slot::Notify { .. }) = d.pending.get(&self.msg_id) {
-            d.pending.remove(&self.msg_id);
+        if !self.answered {
+            let mut d = lock(&self.inner.dispatch);
+            if let Some(Slot::Notify { .. }) = d.pending.get(&self.msg_id) {
+                d.pending.remove(&self.msg_id);
+            }
         }
-        d.async_pending = d.async_pending.saturating_sub(1);
+        self.inner.async_pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -458,15 +471,14 @@ impl PendingResponse {
                 d.consumer_busy = true;
                 drop(d);
                 let r = inner.pump(deadline, false);
-                lock(&inner.dispatch).consumer_busy = false;
-                inner.cv.notify_all();
+                inner.release_consumer();
                 if let Err(e) = r {
                     tracing::debug!("pump: {e}");
                 }
                 continue;
             }
             let wait = (deadline - now).min(inner.options.liveness_interval());
-            drop(inner.cv.wait_timeout(d, wait));
+            drop(inner.sleep(d, wait));
         }
     }
 }
@@ -482,7 +494,10 @@ impl Drop for PendingResponse {
 impl Inner {
     /// Starts, once, the thread that reads the ring for async callers.
     fn ensure_pump(self: &Arc<Self>) {
-        if self.pump_started.swap(true, Ordering::AcqRel) {
+        // A plain load first: every async call passes here, and a swap would write the line.
+        if self.pump_started.load(Ordering::Acquire)
+            || self.pump_started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let weak = Arc::downgrade(self);
@@ -493,6 +508,39 @@ impl Inner {
             tracing::error!("cannot start the attach pump thread: {e}");
             self.pump_started.store(false, Ordering::Release);
         }
+    }
+
+    /// Wakes the threads asleep on the condition variable, if any. Takes the guard under
+    /// which the caller changed what they wait for: a thread counts itself as a sleeper under
+    /// the same lock before it sleeps, so reading the count here loses no wake-up.
+    fn wake(&self, d: MutexGuard<'_, Dispatch>) {
+        let sleepers = d.sleepers > 0;
+        drop(d);
+        if sleepers {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Sleeps on the condition variable up to `wait`, counted as a sleeper (see `wake`).
+    fn sleep<'a>(
+        &self,
+        mut d: MutexGuard<'a, Dispatch>,
+        wait: Duration,
+    ) -> MutexGuard<'a, Dispatch> {
+        d.sleepers += 1;
+        let mut d = match self.cv.wait_timeout(d, wait) {
+            Ok((d, _)) => d,
+            Err(p) => p.into_inner().0,
+        };
+        d.sleepers -= 1;
+        d
+    }
+
+    /// Gives the consumer role back and wakes whoever may want it.
+    fn release_consumer(&self) {
+        let mut d = lock(&self.dispatch);
+        d.consumer_busy = false;
+        self.wake(d);
     }
 
     fn check_body(&self, len: usize) -> Result<(), AttachError> {
@@ -666,11 +714,10 @@ impl Inner {
             }
             failed += 1;
         }
-        drop(d);
+        self.wake(d);
         if failed > 0 {
             tracing::warn!(failed, "chmpx went away; requests in flight failed");
         }
-        self.cv.notify_all();
     }
 
     fn break_conn(&self, conn: &Conn, why: &str) {
@@ -851,6 +898,9 @@ impl Inner {
         if frames.is_empty() {
             return;
         }
+        // Async answers are sent after the lock is dropped: a woken task's first step takes
+        // this lock, and finding it held would cost it a futex sleep and us a futex wake.
+        let mut answers = Vec::new();
         let mut d = lock(&self.dispatch);
         for env in frames {
             match env.kind {
@@ -859,7 +909,7 @@ impl Inner {
                     Some(Slot::Fanout { progress, .. }) => progress.record_response(env),
                     Some(Slot::Notify { .. }) => {
                         if let Some(Slot::Notify { tx, .. }) = d.pending.remove(&env.msg_id) {
-                            let _ = tx.send(Ok(env));
+                            answers.push((tx, env));
                         }
                     }
                     _ => tracing::debug!(msg_id = env.msg_id, "late or unknown response dropped"),
@@ -888,8 +938,11 @@ impl Inner {
                 }
             }
         }
-        drop(d);
-        self.cv.notify_all();
+        self.wake(d);
+        for (tx, env) in answers {
+            // The receiver is gone if its caller timed out or was cancelled: nothing to do.
+            let _ = tx.send(Ok(env));
+        }
     }
 }
 
@@ -904,18 +957,17 @@ fn async_pump(weak: std::sync::Weak<Inner>) {
         let mut d = lock(&inner.dispatch);
         d.incoming_waiters.retain(|tx| !tx.is_closed());
         let receivers = !d.incoming_waiters.is_empty();
-        let wanted = d.async_pending > 0 || receivers;
+        let wanted = inner.async_pending.load(Ordering::Acquire) > 0 || receivers;
         if !wanted || d.consumer_busy {
             // Nothing to do, or a blocking caller reads the ring (it hands out our results
             // too): sleep until something changes.
-            drop(inner.cv.wait_timeout(d, interval));
+            drop(inner.sleep(d, interval));
             continue;
         }
         d.consumer_busy = true;
         drop(d);
         let r = inner.pump(Instant::now() + interval, receivers);
-        lock(&inner.dispatch).consumer_busy = false;
-        inner.cv.notify_all();
+        inner.release_consumer();
         if let Err(e) = r {
             tracing::debug!("async pump: {e}");
             std::thread::sleep(interval.min(Duration::from_millis(10)));

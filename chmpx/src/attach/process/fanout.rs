@@ -179,15 +179,14 @@ impl PendingFanout {
                 d.consumer_busy = true;
                 drop(d);
                 let r = inner.pump(deadline, false);
-                lock(&inner.dispatch).consumer_busy = false;
-                inner.cv.notify_all();
+                inner.release_consumer();
                 if let Err(e) = r {
                     tracing::debug!("pump: {e}");
                 }
                 continue;
             }
             let wait = (deadline - now).min(inner.options.liveness_interval());
-            drop(inner.cv.wait_timeout(d, wait));
+            drop(inner.sleep(d, wait));
         }
     }
 
