@@ -30,7 +30,7 @@ use super::status::{
 };
 use super::wire::{
     node_number, PeerMsg, PeerStatus, RingCommand, RingState, WireRoute, FLAG_CHMPX_ERROR,
-    FLAG_TARGET_COUNT, FLAG_UNMERGED,
+    FLAG_TARGET_COUNT,
 };
 use crate::attach::envelope::{Envelope, Kind, Route};
 use crate::link::{DataMsg, LinkEvent, LinkHandle, Outgoing};
@@ -299,20 +299,14 @@ impl Router {
 
     /// Where a "first live owner" request for `hash` goes.
     pub fn first_owner(&self, hash: u64) -> Option<NodeId> {
-        self.first_owner_gated(hash).map(|(n, _)| n)
-    }
-
-    /// Where a "first live owner" request for `hash` goes, and whether that owner has not
-    /// finished merging the key's slot (then reads there must be refused, see
-    /// [`FLAG_UNMERGED`]).
-    fn first_owner_gated(&self, hash: u64) -> Option<(NodeId, bool)> {
         let slot = self.map.slot_of(hash);
-        pick_first_owner(
-            self.map.chain_for(hash),
-            |n| self.usable(n),
-            |n| self.serves_slot(n, slot),
-        )
-        .map(|(n, unmerged)| (n.clone(), unmerged))
+        let chain = self.map.chain_for(hash);
+        // A node that has not finished merging the slot does not serve it while another can.
+        chain
+            .iter()
+            .find(|n| self.usable(n) && self.serves_slot(n, slot))
+            .or_else(|| chain.iter().find(|n| self.usable(n)))
+            .cloned()
     }
 
     /// Every usable owner of `hash` in the current and pending maps, except this node.
@@ -401,12 +395,8 @@ impl Router {
         let msg_id = env.msg_id;
         let kind = env.kind;
         match env.route {
-            Route::HashFirst(hash) => match self.first_owner_gated(hash) {
-                Some((target, unmerged)) => {
-                    let mut env = env;
-                    env.flags = unmerged_flags(env.flags, unmerged);
-                    self.deliver_to(&target, origin, origin_attachment, env)
-                }
+            Route::HashFirst(hash) => match self.first_owner(hash) {
+                Some(target) => self.deliver_to(&target, origin, origin_attachment, env),
                 None => {
                     self.metrics.add_no_owner();
                     let slot = self.map.slot_of(hash);
@@ -1607,32 +1597,6 @@ impl Router {
     }
 }
 
-/// The first owner in `chain` that is usable and has finished merging the slot; failing that,
-/// the first usable one, marked `true` (unmerged): writes may go there, reads must not be
-/// served from it.
-fn pick_first_owner(
-    chain: &[NodeId],
-    usable: impl Fn(&NodeId) -> bool,
-    serves: impl Fn(&NodeId) -> bool,
-) -> Option<(&NodeId, bool)> {
-    // A node that has not finished merging the slot does not serve it while another can.
-    chain
-        .iter()
-        .find(|n| usable(n) && serves(n))
-        .map(|n| (n, false))
-        .or_else(|| chain.iter().find(|n| usable(n)).map(|n| (n, true)))
-}
-
-/// `flags` with [`FLAG_UNMERGED`] set when `unmerged`, cleared otherwise (a sender cannot set
-/// it itself).
-fn unmerged_flags(flags: u16, unmerged: bool) -> u16 {
-    if unmerged {
-        flags | FLAG_UNMERGED
-    } else {
-        flags & !FLAG_UNMERGED
-    }
-}
-
 fn kind_code(kind: Kind) -> u8 {
     match kind {
         Kind::Request => 1,
@@ -1703,38 +1667,5 @@ mod tests {
         for k in [Kind::Request, Kind::Response, Kind::Event] {
             assert_eq!(kind_from_code(kind_code(k)), Some(k));
         }
-    }
-
-    #[test]
-    fn first_owner_prefers_a_merged_owner_and_marks_the_fallback_unmerged() {
-        let chain: Vec<NodeId> = ["a:1", "b:1", "c:1"]
-            .iter()
-            .map(|s| NodeId::new(s))
-            .collect();
-        let id = |s: &str| NodeId::new(s);
-        // Every owner up and merged: the first, not marked.
-        let got = pick_first_owner(&chain, |_| true, |_| true);
-        assert_eq!(got, Some((&chain[0], false)));
-        // The first has not finished merging: the next merged one, not marked.
-        let got = pick_first_owner(&chain, |_| true, |n| *n != id("a:1"));
-        assert_eq!(got, Some((&chain[1], false)));
-        // The only merged owner is down: the first usable unmerged one, marked.
-        let got = pick_first_owner(&chain, |n| *n != id("c:1"), |n| *n == id("c:1"));
-        assert_eq!(got, Some((&chain[0], true)));
-        // No owner merged at all: the first usable, marked.
-        let got = pick_first_owner(&chain, |n| *n != id("a:1"), |_| false);
-        assert_eq!(got, Some((&chain[1], true)));
-        // Nobody usable: nowhere.
-        assert_eq!(pick_first_owner(&chain, |_| false, |_| true), None);
-    }
-
-    #[test]
-    fn unmerged_flag_is_set_only_by_the_router_decision() {
-        let other = FLAG_CHMPX_ERROR | 0x0001;
-        assert_eq!(unmerged_flags(other, true), other | FLAG_UNMERGED);
-        assert_eq!(unmerged_flags(other, false), other);
-        // A sender that sets the flag itself has it cleared when the owner is merged.
-        assert_eq!(unmerged_flags(other | FLAG_UNMERGED, false), other);
-        assert_eq!(FLAG_UNMERGED & (FLAG_CHMPX_ERROR | FLAG_TARGET_COUNT), 0);
     }
 }

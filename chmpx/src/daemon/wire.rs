@@ -34,13 +34,6 @@ pub const FLAG_CHMPX_ERROR: u16 = 1 << 15;
 /// original message (same `msg_id`).
 pub const FLAG_TARGET_COUNT: u16 = 1 << 14;
 
-/// Flag chmpx sets on a `HashFirst` request it delivers to an owner that has not finished
-/// merging the key's slot (no owner that has finished it is usable): the server must answer a
-/// read with `E_MERGING` instead of possibly stale data; writes are served as usual. chmpx
-/// clears it on every other `HashFirst` delivery, so a sender cannot force it. It travels
-/// between daemons in the route field's flags.
-pub const FLAG_UNMERGED: u16 = 1 << 13;
-
 /// The node number used in attach routes (`Route::Node`, `Route::Reply`) for a node id: the
 /// xxHash64 (seed 0) of its "host:ctlport" text.
 pub fn node_number(id: &str) -> u64 {
@@ -238,13 +231,6 @@ mod tests {
         assert_eq!(bytes.len(), ROUTE_BYTES);
         assert_eq!(WireRoute::decode(&bytes), Some(r));
         assert_eq!(WireRoute::decode(&bytes[1..]), None);
-        // The unmerged mark survives forwarding between daemons.
-        let marked = WireRoute {
-            flags: FLAG_UNMERGED,
-            ..r
-        };
-        let back = WireRoute::decode(&marked.encode()).map(|w| w.flags);
-        assert_eq!(back, Some(FLAG_UNMERGED));
     }
 
     #[test]
