@@ -1,37 +1,4 @@
-//! Removal of the POSIX queues and shared-memory segments of one cluster (GROUP). A SIGKILLed
-//! chmpx cannot clean up, and queues count against the system-wide `queues_max` (256 on a
-//! stock kernel, shared by every test on the machine), so each cluster removes its own.
-//!
-//! Names follow chmpx's attach transport: segments `/dev/shm/dkc.<GROUP>.*`, the accept queue
-//! `/dkc.<GROUP>.<...>.accept` next to the `.chmpx` segment, doorbells `.up` / `.dn` next to
-//! each attachment segment.
+//! Removal of the POSIX queues and shared-memory segments of one cluster (GROUP): chmpx's
+//! testkit owns the one copy (a SIGKILLed chmpx cannot clean up after itself).
 
-use std::ffi::CString;
-
-fn unlink_queue(name: &str) {
-    if let Ok(c) = CString::new(name) {
-        // SAFETY: mq_unlink reads a NUL-terminated name and touches no memory of ours.
-        unsafe { libc::mq_unlink(c.as_ptr()) };
-    }
-}
-
-/// Removes every queue and segment of `group`. Call only when no process of it runs.
-pub fn remove_ipc_objects(group: &str) {
-    let prefix = format!("dkc.{group}.");
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        if let Some(base) = name.strip_suffix(".chmpx") {
-            unlink_queue(&format!("/{base}.accept"));
-        } else {
-            unlink_queue(&format!("/{name}.up"));
-            unlink_queue(&format!("/{name}.dn"));
-        }
-        let _ = std::fs::remove_file(entry.path());
-    }
-}
+pub use chmpx::testkit::ipc::remove_ipc_objects;
