@@ -73,6 +73,24 @@ impl Arena {
         None
     }
 
+    /// A block of `len` bytes from the free lists (the smallest class that fits, split), or
+    /// `None`. `g` is the granule.
+    fn take_free(&mut self, g: u64, len: u64) -> Option<u64> {
+        let found = if len <= SMALL_BYTES_MAX {
+            self.pop_small_at_least((len / g) as usize)
+                .map(|(o, c)| (o, c as u64 * g))
+        } else {
+            None
+        }
+        .or_else(|| self.pop_large_at_least(len))?;
+        let (off, have) = found;
+        self.free_bytes -= len;
+        if have > len {
+            self.push(g, off + len, have - len);
+        }
+        Some(off)
+    }
+
     fn pop_large_at_least(&mut self, len: u64) -> Option<(u64, u64)> {
         let (&l, v) = self.large.range_mut(len..).next()?;
         let off = v.pop()?;
@@ -124,37 +142,78 @@ impl Alloc {
         debug_assert!(len > 0 && len.is_multiple_of(self.granule));
         let g = self.granule;
         let mut ar = self.arenas[a % ARENA_COUNT].lock();
-        let found = if len <= SMALL_BYTES_MAX {
-            ar.pop_small_at_least((len / g) as usize)
-                .map(|(o, c)| (o, c as u64 * g))
-        } else {
-            None
-        }
-        .or_else(|| ar.pop_large_at_least(len));
-        if let Some((off, have)) = found {
-            ar.free_bytes -= len;
-            if have > len {
-                ar.push(g, off + len, have - len);
-            }
+        if let Some(off) = ar.take_free(g, len) {
             return Ok(off);
         }
         if ar.chunk_end - ar.chunk_cur < len {
-            // Keep the rest of the old chunk, take a new one from the tail.
-            let rest = ar.chunk_end - ar.chunk_cur;
+            // Keep the rest of the old chunk in the free lists, take a new one from the tail.
+            // The chunk is emptied first: if the tail cannot grow (disk full), the rest must
+            // not stay in the chunk too, or it would be handed out twice.
             let (cur, end) = (ar.chunk_cur, ar.chunk_end);
-            if rest > 0 {
+            if end > cur {
                 ar.push(g, cur, end - cur);
             }
+            ar.chunk_cur = end;
             let want = len.max(ARENA_CHUNK_BYTES);
-            let (start, _, _) = self.take_tail_raw(region, want, g)?;
-            ar.free_bytes += want;
+            // On a nearly full disk a whole chunk may not fit where this block would.
+            let taken = match self.take_tail_raw(region, want, g) {
+                Ok((start, _, _)) => Ok((start, want)),
+                Err(e) if e.is_no_space() && want > len => self
+                    .take_tail_raw(region, len, g)
+                    .map(|(start, _, _)| (start, len)),
+                Err(e) => Err(e),
+            };
+            let (start, got) = match taken {
+                Ok(t) => t,
+                Err(e) if e.is_no_space() => {
+                    // The file cannot grow: use space freed in the other arenas (deleted
+                    // keys), merging touching holes once if none is large enough.
+                    drop(ar);
+                    return self.alloc_elsewhere(a, len).ok_or(e);
+                }
+                Err(e) => return Err(e),
+            };
+            ar.free_bytes += got;
             ar.chunk_cur = start;
-            ar.chunk_end = start + want;
+            ar.chunk_end = start + got;
         }
         let off = ar.chunk_cur;
         ar.chunk_cur += len;
         ar.free_bytes -= len;
         Ok(off)
+    }
+
+    /// A block of `len` bytes from any arena's free lists or unused chunk (arena `a`'s own
+    /// free lists were already searched): the last resort when the file cannot grow. When no
+    /// single hole is large enough but the free bytes would do, touching holes are merged
+    /// once and the search repeated. Called without an arena lock held.
+    fn alloc_elsewhere(&self, a: usize, len: u64) -> Option<u64> {
+        if let Some(off) = self.take_from_any(a, len) {
+            return Some(off);
+        }
+        if self.free_bytes() >= len && self.coalesce() > 0 {
+            return self.take_from_any(a, len);
+        }
+        None
+    }
+
+    /// Takes `len` bytes from the first arena (starting after `a`) that has a hole or chunk
+    /// rest large enough.
+    fn take_from_any(&self, a: usize, len: u64) -> Option<u64> {
+        let g = self.granule;
+        (1..=ARENA_COUNT).find_map(|i| {
+            let mut ar = self.arenas[(a + i) % ARENA_COUNT].lock();
+            if let Some(off) = ar.take_free(g, len) {
+                return Some(off);
+            }
+            if ar.chunk_end - ar.chunk_cur >= len {
+                let off = ar.chunk_cur;
+                ar.chunk_cur += len;
+                ar.free_bytes -= len;
+                return Some(off);
+            }
+            None
+        })
     }
 
     /// Takes `len` bytes at `align` from the file tail, growing the file. Used for blocks

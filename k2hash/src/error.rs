@@ -19,6 +19,24 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The file system holding the file is full (ENOSPC, or EDQUOT for a quota). When the file
+    /// could not grow (`op` is `fallocate`), the write that needed the space was not applied;
+    /// everything stored before stays readable. Free space on that file system (or delete
+    /// keys: their space is reused at once) and retry.
+    #[error(
+        "k2hash: no space left on the file system of {} ({op}: {source}); free space there or \
+         delete keys, then retry",
+        shown(.path)
+    )]
+    NoSpace {
+        /// The call that ran out of space (fallocate, pwrite, ...).
+        op: &'static str,
+        /// The file concerned, if any.
+        path: Option<PathBuf>,
+        /// The OS error (ENOSPC or EDQUOT).
+        #[source]
+        source: std::io::Error,
+    },
     /// The file contents are inconsistent. Run `k2htool verify`; restore from a replica or
     /// `k2htool compact` to salvage what is readable.
     #[error("k2hash: corrupted file {path:?}: {what} at offset {offset}")]
@@ -78,11 +96,16 @@ impl Error {
         path: Option<&std::path::Path>,
         source: std::io::Error,
     ) -> Error {
-        Error::Io {
-            op,
-            path: path.map(|p| p.to_path_buf()),
-            source,
+        let path = path.map(|p| p.to_path_buf());
+        if is_no_space(&source) {
+            return Error::NoSpace { op, path, source };
         }
+        Error::Io { op, path, source }
+    }
+
+    /// Whether this is [`Error::NoSpace`]: the device is full, nothing is wrong with the data.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace { .. })
     }
 
     pub(crate) fn corrupted(what: impl Into<String>, offset: u64) -> Error {
@@ -116,5 +139,18 @@ impl Error {
             },
             e => e,
         }
+    }
+}
+
+/// Whether an OS error means the file system (or the user's quota) is full.
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// A path for a message: the path itself, or what stands for it when there is none.
+fn shown(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "the store".to_string(),
     }
 }

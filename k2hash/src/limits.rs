@@ -37,6 +37,9 @@ pub const GRANULE_BYTES_MIN: u32 = 16;
 pub const GRANULE_BYTES_MAX: u32 = 4096;
 /// A table grows when (used + deleted) slots exceed this per-mille of its size.
 pub const TABLE_LOAD_PERMILLE_MAX: u64 = 700;
+/// A table that cannot grow because the disk is full still takes new keys up to this per-mille
+/// of its size (probes get longer); past it, inserts fail with `NoSpace` until space is freed.
+pub const TABLE_LOAD_PERMILLE_DISK_FULL_MAX: u64 = 900;
 /// Bits of the digest cell number (top bits of the key hash).
 pub const DIGEST_CELL_BITS: u32 = 16;
 /// Number of allocator arenas (independent locks for free space).
@@ -67,4 +70,6 @@ const _: () = assert!((SUBKEYS_SIZE_MAX as u64) < u32::MAX as u64);
 const _: () = assert!(FILE_SIZE_MAX_DEFAULT <= FILE_SIZE_MAX_CEILING);
 const _: () = assert!(GRANULE_BYTES_MIN.is_power_of_two() && GRANULE_BYTES_MAX.is_power_of_two());
 const _: () = assert!(TABLE_LOAD_PERMILLE_MAX < 1000);
+const _: () = assert!(TABLE_LOAD_PERMILLE_MAX < TABLE_LOAD_PERMILLE_DISK_FULL_MAX);
+const _: () = assert!(TABLE_LOAD_PERMILLE_DISK_FULL_MAX < 1000);
 const _: () = assert!(ARENA_CHUNK_BYTES.is_multiple_of(GRANULE_BYTES_MAX as u64));

@@ -163,7 +163,14 @@ impl Engine {
         let h = crate::key_hash(key);
         let si = self.shard_of(h);
         let mut t = self.shards[si].t.write();
-        self.maybe_grow(si, &mut t)?;
+        // A table that cannot grow because the disk is full only matters to a write that
+        // takes an empty slot: overwrites and deletes go on, and so do inserts up to a hard
+        // load limit (probes get longer until space is freed).
+        let grow_failed = match self.maybe_grow(si, &mut t) {
+            Ok(()) => None,
+            Err(e) if e.is_no_space() => Some(e),
+            Err(e) => return Err(e),
+        };
         let mut buf = Vec::new();
         let p = self.probe(&t, h, key, &mut buf)?;
         let cur = match (p.found, p.hdr) {
@@ -252,6 +259,21 @@ impl Engine {
                     max: u32::MAX as u64,
                     actual: bb,
                 })?;
+                if let Some(e) = grow_failed {
+                    let takes_empty = p.found.is_none()
+                        && self
+                            .region
+                            .slot(t.slot_off(p.insert_at))
+                            .load(Ordering::Relaxed)
+                            == SLOT_EMPTY;
+                    let size = 1u64 << t.bits;
+                    if takes_empty
+                        && (t.used + t.deleted + 1) * 1000
+                            > size * TABLE_LOAD_PERMILLE_DISK_FULL_MAX
+                    {
+                        return Err(e);
+                    }
+                }
                 let off = self.alloc.alloc(&self.region, si, bb)?;
                 let hdr = SCRATCH.with(|s| -> Result<RecHeader> {
                     let mut s = s.borrow_mut();

@@ -105,32 +105,21 @@ impl Region {
                 actual: end,
             });
         }
-        let want = end
-            .max(cur + (cur / 4).max(crate::limits::FILE_GROW_BYTES_MIN))
-            .next_multiple_of(4096)
+        let need = end.next_multiple_of(4096).min(self.reserve);
+        let step = (cur / 4).max(crate::limits::FILE_GROW_BYTES_MIN);
+        let want = need
+            .max((cur + step).next_multiple_of(4096))
             .min(self.reserve);
-        if let Some(f) = &self.file {
-            // fallocate reserves blocks so a later store into the mapping cannot SIGBUS on a
-            // full disk; fall back to ftruncate where it is unsupported.
-            // SAFETY: plain syscall on our own fd.
-            let r = unsafe {
-                libc::fallocate(
-                    f.as_raw_fd(),
-                    0,
-                    cur as libc::off_t,
-                    (want - cur) as libc::off_t,
-                )
-            };
-            if r != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
-                    f.set_len(want)
-                        .map_err(|e| Error::io("ftruncate", self.path.as_deref(), e))?;
-                } else {
-                    return Err(Error::io("fallocate", self.path.as_deref(), e));
-                }
+        // On a nearly full disk the growth step may not fit where the write itself would:
+        // then grow by just what the write needs.
+        let grown = match self.grow_file(cur, want) {
+            Ok(()) => want,
+            Err(e) if e.is_no_space() && need < want => {
+                self.grow_file(cur, need)?;
+                need
             }
-        }
+            Err(e) => return Err(e),
+        };
         if self.mode != Mode::IndexMap && !self.read_only {
             // Fault the new pages in with one call instead of one fault per page on first
             // store (memory and full-map modes); older kernels refuse the advice, which only
@@ -140,13 +129,64 @@ impl Region {
             unsafe {
                 libc::madvise(
                     self.base.add(cur as usize).cast(),
-                    (want - cur) as usize,
+                    (grown - cur) as usize,
                     libc::MADV_POPULATE_WRITE,
                 )
             };
         }
-        self.size.store(want, Ordering::Release);
+        self.size.store(grown, Ordering::Release);
         Ok(())
+    }
+
+    /// Extends the file from `cur` to `want` bytes with blocks reserved. A failure (ENOSPC:
+    /// [`Error::NoSpace`]) leaves the logical size unchanged; the file may keep part of the
+    /// range on some file systems, which is harmless (the tail is unused, and reopen takes the
+    /// file's size as it is).
+    fn grow_file(&self, cur: u64, want: u64) -> Result<()> {
+        let Some(f) = &self.file else {
+            return Ok(());
+        };
+        // A full file system is asked first: on some (tmpfs) a fallocate that cannot succeed
+        // allocates page after page and then gives them all back, which on a full disk would
+        // be paid by every write. The check can only be pessimistic when part of the range
+        // was kept by an earlier failed fallocate (some file systems keep it).
+        let mut vfs = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: fstatvfs fills the struct it is given on success; read only then.
+        if unsafe { libc::fstatvfs(f.as_raw_fd(), vfs.as_mut_ptr()) } == 0 {
+            // SAFETY: initialised by the successful call above.
+            let vfs = unsafe { vfs.assume_init() };
+            // The widths of these fields differ between platforms.
+            #[allow(clippy::useless_conversion)]
+            let free = u64::from(vfs.f_bfree).saturating_mul(u64::from(vfs.f_frsize));
+            if vfs.f_blocks > 0 && free < want - cur {
+                return Err(Error::io(
+                    "fallocate",
+                    self.path.as_deref(),
+                    std::io::Error::from_raw_os_error(libc::ENOSPC),
+                ));
+            }
+        }
+        // fallocate reserves blocks so a later store into the mapping cannot SIGBUS on a full
+        // disk; fall back to ftruncate where it is unsupported.
+        // SAFETY: plain syscall on our own fd.
+        let r = unsafe {
+            libc::fallocate(
+                f.as_raw_fd(),
+                0,
+                cur as libc::off_t,
+                (want - cur) as libc::off_t,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            return f
+                .set_len(want)
+                .map_err(|e| Error::io("ftruncate", self.path.as_deref(), e));
+        }
+        Err(Error::io("fallocate", self.path.as_deref(), e))
     }
 
     /// Sets the size at open of a new memory image.
