@@ -181,11 +181,29 @@ fn self_node_errors() {
         names: vec!["elsewhere".into()],
         addrs: vec!["10.9.9.9".parse().unwrap()],
     };
-    // 127.0.0.1 is always local; a ctlport nobody has matches nothing.
-    let msg = c.self_node(Some(9999), &far).unwrap_err().to_string();
+    // 127.0.0.1 is always local; a ctlport no entry names is a slave of the any-host entry
+    // (its CTLPORT is only the default: slaves on one host are told apart by their ports)...
+    let me = c.self_node(Some(9999), &far).unwrap();
+    assert_eq!((me.host.as_str(), me.ctlport), ("*", 8031));
+    // ...and matches nothing when MODE says server, or when there is no any-host entry.
+    for text in [
+        GOOD.replace("REPLICA = 1", "REPLICA = 1\nMODE = SERVER"),
+        GOOD.replace("NAME = [.]*", "NAME = 10.9.9.8"),
+    ] {
+        let c = Config::parse_str(&text, FILE).unwrap();
+        let msg = c.self_node(Some(9999), &far).unwrap_err().to_string();
+        assert!(
+            msg.contains("no [SVRNODE] or [SLVNODE] entry matches") && msg.contains("ctlport 9999"),
+            "{msg}"
+        );
+    }
+    // Of two any-host entries, the one with the wanted CTLPORT.
+    let two_any = format!("{GOOD}\n[SLVNODE]\nNAME = [.]*\nCTLPORT = 8032\n");
+    let c2 = Config::parse_str(&two_any, FILE).unwrap();
+    assert_eq!(c2.self_node(Some(8032), &far).unwrap().line, 14);
     assert!(
-        msg.contains("no [SVRNODE] or [SLVNODE] entry matches") && msg.contains("ctlport 9999"),
-        "{msg}"
+        c2.self_node(Some(8033), &far).is_err(),
+        "two any-host entries: ambiguous"
     );
     // Without a ctlport, the entry naming this host (127.0.0.1) wins over the any-host slave.
     assert_eq!(c.self_node(None, &far).unwrap().ctlport, 8021);

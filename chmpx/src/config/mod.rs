@@ -272,9 +272,13 @@ impl Config {
     /// `ctlport` is `--ctlport` (falls back to SELFCTLPORT). An entry
     /// matches when its host is local (see [`LocalAddrs::is_local`]; any-host
     /// slaves always are), its CTLPORT equals the wanted one (if any), and
-    /// its kind equals MODE (if set). Entries that name this host win over
-    /// any-host (`[.]*`) slave entries: a host listed as a server is a
-    /// server unless --ctlport or MODE says otherwise. Exactly one must match.
+    /// its kind equals MODE (if set). An any-host (`[.]*`) slave entry
+    /// matches any wanted control port: its CTLPORT is only the default of
+    /// the slaves it admits, which are told apart by their own control ports
+    /// (as CHMPX runs a process whose port names no server as a slave).
+    /// Entries that name this host win over any-host slave entries: a host
+    /// listed as a server is a server unless --ctlport or MODE says
+    /// otherwise. Exactly one must match.
     pub fn self_node(
         &self,
         ctlport: Option<u16>,
@@ -286,11 +290,21 @@ impl Config {
             .iter()
             .chain(&self.slaves)
             .filter(|n| self.global.mode.is_none_or(|m| m == n.mode))
-            .filter(|n| wanted_port.is_none_or(|p| p == n.ctlport))
+            .filter(|n| {
+                wanted_port.is_none_or(|p| {
+                    p == n.ctlport || (n.mode == Mode::Slave && n.host == HostSpec::Any)
+                })
+            })
             .filter(|n| local.is_local(&n.host))
             .collect();
         if candidates.iter().any(|n| n.host != HostSpec::Any) {
             candidates.retain(|n| n.host != HostSpec::Any);
+        }
+        // Among any-host entries, one whose CTLPORT is the wanted port wins.
+        if let Some(p) = wanted_port {
+            if candidates.len() > 1 && candidates.iter().any(|n| n.ctlport == p) {
+                candidates.retain(|n| n.ctlport == p);
+            }
         }
         match candidates.as_slice() {
             [one] => Ok(one),
@@ -320,6 +334,16 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(", "),
             }),
+        }
+    }
+
+    /// The control port of this process once [`Config::self_node`] found `me`: the entry's
+    /// CTLPORT, except for an any-host slave entry, whose slaves use their own (`ctlport`, i.e.
+    /// `--ctlport`, else SELFCTLPORT, else the entry's CTLPORT as the default).
+    pub fn own_ctlport(&self, ctlport: Option<u16>, me: &NodeSpec) -> u16 {
+        match me.host {
+            HostSpec::Any => ctlport.or(self.global.self_ctlport).unwrap_or(me.ctlport),
+            HostSpec::Name(_) => me.ctlport,
         }
     }
 

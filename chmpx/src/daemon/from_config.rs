@@ -1,6 +1,13 @@
 //! Mapping a parsed config file ([`crate::config::Config`]) onto [`DaemonSettings`].
+//!
+//! Identity: a node is "host:ctlport". A server, or a slave with an entry naming its host, takes
+//! the host from its entry. A slave matched by an any-host entry (`[.]*`) is named by the
+//! address it connects to the servers from and its own control port (`--ctlport`, else
+//! SELFCTLPORT, else the entry's CTLPORT): the servers check exactly that address
+//! (see `link::access`), so slaves on different hosts matched by one entry are different
+//! nodes, and slaves on one host are told apart by their control ports.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
 use super::settings::{DaemonSettings, Mode, NodeSpec};
@@ -24,6 +31,31 @@ pub enum SettingsError {
         /// The resolver's answer.
         reason: String,
     },
+    /// A slave matched by an any-host entry cannot tell which address it connects from.
+    #[error("{file}: the slave with control port {ctlport} is matched by the any-host [SLVNODE] entry of line {line} and is named by the address it connects to the servers from, but {reason}")]
+    SlaveAddress {
+        /// Config file.
+        file: String,
+        /// Line of the any-host entry.
+        line: usize,
+        /// The slave's control port.
+        ctlport: u16,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+}
+
+/// The local address this host sends from to reach `target` (no packet is sent: a UDP socket
+/// is connected only to ask the kernel for its route).
+fn source_ip_towards(target: SocketAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = if target.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(any)?;
+    socket.connect(target)?;
+    Ok(crate::link::access::canonical_ip(socket.local_addr()?.ip()))
 }
 
 /// Resolves one ENDPOINTS entry, `host:port` (the config checked its shape).
@@ -104,10 +136,20 @@ pub fn settings_from_config(
         });
     }
     let g = &cfg.global;
+    let self_ctlport = cfg.own_ctlport(ctlport, me);
+    let self_id = match me.host {
+        HostSpec::Name(_) => me.id(),
+        HostSpec::Any => {
+            let spec = any_host_slave(&nodes, self_ctlport, &file, me.line)?;
+            let id = spec.id.clone();
+            nodes.push(spec);
+            id
+        }
+    };
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     Ok(DaemonSettings {
         cluster: g.group.clone(),
-        self_id: me.id(),
+        self_id,
         mode: if me.mode == config::Mode::Server {
             Mode::Server
         } else {
@@ -122,8 +164,50 @@ pub fn settings_from_config(
         heartbeat_interval: g.heartbeat_interval(),
         heartbeat_timeout: g.heartbeat_timeout(),
         secret: g.secret.as_ref().map(|s| s.as_bytes().to_vec()),
-        control_addr: SocketAddr::new(any, me.ctlport),
+        control_addr: SocketAddr::new(any, self_ctlport),
         metrics_addr: me.metrics_port.map(|p| SocketAddr::new(any, p)),
         body_size_max: usize::try_from(g.max_payload).unwrap_or(usize::MAX),
+    })
+}
+
+/// The node entry of this slave, matched by an any-host entry: named by the address it reaches
+/// the first server from and by `ctlport`.
+fn any_host_slave(
+    nodes: &[NodeSpec],
+    ctlport: u16,
+    file: &str,
+    line: usize,
+) -> Result<NodeSpec, SettingsError> {
+    let err = |reason: String| SettingsError::SlaveAddress {
+        file: file.to_string(),
+        line,
+        ctlport,
+        reason,
+    };
+    let target = nodes
+        .iter()
+        .filter(|n| n.mode == Mode::Server)
+        .find_map(|n| n.endpoints.first().copied().or(n.data_addr))
+        .ok_or_else(|| err("the config lists no server to connect to; add a [SVRNODE]".into()))?;
+    let ip = source_ip_towards(target).map_err(|e| {
+        err(format!(
+            "there is no route to the server at {target} ({e}); check the network, or give this slave a [SLVNODE] entry naming its host"
+        ))
+    })?;
+    let id = crate::placement::NodeId::new(&crate::link::access::slave_id_for(ip, ctlport));
+    if let Some(other) = nodes.iter().find(|n| n.id == id) {
+        return Err(err(format!(
+            "its id {id} is already a configured {} node's; start it with another --ctlport",
+            other.mode.word()
+        )));
+    }
+    Ok(NodeSpec {
+        id,
+        host: ip.to_string(),
+        mode: Mode::Slave,
+        data_addr: None,
+        endpoints: Vec::new(),
+        ctlport,
+        ip: Some(ip),
     })
 }

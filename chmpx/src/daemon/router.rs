@@ -205,7 +205,9 @@ impl Router {
         let mut nodes = Vec::new();
         let mut by_id = HashMap::new();
         let mut by_num = HashMap::new();
-        for (i, spec) in s.nodes.iter().enumerate() {
+        // An any-host slave entry names no node: each slave it admits joins on its PeerUp.
+        for spec in s.nodes.iter().filter(|n| !n.is_any_host()) {
+            let i = nodes.len();
             let num = node_number(spec.id.as_str());
             if let Some(&j) = by_num.get(&num) {
                 let other: &NodeState = &nodes[j];
@@ -674,11 +676,47 @@ impl Router {
 
     // ---- peers ---------------------------------------------------------------------------
 
+    /// A slave the link layer admitted by an any-host [SLVNODE] entry (it is named by its own
+    /// address and control port) joins the node table on its first PeerUp, so its requests are
+    /// served and answers reach it by its own id. `None` when its id is not "host:ctlport" or
+    /// its node number clashes with a known node's.
+    fn learn_slave(&mut self, id: &str) -> Option<usize> {
+        let (host, port) = id.rsplit_once(':')?;
+        let ctlport: u16 = port.parse().ok()?;
+        let num = node_number(id);
+        if let Some(&j) = self.by_num.get(&num) {
+            tracing::warn!(peer = %id, clash = %self.nodes[j].id, "slave ignored: its node number clashes with a known node's");
+            return None;
+        }
+        let i = self.nodes.len();
+        self.nodes.push(NodeState {
+            id: NodeId::new(id),
+            num,
+            host: host.to_string(),
+            mode: Mode::Slave,
+            port: None,
+            ctlport,
+            up: false,
+            server_attached: false,
+            merge: MergeState::Nothing,
+            merge_epoch: 0,
+            progress: None,
+            unfinished: HashSet::new(),
+            msgs_per_sec: 0.0,
+            reconcile_on_return: false,
+        });
+        self.by_id.insert(NodeId::new(id), i);
+        self.by_num.insert(num, i);
+        tracing::info!(peer = %id, "slave joins (admitted by an any-host [SLVNODE] entry)");
+        Some(i)
+    }
+
     /// Handles one event of the link layer.
     pub fn handle_link(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::PeerUp(id) => {
-                if let Some(&i) = self.by_id.get(&NodeId::new(&id)) {
+                let known = self.by_id.get(&NodeId::new(&id)).copied();
+                if let Some(i) = known.or_else(|| self.learn_slave(&id)) {
                     tracing::info!(peer = %id, "peer UP");
                     self.nodes[i].up = true;
                     self.metrics.set_peer_up(&id, true);

@@ -44,16 +44,26 @@ pub struct NodeSpec {
     pub ip: Option<IpAddr>,
 }
 
+impl NodeSpec {
+    /// Whether this is an any-host slave entry (`[.]*`): it names no node but admits every
+    /// slave that connects, each named by its own address and control port.
+    pub fn is_any_host(&self) -> bool {
+        self.mode == Mode::Slave && self.ip.is_none()
+    }
+}
+
 /// Everything the daemon needs to run.
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
     /// Cluster name (GROUP).
     pub cluster: String,
-    /// This node.
+    /// This node. A slave matched by an any-host entry is named by the address it connects
+    /// from and its own control port ("10.0.0.9:8031"), never by the entry.
     pub self_id: NodeId,
     /// Server or slave.
     pub mode: Mode,
-    /// Every configured node, this one included.
+    /// Every configured node, this one included (a slave matched by an any-host entry is listed
+    /// under its own id as well as the entry).
     pub nodes: Vec<NodeSpec>,
     /// Slots in the hash space.
     pub slot_count: u32,

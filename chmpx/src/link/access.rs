@@ -26,6 +26,55 @@ pub enum AccessError {
     SelfId { id: String },
     #[error("node {id:?} dialled us, but by the link rule we dial it (lower id dials); check both configs list the same peers")]
     WrongDirection { id: String },
+    #[error("slave id {id:?} from {source_ip} is refused: a slave matched by an any-host [SLVNODE] entry is named by the address it connects from and its control port, \"{expected}:<ctlport>\"; restart it with this config, or give it a [SLVNODE] entry of its own")]
+    BadSlaveId {
+        id: String,
+        source_ip: IpAddr,
+        expected: IpAddr,
+    },
+}
+
+/// Who a Hello that passed [`check_hello`] comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// The configured peer at this index of the peer list.
+    Configured(usize),
+    /// A slave matched by an any-host entry (at this index of the peer list), named by its own
+    /// address and control port: one such entry admits any number of slaves, each its own peer.
+    Slave { id: String, entry: usize },
+}
+
+/// Whether `p` is an any-host slave entry: it stands for every slave that connects, each of
+/// which is told apart by its own id ("address:ctlport").
+pub fn is_any_host_slave(p: &PeerSpec) -> bool {
+    !p.listens && p.addr.ip().is_unspecified()
+}
+
+/// The id a slave matched by an any-host entry must claim: the canonical form of the address
+/// it connects from, and its control port.
+pub fn slave_id_for(source: IpAddr, ctlport: u16) -> String {
+    match canonical_ip(source) {
+        IpAddr::V4(v4) => format!("{v4}:{ctlport}"),
+        IpAddr::V6(v6) => format!("{v6}:{ctlport}"),
+    }
+}
+
+/// Checks `claimed_id` against the any-host slave rule: "host:ctlport" where host is the
+/// connection's source address (as [`slave_id_for`] writes it) and ctlport is a port.
+fn check_any_host_slave(claimed_id: &str, source: IpAddr) -> Result<(), AccessError> {
+    let bad = || AccessError::BadSlaveId {
+        id: claimed_id.to_owned(),
+        source_ip: source,
+        expected: canonical_ip(source),
+    };
+    let (host, port) = claimed_id.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let ip: IpAddr = host.parse().map_err(|_| bad())?;
+    if port == 0 || claimed_id != slave_id_for(ip, port) || canonical_ip(ip) != canonical_ip(source)
+    {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, seen on dual-stack listeners) compare as IPv4.
@@ -51,23 +100,37 @@ pub fn check_source(peers: &[PeerSpec], source: IpAddr) -> Result<(), AccessErro
 }
 
 /// Second check, on Hello: the claimed id is a configured peer other than us, its IP matches
-/// the source, and it is the side that should dial. Returns the peer's index in `peers`.
+/// the source, and it is the side that should dial. An id that is no configured peer's is
+/// admitted as a slave of an any-host entry when there is one and the id names the source
+/// address ([`slave_id_for`]). An any-host entry's own id is never admitted: it names no node.
 pub fn check_hello(
     self_id: &str,
     self_listens: bool,
     peers: &[PeerSpec],
     claimed_id: &str,
     source: IpAddr,
-) -> Result<usize, AccessError> {
+) -> Result<Admitted, AccessError> {
     if claimed_id == self_id {
         return Err(AccessError::SelfId {
             id: claimed_id.to_owned(),
         });
     }
-    let Some(index) = peers.iter().position(|p| p.id == claimed_id) else {
-        return Err(AccessError::UnknownNode {
-            id: claimed_id.to_owned(),
-        });
+    let configured = peers
+        .iter()
+        .position(|p| p.id == claimed_id && !is_any_host_slave(p));
+    let Some(index) = configured else {
+        return match peers.iter().position(is_any_host_slave) {
+            Some(entry) => {
+                check_any_host_slave(claimed_id, source)?;
+                Ok(Admitted::Slave {
+                    id: claimed_id.to_owned(),
+                    entry,
+                })
+            }
+            None => Err(AccessError::UnknownNode {
+                id: claimed_id.to_owned(),
+            }),
+        };
     };
     let peer = &peers[index];
     if !ip_matches(peer.addr.ip(), source) {
@@ -82,7 +145,7 @@ pub fn check_hello(
             id: claimed_id.to_owned(),
         });
     }
-    Ok(index)
+    Ok(Admitted::Configured(index))
 }
 
 #[cfg(test)]
@@ -113,13 +176,55 @@ mod tests {
     }
 
     #[test]
-    fn an_any_host_slave_entry_admits_every_source() {
+    fn an_any_host_slave_entry_admits_every_source_named_by_its_address() {
         let mut p = peers();
-        p.push(PeerSpec::slave("any:8031", ip("0.0.0.0")));
+        p.push(PeerSpec::slave("*:8031", ip("0.0.0.0")));
+        let me = "10.0.0.2:8021";
         assert_eq!(check_source(&p, ip("192.168.5.5")), Ok(()));
+        // Two slaves on one host, told apart by control port; one on another host.
+        for (id, from) in [
+            ("192.168.5.5:8031", "192.168.5.5"),
+            ("192.168.5.5:8032", "192.168.5.5"),
+            ("192.168.5.6:8031", "::ffff:192.168.5.6"),
+            ("fd00::7:8031", "fd00::7"),
+        ] {
+            assert_eq!(
+                check_hello(me, true, &p, id, ip(from)),
+                Ok(Admitted::Slave {
+                    id: id.into(),
+                    entry: 3
+                }),
+                "{id} from {from}"
+            );
+        }
+        // The entry's own id names no node; an id naming another address, a name, no port or
+        // a non-canonical spelling is refused, so a slave cannot take another's identity.
+        for (id, from) in [
+            ("*:8031", "192.168.5.5"),
+            ("192.168.5.6:8031", "192.168.5.5"),
+            ("slavehost:8031", "192.168.5.5"),
+            ("192.168.5.5", "192.168.5.5"),
+            ("192.168.5.5:0", "192.168.5.5"),
+            ("192.168.5.5:99999", "192.168.5.5"),
+            ("::ffff:192.168.5.5:8031", "192.168.5.5"),
+        ] {
+            let got = check_hello(me, true, &p, id, ip(from));
+            assert!(
+                matches!(got, Err(AccessError::BadSlaveId { .. })),
+                "{id} from {from}: {got:?}"
+            );
+        }
+        // The configured peers keep their own rules.
         assert_eq!(
-            check_hello("10.0.0.2:8021", true, &p, "any:8031", ip("192.168.5.5")),
-            Ok(3)
+            check_hello(me, true, &p, "10.0.0.9:8031", ip("10.0.0.9")),
+            Ok(Admitted::Configured(2))
+        );
+        // Without an any-host entry an unknown id is refused as before.
+        assert_eq!(
+            check_hello(me, true, &peers(), "192.168.5.5:8031", ip("192.168.5.5")),
+            Err(AccessError::UnknownNode {
+                id: "192.168.5.5:8031".into()
+            })
         );
     }
 
@@ -129,12 +234,12 @@ mod tests {
         // 10.0.0.1 < me, so it dials us: accepted.
         assert_eq!(
             check_hello(me, true, &peers(), "10.0.0.1:8021", ip("10.0.0.1")),
-            Ok(0)
+            Ok(Admitted::Configured(0))
         );
         // The slave always dials.
         assert_eq!(
             check_hello(me, true, &peers(), "10.0.0.9:8031", ip("10.0.0.9")),
-            Ok(2)
+            Ok(Admitted::Configured(2))
         );
         // 10.0.0.3 > me: we dial it, so its inbound connection is refused.
         assert_eq!(

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::access::check_hello;
+use super::access::{check_hello, Admitted};
 use super::auth::{new_nonce, proof, verify, Role, Transcript};
 use super::conn::{ConnError, FrameReader, FrameWriter};
 use super::frame::{Frame, FrameBody};
@@ -134,15 +134,15 @@ where
     Ok(())
 }
 
-/// Accepting side: runs the handshake with whoever connected from `source`; returns the index
-/// of the peer in `peers`.
+/// Accepting side: runs the handshake with whoever connected from `source`; returns who it is
+/// (a configured peer of `peers`, or a slave admitted by an any-host entry).
 pub async fn accept<R, W>(
     ctx: &HandshakeCtx<'_>,
     peers: &[PeerSpec],
     source: IpAddr,
     r: &mut FrameReader<R>,
     w: &mut FrameWriter<W>,
-) -> Result<usize, ConnError>
+) -> Result<Admitted, ConnError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -161,8 +161,8 @@ where
             return Err(refuse(w, ctx.cluster, err).await);
         }
     };
-    let index = match check_hello(ctx.self_id, ctx.self_listens, peers, &dialer_id, source) {
-        Ok(i) => i,
+    let admitted = match check_hello(ctx.self_id, ctx.self_listens, peers, &dialer_id, source) {
+        Ok(a) => a,
         Err(e) => return Err(refuse(w, ctx.cluster, e.into()).await),
     };
     if let Err(e) = check_nonce(&dialer_nonce) {
@@ -194,7 +194,7 @@ where
     if !verify(ctx.secret, Role::Dialer, &t, &dialer_proof) {
         return Err(refuse(w, ctx.cluster, ConnError::BadProof { peer: dialer_id }).await);
     }
-    Ok(index)
+    Ok(admitted)
 }
 
 /// Short name of a frame kind for log lines.

@@ -80,6 +80,10 @@ pub const WRITE_BATCH_MAX: usize = 256;
 /// Pending inbound (accepted, handshaked) connections waiting for their peer's driver.
 pub const INBOUND_HANDOFF_DEPTH: usize = 2;
 
+/// Slaves an any-host [SLVNODE] entry may have admitted at once (each is its own peer, with its
+/// own queue); CHMPX's default MAXCHMPX. At the limit a DOWN one is forgotten for a new one.
+pub const DYNAMIC_PEERS_MAX: usize = 1024;
+
 /// Concurrent inbound handshakes; more are refused so a flood cannot exhaust memory.
 pub const HANDSHAKES_IN_FLIGHT_MAX: usize = 64;
 

@@ -12,18 +12,24 @@
 //! acceptor to hand it a handshaked inbound connection (a newer one replaces the current one:
 //! the peer restarted). While no session runs the peer is DOWN: `send` fails fast, and what was
 //! still queued is dropped and counted, so memory stays bounded and the daemon fails over.
+//!
+//! An any-host slave entry ([`super::access::is_any_host_slave`]) has no driver of its own:
+//! each slave it admits is named by its own address and control port and gets its own peer,
+//! created on its first handshake (at most [`DYNAMIC_PEERS_MAX`]; a DOWN one makes room).
+//! A node that does not listen (a slave) dials from the address its own id names, when that
+//! is an address of this host, so the servers see the identity it claims.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::access::check_source;
+use super::access::{check_source, is_any_host_slave, Admitted};
 use super::backoff::Backoff;
 use super::conn::{ConnError, FrameReader, FrameWriter};
 use super::error::{SendError, StartError};
@@ -31,7 +37,8 @@ use super::event::{LinkEvent, Outgoing, Queued};
 use super::frame::DataMsg;
 use super::handshake::{self, HandshakeCtx};
 use super::limits::{
-    FRAME_ENVELOPE_BYTES_MAX, HANDSHAKES_IN_FLIGHT_MAX, INBOUND_HANDOFF_DEPTH, NODE_ID_LEN_MAX,
+    DYNAMIC_PEERS_MAX, FRAME_ENVELOPE_BYTES_MAX, HANDSHAKES_IN_FLIGHT_MAX, INBOUND_HANDOFF_DEPTH,
+    NODE_ID_LEN_MAX,
 };
 use super::options::{self_dials, LinkOptions, PeerSpec};
 use super::peer::{LocalView, PeerShared};
@@ -48,11 +55,24 @@ struct Inbound {
     source: SocketAddr,
 }
 
+/// A slave admitted by an any-host entry: its shared state and where its connections go.
+struct DynPeer {
+    shared: Arc<PeerShared>,
+    handoff: mpsc::Sender<Inbound>,
+}
+
 struct Inner {
     self_id: String,
     options: LinkOptions,
+    /// Every configured peer, any-host entries included (the access rules read them).
+    specs: Vec<PeerSpec>,
+    /// The configured peers that are nodes (any-host entries are not), with a driver each.
     peers: Vec<Arc<PeerShared>>,
     index: HashMap<String, usize>,
+    /// Slaves admitted by an any-host entry, by id.
+    dynamic: RwLock<HashMap<String, DynPeer>>,
+    /// The address outgoing connections are bound to (see the module doc).
+    source_ip: Option<IpAddr>,
     stats: LinkStats,
     local_view: LocalView,
     local_addr: Option<SocketAddr>,
@@ -98,17 +118,24 @@ impl LinkManager {
         }
         let self_listens = listener.is_some();
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let source_ip = if self_listens {
+            None
+        } else {
+            own_address(&self_id)
+        };
         let (events_tx, events_rx) = mpsc::channel(options.event_queue_depth);
         let (shutdown_tx, _) = watch::channel(false);
 
         let mut queues = Vec::new();
         let mut handoffs = Vec::new();
         let mut peers = Vec::new();
+        let mut node_index = HashMap::new();
         // The largest message must fit in an empty queue, or it could never be sent.
-        let budget_bytes = options.peer_queue_bytes_max.max(options.frame_size_max);
-        for spec in &specs {
+        let budget_bytes = budget_bytes(&options);
+        for spec in specs.iter().filter(|p| !is_any_host_slave(p)) {
             let (tx, rx) = mpsc::channel(options.peer_queue_depth);
             let (htx, hrx) = mpsc::channel(INBOUND_HANDOFF_DEPTH);
+            node_index.insert(spec.id.clone(), peers.len());
             peers.push(Arc::new(PeerShared::new(spec.clone(), tx, budget_bytes)));
             queues.push(rx);
             handoffs.push((htx, hrx));
@@ -116,8 +143,11 @@ impl LinkManager {
         let inner = Arc::new(Inner {
             self_id,
             options,
+            specs,
             peers,
-            index,
+            index: node_index,
+            dynamic: RwLock::new(HashMap::new()),
+            source_ip,
             stats: LinkStats::default(),
             local_view: LocalView::default(),
             local_addr,
@@ -129,10 +159,11 @@ impl LinkManager {
         let mut handoff_txs = Vec::new();
         for (i, (outq, (htx, hrx))) in queues.into_iter().zip(handoffs).enumerate() {
             handoff_txs.push(htx);
-            let dials = self_dials(&inner.self_id, self_listens, &inner.peers[i].spec);
+            let peer = inner.peers[i].clone();
+            let dials = self_dials(&inner.self_id, self_listens, &peer.spec);
             let driver = Driver {
                 inner: inner.clone(),
-                peer: i,
+                peer,
                 dials,
                 outq,
                 inbound: hrx,
@@ -145,6 +176,7 @@ impl LinkManager {
                 inner.clone(),
                 listener,
                 handoff_txs,
+                events_tx.clone(),
             )));
         }
         *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
@@ -187,18 +219,37 @@ impl LinkHandle {
         self.inner.local_addr
     }
 
-    fn peer(&self, id: &str) -> Result<&Arc<PeerShared>, SendError> {
+    /// The peer `id`: a configured one, or a slave admitted by an any-host entry.
+    fn lookup(&self, id: &str) -> Option<Arc<PeerShared>> {
+        match self.inner.index.get(id) {
+            Some(&i) => Some(self.inner.peers[i].clone()),
+            None => self
+                .inner
+                .dynamic
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+                .map(|d| d.shared.clone()),
+        }
+    }
+
+    /// Every peer: the configured ones, then the admitted slaves.
+    fn all_peers(&self) -> Vec<Arc<PeerShared>> {
+        let mut all = self.inner.peers.clone();
+        let dynamic = self.inner.dynamic.read().unwrap_or_else(|p| p.into_inner());
+        let mut slaves: Vec<&DynPeer> = dynamic.values().collect();
+        slaves.sort_by(|a, b| a.shared.spec.id.cmp(&b.shared.spec.id));
+        all.extend(slaves.into_iter().map(|d| d.shared.clone()));
+        all
+    }
+
+    fn peer(&self, id: &str) -> Result<Arc<PeerShared>, SendError> {
         if *self.inner.shutdown.borrow() {
             return Err(SendError::Shutdown);
         }
-        let i = self
-            .inner
-            .index
-            .get(id)
-            .ok_or_else(|| SendError::UnknownPeer {
-                peer: id.to_owned(),
-            })?;
-        let peer = &self.inner.peers[*i];
+        let peer = self.lookup(id).ok_or_else(|| SendError::UnknownPeer {
+            peer: id.to_owned(),
+        })?;
         if !peer.is_up() {
             return Err(SendError::PeerDown {
                 peer: id.to_owned(),
@@ -280,10 +331,9 @@ impl LinkHandle {
         self.send(peer, Outgoing::Control(bytes)).await
     }
 
-    /// Ids of the peers that are UP now.
+    /// Ids of the peers that are UP now (admitted slaves included).
     pub fn up_peers(&self) -> Vec<String> {
-        self.inner
-            .peers
+        self.all_peers()
             .iter()
             .filter(|p| p.is_up())
             .map(|p| p.spec.id.clone())
@@ -291,14 +341,12 @@ impl LinkHandle {
     }
 
     pub fn is_up(&self, peer: &str) -> bool {
-        self.inner
-            .index
-            .get(peer)
-            .is_some_and(|i| self.inner.peers[*i].is_up())
+        self.lookup(peer).is_some_and(|p| p.is_up())
     }
 
+    /// The state of every peer: the configured ones in order, then the admitted slaves by id.
     pub fn peer_states(&self) -> Vec<PeerState> {
-        self.inner.peers.iter().map(|p| p.snapshot()).collect()
+        self.all_peers().iter().map(|p| p.snapshot()).collect()
     }
 
     pub fn stats(&self) -> LinkStatsSnapshot {
@@ -323,21 +371,35 @@ impl LinkHandle {
         for t in tasks {
             let _ = t.await;
         }
-        for p in &self.inner.peers {
+        for p in self.all_peers() {
             p.set_up(false);
         }
         tracing::info!(node = %self.inner.self_id, "link manager stopped");
     }
 }
 
+/// The queue byte budget of one peer: the largest message must fit in an empty queue.
+fn budget_bytes(o: &LinkOptions) -> usize {
+    o.peer_queue_bytes_max.max(o.frame_size_max)
+}
+
+/// The address `id` ("host:port") names, when it is an address (not a name) that is neither
+/// unspecified nor a port-only id.
+fn own_address(id: &str) -> Option<IpAddr> {
+    let (host, _) = id.rsplit_once(':')?;
+    let ip: IpAddr = host.parse().ok()?;
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 async fn accept_loop(
     inner: Arc<Inner>,
     listener: TcpListener,
     handoffs: Vec<mpsc::Sender<Inbound>>,
+    events: mpsc::Sender<LinkEvent>,
 ) {
     let mut shutdown = inner.shutdown.subscribe();
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT_MAX));
-    let specs: Arc<Vec<PeerSpec>> = Arc::new(inner.peers.iter().map(|p| p.spec.clone()).collect());
+    let specs: Arc<Vec<PeerSpec>> = Arc::new(inner.specs.clone());
     let handoffs = Arc::new(handoffs);
     loop {
         let (stream, source) = tokio::select! {
@@ -369,17 +431,19 @@ async fn accept_loop(
             continue;
         };
         let (inner, specs, handoffs) = (inner.clone(), specs.clone(), handoffs.clone());
+        let events = events.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            accept_one(&inner, &specs, &handoffs, stream, source).await;
+            accept_one(&inner, &specs, &handoffs, &events, stream, source).await;
         });
     }
 }
 
 async fn accept_one(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     specs: &[PeerSpec],
     handoffs: &[mpsc::Sender<Inbound>],
+    events: &mpsc::Sender<LinkEvent>,
     stream: TcpStream,
     source: SocketAddr,
 ) {
@@ -404,8 +468,28 @@ async fn accept_one(
         after: o.connect_timeout,
     }));
     match result {
-        Ok(i) => {
-            if handoffs[i]
+        Ok(admitted) => {
+            let (id, handoff) = match admitted {
+                Admitted::Configured(i) => {
+                    let id = specs[i].id.clone();
+                    match inner.index.get(&id) {
+                        Some(&p) => (id, handoffs[p].clone()),
+                        None => return,
+                    }
+                }
+                Admitted::Slave { id, .. } => match slave_handoff(inner, &id, events) {
+                    Some(h) => (id, h),
+                    None => {
+                        inner
+                            .stats
+                            .refused_connections
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(node = %inner.self_id, peer = %id, %source, max = DYNAMIC_PEERS_MAX, "inbound slave refused: as many slaves as allowed are UP; raise DYNAMIC_PEERS_MAX or give slaves entries of their own");
+                        return;
+                    }
+                },
+            };
+            if handoff
                 .try_send(Inbound {
                     reader,
                     writer,
@@ -413,7 +497,7 @@ async fn accept_one(
                 })
                 .is_err()
             {
-                tracing::warn!(node = %inner.self_id, peer = %specs[i].id, %source, "inbound link dropped: peer reconnects too fast");
+                tracing::warn!(node = %inner.self_id, peer = %id, %source, "inbound link dropped: peer reconnects too fast");
             }
         }
         Err(e) => {
@@ -433,6 +517,61 @@ async fn accept_one(
     }
 }
 
+/// Where the connections of the admitted slave `id` go: its existing peer's driver, or a new
+/// peer and driver. At the limit a DOWN admitted slave is forgotten to make room; `None` when
+/// all are UP (or the node is shutting down).
+fn slave_handoff(
+    inner: &Arc<Inner>,
+    id: &str,
+    events: &mpsc::Sender<LinkEvent>,
+) -> Option<mpsc::Sender<Inbound>> {
+    if *inner.shutdown.borrow() {
+        return None;
+    }
+    let mut dynamic = inner.dynamic.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(d) = dynamic.get(id) {
+        return Some(d.handoff.clone());
+    }
+    if dynamic.len() >= DYNAMIC_PEERS_MAX {
+        let down = dynamic
+            .iter()
+            .find(|(_, d)| !d.shared.is_up())
+            .map(|(k, _)| k.clone())?;
+        // Dropping its handoff ends its driver, which is waiting for a connection.
+        dynamic.remove(&down);
+        tracing::info!(node = %inner.self_id, forgotten = %down, "a DOWN slave is forgotten to make room for a new one");
+    }
+    let o = &inner.options;
+    let (tx, outq) = mpsc::channel(o.peer_queue_depth);
+    let (handoff, inbound) = mpsc::channel(INBOUND_HANDOFF_DEPTH);
+    let spec = PeerSpec::slave(id, IpAddr::from([0, 0, 0, 0]));
+    let shared = Arc::new(PeerShared::new(spec, tx, budget_bytes(o)));
+    dynamic.insert(
+        id.to_owned(),
+        DynPeer {
+            shared: shared.clone(),
+            handoff: handoff.clone(),
+        },
+    );
+    drop(dynamic);
+    tracing::info!(node = %inner.self_id, peer = %id, "new slave admitted by an any-host entry");
+    let driver = Driver {
+        inner: inner.clone(),
+        peer: shared,
+        dials: false,
+        outq,
+        inbound,
+        events: events.clone(),
+    };
+    let task = tokio::spawn(driver.run());
+    inner
+        .tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(task);
+    Some(handoff)
+}
+
 /// Why a running session was cut short from outside.
 enum Interrupt {
     Shutdown,
@@ -442,7 +581,7 @@ enum Interrupt {
 /// One peer's task.
 struct Driver {
     inner: Arc<Inner>,
-    peer: usize,
+    peer: Arc<PeerShared>,
     dials: bool,
     outq: mpsc::Receiver<Queued>,
     inbound: mpsc::Receiver<Inbound>,
@@ -452,7 +591,7 @@ struct Driver {
 impl Driver {
     async fn run(mut self) {
         let mut shutdown = self.inner.shutdown.subscribe();
-        let seed = getrandom::u64().unwrap_or(self.peer as u64 ^ 0x5eed);
+        let seed = getrandom::u64().unwrap_or(self.peer.spec.id.len() as u64 ^ 0x5eed);
         let inner = self.inner.clone();
         let o = &inner.options;
         let mut backoff = Backoff::new(o.backoff_min, o.backoff_max, seed);
@@ -462,7 +601,7 @@ impl Driver {
             // A link that died young (e.g. the peer accepts, then refuses our frames) is
             // redialled only after a backoff delay, so a broken peer cannot make us spin.
             if flapping && self.dials && next.is_none() {
-                let counters = &self.inner.peers[self.peer].counters;
+                let counters = &self.peer.counters;
                 let pause = tokio::time::sleep(backoff.next_delay());
                 if draining(pause, &mut self.outq, counters, &mut shutdown)
                     .await
@@ -479,7 +618,7 @@ impl Driver {
                 break;
             };
             let linked_at = tokio::time::Instant::now();
-            let peer = self.inner.peers[self.peer].clone();
+            let peer = self.peer.clone();
             self.inner.stats.links_up.fetch_add(1, Ordering::Relaxed);
             tracing::info!(node = %self.inner.self_id, peer = %peer.spec.id, %source, "link UP");
             peer.set_up(true);
@@ -543,7 +682,7 @@ impl Driver {
                 _ = stopped(&mut shutdown) => break,
             }
         }
-        self.inner.peers[self.peer].set_up(false);
+        self.peer.set_up(false);
     }
 
     /// Messages queued while the link was going down will not be sent; count them.
@@ -553,10 +692,7 @@ impl Driver {
             n += 1;
         }
         if n > 0 {
-            self.inner.peers[self.peer]
-                .counters
-                .dropped
-                .fetch_add(n, Ordering::Relaxed);
+            self.peer.counters.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -572,14 +708,14 @@ impl Driver {
                 return None;
             }
             let got = if self.dials {
-                let attempt = dial_once(&self.inner, self.peer);
-                let counters = &self.inner.peers[self.peer].counters;
+                let attempt = dial_once(&self.inner, &self.peer.spec);
+                let counters = &self.peer.counters;
                 let got = draining(attempt, &mut self.outq, counters, shutdown).await?;
                 match got {
                     Ok(c) => Some(c),
                     Err(e) => {
                         let delay = backoff.next_delay();
-                        tracing::debug!(node = %self.inner.self_id, peer = %self.inner.peers[self.peer].spec.id, error = %e, ?delay, "dial failed");
+                        tracing::debug!(node = %self.inner.self_id, peer = %self.peer.spec.id, error = %e, ?delay, "dial failed");
                         if matches!(
                             e,
                             ConnError::BadProof { .. }
@@ -591,9 +727,9 @@ impl Driver {
                                 .stats
                                 .handshake_failures
                                 .fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(node = %self.inner.self_id, peer = %self.inner.peers[self.peer].spec.id, error = %e, "handshake refused");
+                            tracing::warn!(node = %self.inner.self_id, peer = %self.peer.spec.id, error = %e, "handshake refused");
                         }
-                        let counters = &self.inner.peers[self.peer].counters;
+                        let counters = &self.peer.counters;
                         draining(
                             tokio::time::sleep(delay),
                             &mut self.outq,
@@ -607,10 +743,14 @@ impl Driver {
             } else {
                 let inbound = &mut self.inbound;
                 let outq = &mut self.outq;
-                let counters = &self.inner.peers[self.peer].counters;
+                let counters = &self.peer.counters;
                 loop {
                     tokio::select! {
-                        c = inbound.recv() => break c.map(|c| (c.reader, c.writer, c.source)),
+                        // A closed handoff: no connection can ever come (a forgotten slave).
+                        c = inbound.recv() => match c {
+                            Some(c) => break Some((c.reader, c.writer, c.source)),
+                            None => return None,
+                        },
                         Some(_) = outq.recv() => { counters.dropped.fetch_add(1, Ordering::Relaxed); }
                         _ = stopped(shutdown) => return None,
                     }
@@ -646,11 +786,33 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// Connects to `addr` from `source` when given and of the same family (falling back to any
+/// source when it is not an address of this host, e.g. behind NAT).
+async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    if let Some(ip) = source.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        match socket.bind(SocketAddr::new(ip, 0)) {
+            Ok(()) => return socket.connect(addr).await,
+            Err(e) => {
+                tracing::debug!(%ip, error = %e, "cannot dial from the own id's address; dialling from any")
+            }
+        }
+    }
+    TcpStream::connect(addr).await
+}
+
 /// Connects to the first of `addrs` that accepts; the error of the last one otherwise.
-async fn connect_first(addrs: &[SocketAddr]) -> std::io::Result<(TcpStream, SocketAddr)> {
+async fn connect_first(
+    source: Option<IpAddr>,
+    addrs: &[SocketAddr],
+) -> std::io::Result<(TcpStream, SocketAddr)> {
     let mut last = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to dial");
     for &addr in addrs {
-        match TcpStream::connect(addr).await {
+        match connect_from(source, addr).await {
             Ok(stream) => return Ok((stream, addr)),
             Err(e) => last = e,
         }
@@ -658,11 +820,13 @@ async fn connect_first(addrs: &[SocketAddr]) -> std::io::Result<(TcpStream, Sock
     Err(last)
 }
 
-async fn dial_once(inner: &Inner, peer: usize) -> Result<(Reader, Writer, SocketAddr), ConnError> {
+async fn dial_once(
+    inner: &Inner,
+    spec: &PeerSpec,
+) -> Result<(Reader, Writer, SocketAddr), ConnError> {
     let o = &inner.options;
-    let spec = &inner.peers[peer].spec;
     let attempt = async {
-        let (stream, dialled) = connect_first(&spec.dial_addrs()).await?;
+        let (stream, dialled) = connect_first(inner.source_ip, &spec.dial_addrs()).await?;
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let mut reader = FrameReader::new(rd, o.frame_size_max, &o.cluster);
@@ -688,6 +852,18 @@ async fn dial_once(inner: &Inner, peer: usize) -> Result<(Reader, Writer, Socket
 mod tests {
     use super::*;
 
+    #[test]
+    fn own_address_is_the_ip_an_id_names() {
+        assert_eq!(
+            own_address("127.0.0.1:8031"),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(own_address("fd00::7:8031"), "fd00::7".parse().ok());
+        assert_eq!(own_address("slavehost:8031"), None);
+        assert_eq!(own_address("0.0.0.0:8031"), None);
+        assert_eq!(own_address("8031"), None);
+    }
+
     #[tokio::test]
     async fn connect_first_skips_endpoints_that_refuse() {
         // A port that refuses: bind, learn the port, close.
@@ -696,9 +872,20 @@ mod tests {
         drop(closed);
         let open = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let good = open.local_addr().unwrap();
-        let (_stream, used) = connect_first(&[refused, good]).await.unwrap();
+        let (_stream, used) = connect_first(None, &[refused, good]).await.unwrap();
         assert_eq!(used, good);
-        assert!(connect_first(&[refused]).await.is_err());
-        assert!(connect_first(&[]).await.is_err());
+        assert!(connect_first(None, &[refused]).await.is_err());
+        assert!(connect_first(None, &[]).await.is_err());
+        // From a given own address; from one that is not this host's, from any instead.
+        let (stream, _) = connect_first(Some(IpAddr::from([127, 0, 0, 1])), &[good])
+            .await
+            .unwrap();
+        assert_eq!(
+            stream.local_addr().unwrap().ip(),
+            IpAddr::from([127, 0, 0, 1])
+        );
+        let (_stream, _) = connect_first(Some(IpAddr::from([192, 0, 2, 77])), &[good])
+            .await
+            .unwrap();
     }
 }
