@@ -188,6 +188,72 @@ fn faults_host_left_down_loses_no_acknowledged_write() {
     assert_promises(&out);
 }
 
+/// Membership changes under load (4 server hosts, REPLICA 1): the 4th starts SERVICE OUT
+/// (taken out before any data exists), is added with SERVICEIN while both client hosts run
+/// the workload, the merge runs and completes; then a member is taken out with SERVICEOUT,
+/// still under load. Every promise holds, the owners of every slot (REPLICA+1 of them) hold
+/// equal digests, and the node that left holds nothing once it handed off.
+#[test]
+fn faults_servicein_serviceout_under_load_keep_every_copy() {
+    let mut s = Scenario::new(
+        "servicein-serviceout",
+        4,
+        &[FaultKind::ServiceIn, FaultKind::ServiceOut],
+        2,
+    );
+    s.spare = true;
+    s.in_order = true;
+    let Some(out) = run(s) else {
+        return;
+    };
+    assert_promises(&out);
+    let d = out
+        .digests
+        .as_ref()
+        .unwrap_or_else(|| panic!("no digest report (seed {})", out.facts.seed));
+    assert_eq!(
+        d.members.len(),
+        3,
+        "after SERVICEIN of the 4th and SERVICEOUT of one, 3 members (seed {}): {:?}",
+        out.facts.seed,
+        d.members
+    );
+    assert!(d.items > 0, "the owners hold no items at all: {d:?}");
+    assert_eq!(
+        d.handed_off.len(),
+        1,
+        "the node taken out must be running and hold nothing (seed {}): {d:?}",
+        out.facts.seed
+    );
+}
+
+/// The client hosts run dkc-memcached (attached to their slave chmpx) and the workload
+/// speaks the memcached protocol to it: set, get, delete, `gets` + `cas` and `incr`
+/// (SERVER_ERROR or a timeout is an unknown outcome), while server hosts' dkc-server is
+/// killed and restarted and packets are dropped one way.
+#[test]
+fn faults_memcached_clients_lose_no_acknowledged_write() {
+    let mut s = Scenario::new(
+        "memcached",
+        3,
+        &[FaultKind::KillServer, FaultKind::OneWay],
+        2,
+    );
+    s.memcached = true;
+    let Some(out) = run(s) else {
+        return;
+    };
+    assert_promises(&out);
+    for via in ["cas", "incr"] {
+        assert!(
+            out.findings.acked_incr_via.get(via).copied().unwrap_or(0) > 0,
+            "no increment by memcached `{via}` was acknowledged (seed {}): {:?}",
+            out.facts.seed,
+            out.findings.acked_incr_via
+        );
+    }
+}
+
 /// The checker catches a broken build: with replication turned off by dkc-server's test-only
 /// switch (`DKC_TEST_DISABLE_REPLICATION=1`: never replicate, answer success), writes
 /// acknowledged by a primary that is then killed (and left down) are lost, and the checker

@@ -86,6 +86,8 @@ pub struct Findings {
     pub error_window: Duration,
     /// Number of such windows.
     pub error_windows: usize,
+    /// Acknowledged increments per protocol command (`cas`, `incr`).
+    pub acked_incr_via: BTreeMap<String, usize>,
 }
 
 fn val_of(r: &OpRecord) -> Option<String> {
@@ -115,7 +117,13 @@ pub fn check(
         by_key.entry(&r.key).or_default().push(r);
         let write = r.kind != OpKind::Get;
         match (write, r.result) {
-            (true, OpResult::Ok) => f.acked_writes += 1,
+            (true, OpResult::Ok) => {
+                f.acked_writes += 1;
+                if r.kind == OpKind::Incr {
+                    let via = r.via.clone().unwrap_or_else(|| "cas".into());
+                    *f.acked_incr_via.entry(via).or_default() += 1;
+                }
+            }
             (true, OpResult::Unknown) => f.unknown_writes += 1,
             (false, OpResult::Ok) => f.reads_ok += 1,
             _ => {}
@@ -348,6 +356,8 @@ pub struct RunFacts {
     pub recover: Vec<Duration>,
     /// How long the run took.
     pub wall: Duration,
+    /// How the clients reach the cluster (the driver, or memcached through dkc-memcached).
+    pub clients: String,
 }
 
 impl Findings {
@@ -377,8 +387,20 @@ impl Findings {
                 "faults injected",
                 format!("{}: {}", facts.faults.len(), facts.faults.join("; ")),
             ),
+            ("clients", facts.clients.clone()),
             ("operations", self.ops.to_string()),
-            ("acknowledged writes", self.acked_writes.to_string()),
+            (
+                "acknowledged writes",
+                format!(
+                    "{} (increments: {})",
+                    self.acked_writes,
+                    self.acked_incr_via
+                        .iter()
+                        .map(|(k, v)| format!("{v} by {k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
             ("unknown-outcome writes", self.unknown_writes.to_string()),
             ("reads answered", self.reads_ok.to_string()),
             ("lost (must be 0)", self.lost.len().to_string()),
@@ -464,6 +486,7 @@ mod tests {
             error: (res != OpResult::Ok).then(|| "e".to_string()),
             start_us: t.0,
             end_us: t.1,
+            via: None,
         }
     }
 

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chmpx::daemon::status::{MergeState, StatusReport};
+use chmpx::daemon::status::{MergeState, Ring, StatusReport};
 use dkc_tools::netns::chmpx_lab::{
     all_servers_up, settled, ChmpxLab, LabOptions, ServerKind, LAB_GROUP, LAB_PORT,
 };
@@ -54,6 +54,15 @@ pub const WORK_STOP_WAIT_MS: u64 = 15_000;
 pub const WORK_MILLIS_MAX: u64 = 1_800_000;
 /// Longest run of one tool inside a host, ms.
 pub const TOOL_MAX_MS: u64 = 30_000;
+/// Port of the `dkc-memcached` on each client host (memcached scenarios; its own namespace).
+pub const MEMCACHED_PORT: u16 = 11211;
+/// Storage timeout given to `dkc-memcached`, ms: its answer is `SERVER_ERROR` after this,
+/// below the workload's socket timeout ([`dkc_tools::netns::memcached_client::MC_READ_TIMEOUT_MS`]).
+pub const MEMCACHED_STORAGE_TIMEOUT_MS: u64 = 3000;
+const _: () =
+    assert!(MEMCACHED_STORAGE_TIMEOUT_MS < dkc_tools::netns::memcached_client::MC_READ_TIMEOUT_MS);
+/// Longest wait for a SERVICEIN/SERVICEOUT to merge and complete under load, ms.
+pub const MEMBERSHIP_WAIT_MS: u64 = 45_000;
 /// Pause after a heal before recovery is checked, so a merge that starts on a returning link
 /// is seen as running rather than missed, ms.
 pub const HEAL_SETTLE_MS: u64 = 800;
@@ -79,6 +88,12 @@ pub enum FaultKind {
     Minority,
     /// kill -9 of a server host that is never restarted (the run ends with it down).
     KillForever,
+    /// SERVICEIN of the spare server host (started SERVICE OUT, see [`Scenario::spare`])
+    /// under load; waits for the merge to finish.
+    ServiceIn,
+    /// SERVICEOUT of a member server host under load (it keeps running, out of the map);
+    /// waits for the merge to finish.
+    ServiceOut,
 }
 
 /// What one scenario runs.
@@ -108,6 +123,14 @@ pub struct Scenario {
     /// Stop the clients before the first fault (so nothing written after it can supersede
     /// what the fault may have lost: the broken-build check wants every loss visible).
     pub quiet_faults: bool,
+    /// The faults run in `menu` order (one each, `steps` ignored) instead of being drawn.
+    pub in_order: bool,
+    /// The last server host is taken out of service (SERVICEOUT) before any data exists, so
+    /// a [`FaultKind::ServiceIn`] can add it under load.
+    pub spare: bool,
+    /// Each client host runs `dkc-memcached` (attached to its slave chmpx) and the workload
+    /// speaks the memcached protocol to it instead of using the driver.
+    pub memcached: bool,
 }
 
 impl Scenario {
@@ -125,6 +148,9 @@ impl Scenario {
             tail_ms: AFTER_FAULT_MS,
             quiet_faults: false,
             delay_ms: None,
+            in_order: false,
+            spare: false,
+            memcached: false,
         }
     }
 }
@@ -161,6 +187,7 @@ impl RunOutcome {
                 .map(|d| {
                     d.mismatches
                         .iter()
+                        .chain(d.extra_copies.iter())
                         .take(5)
                         .cloned()
                         .collect::<Vec<_>>()
@@ -205,6 +232,10 @@ struct Run {
     stop_file: PathBuf,
     histories: Vec<PathBuf>,
     down_forever: Vec<usize>,
+    /// Server hosts out of service (SERVICE OUT), running.
+    out_of_service: Vec<usize>,
+    /// `dkc-memcached` of each client host (memcached scenarios).
+    memcacheds: Vec<HostProcess>,
     /// Wall clock when the workload processes were started, µs.
     work_started_us: u64,
     /// Delay proxies (they die with the lab).
@@ -217,7 +248,68 @@ fn client_host(servers: usize, i: usize) -> usize {
 
 impl Run {
     fn fail(&self, msg: impl std::fmt::Display) -> ! {
-        panic!("{}: {msg}\n{}", self.scenario.name, self.c.logs());
+        panic!("{}: {msg}\n{}", self.scenario.name, self.logs());
+    }
+
+    /// The last log lines of every process (chmpx, servers, dkc-memcached).
+    fn logs(&self) -> String {
+        let mut out = self.c.logs();
+        for p in &self.memcacheds {
+            out.push_str(&format!(
+                "----- {} ({})\n{}\n",
+                p.name,
+                p.log.display(),
+                p.log_tail(dkc_tools::netns::chmpx_lab::LOG_TAIL_LINES)
+            ));
+        }
+        out
+    }
+
+    /// Sends a ring command (`SERVICEIN id`, `SERVICEOUT id`) with `chmpxctl` through the
+    /// slave chmpx of the first client host (it forwards it to the coordinator).
+    fn ring_command(&self, line: &str) -> Result<String, String> {
+        let host = client_host(self.scenario.servers, 0);
+        let h = self.c.lab.host(host);
+        let mut cmd = h.command(bins::path("chmpxctl").map_err(|e| e.to_string())?);
+        cmd.args(["--host", &h.addr().to_string()])
+            .args(["--ctlport", &self.c.ctlport_of(host).to_string()])
+            .args(line.split(' '));
+        let out = h.output(cmd, TOOL_MAX_MS).map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "chmpxctl {line} on h{host}: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Gives `verb` (SERVICEIN/SERVICEOUT) for server `v`, then waits until every host sees
+    /// `v` in `ring`, the change completed (no pending epoch) and nothing merging.
+    fn membership_change(&self, verb: &str, v: usize, ring: Ring) -> Result<String, String> {
+        let id = self.c.servers[v].id.to_string();
+        let answer = self.ring_command(&format!("{verb} {id}"))?;
+        let start = Instant::now();
+        let hosts: Vec<usize> = self
+            .live_servers()
+            .into_iter()
+            .chain((0..CLIENT_HOSTS).map(|i| client_host(self.scenario.servers, i)))
+            .collect();
+        for h in hosts {
+            let left = MEMBERSHIP_WAIT_MS.saturating_sub(start.elapsed().as_millis() as u64);
+            self.c
+                .wait_status(h, left, &format!("{verb} {id} completed"), |r| {
+                    r.pending_epoch.is_none()
+                        && settled(r)
+                        && r.nodes.iter().any(|n| n.id == id && n.ring == ring)
+                })
+                .map_err(|e| format!("{verb} {id} ({answer}): {e}"))?;
+        }
+        Ok(format!(
+            "{answer}; merged and completed in {:.1} s",
+            start.elapsed().as_secs_f64()
+        ))
     }
 
     fn tool(&self, host: usize, args: &[String]) -> Result<String, String> {
@@ -241,6 +333,14 @@ impl Run {
     /// Seconds since the workload started.
     fn since_start(&self) -> f64 {
         dkc_tools::netns::workload::now_us().saturating_sub(self.work_started_us) as f64 / 1e6
+    }
+
+    /// Live server hosts in service (members of the map).
+    fn members(&self) -> Vec<usize> {
+        self.live_servers()
+            .into_iter()
+            .filter(|s| !self.out_of_service.contains(s))
+            .collect()
     }
 
     fn live_servers(&self) -> Vec<usize> {
@@ -298,13 +398,56 @@ impl Run {
                 .args(["--keys", &KEYS_PER_CLIENT.to_string()])
                 .args(["--counters", &COUNTERS.to_string()])
                 .args(["--millis", &WORK_MILLIS_MAX.to_string()])
-                .args(["--seed", &(seed ^ host as u64).to_string()])
-                .arg("--stop-file")
+                .args(["--seed", &(seed ^ host as u64).to_string()]);
+            if self.scenario.memcached {
+                cmd.args(["--memcached", &format!("127.0.0.1:{MEMCACHED_PORT}")]);
+            }
+            cmd.arg("--stop-file")
                 .arg(&self.stop_file)
                 .arg("--out")
                 .arg(&out);
             self.workers.push(h.spawn("work", cmd)?);
             self.histories.push(out);
+        }
+        Ok(())
+    }
+
+    /// Starts `dkc-memcached` on every client host, attached to its slave chmpx, and waits
+    /// until each listens.
+    fn start_memcacheds(&mut self) -> Result<(), String> {
+        for i in 0..CLIENT_HOSTS {
+            let host = client_host(self.scenario.servers, i);
+            let h = self.c.lab.host(host);
+            let mut cmd = h.command(bins::path("dkc-memcached").map_err(|e| e.to_string())?);
+            cmd.args(["--backend", "cluster", "--conf"])
+                .arg(&self.c.conf)
+                .args(["--ctlport", &self.c.ctlport_of(host).to_string()])
+                .args([
+                    "--port",
+                    &MEMCACHED_PORT.to_string(),
+                    "--listen",
+                    "127.0.0.1",
+                ])
+                .args(["--threads", "1"])
+                .args([
+                    "--storage-timeout-ms",
+                    &MEMCACHED_STORAGE_TIMEOUT_MS.to_string(),
+                ]);
+            let p = h.spawn("dkc-memcached", cmd).map_err(|e| e.to_string())?;
+            self.memcacheds.push(p);
+        }
+        let deadline = Instant::now() + Duration::from_millis(START_WAIT_MS);
+        for p in &mut self.memcacheds {
+            while !p.log_tail(50).contains("listening on") {
+                if !p.is_running() || Instant::now() >= deadline {
+                    return Err(format!(
+                        "{} did not start listening: {}",
+                        p.name,
+                        p.log_tail(10)
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Ok(())
     }
@@ -334,7 +477,7 @@ impl Run {
         kind: FaultKind,
         seed: &mut Seed,
     ) -> Result<(String, Vec<usize>), NetnsError> {
-        let live = self.live_servers();
+        let live = self.members();
         let v = live[seed.below(live.len() as u64) as usize];
         let began = self.since_start();
         let (lo, hi) = self.scenario.hold_ms;
@@ -407,6 +550,29 @@ impl Run {
                 self.c.lab.heal()?;
                 format!("minority {{h{v}, h{w}}} cut from the rest for {hold:?}")
             }
+            FaultKind::ServiceIn => {
+                let Some(&spare) = self.out_of_service.first() else {
+                    return Err(NetnsError::Bad(
+                        "SERVICEIN needs a spare server host (Scenario::spare)".into(),
+                    ));
+                };
+                let done = self
+                    .membership_change("SERVICEIN", spare, Ring::ServiceIn)
+                    .map_err(NetnsError::Bad)?;
+                // Completed (waited for above): its merge state is back to nothing.
+                self.out_of_service.retain(|s| *s != spare);
+                format!("SERVICEIN h{spare} under load ({done})")
+            }
+            FaultKind::ServiceOut => {
+                if live.len() <= 1 {
+                    return Err(NetnsError::Bad("SERVICEOUT would leave no member".into()));
+                }
+                let done = self
+                    .membership_change("SERVICEOUT", v, Ring::ServiceOut)
+                    .map_err(NetnsError::Bad)?;
+                self.out_of_service.push(v);
+                format!("SERVICEOUT h{v} under load ({done})")
+            }
             FaultKind::KillForever => {
                 self.c.kill_server(v);
                 self.down_forever.push(v);
@@ -432,7 +598,7 @@ impl Run {
         loop {
             match self.tool(host, &["digests".into(), "--ctl".into(), addr.clone()]) {
                 Ok(text) => match serde_json::from_str::<DigestReport>(text.trim()) {
-                    Ok(r) if r.mismatches.is_empty() => return (Some(start.elapsed()), Some(r)),
+                    Ok(r) if r.converged() => return (Some(start.elapsed()), Some(r)),
                     Ok(r) => last = Some(r),
                     Err(e) => eprintln!("digests: {e}: {text}"),
                 },
@@ -485,6 +651,8 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         stop_file,
         histories: Vec::new(),
         down_forever: Vec::new(),
+        out_of_service: Vec::new(),
+        memcacheds: Vec::new(),
         work_started_us: 0,
         _proxies: proxies,
     };
@@ -501,6 +669,20 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
     let servers: Vec<usize> = (0..scenario.servers).collect();
     if let Err(e) = run.wait_recovered(&servers) {
         run.fail(format!("start: {e}"));
+    }
+    if scenario.spare {
+        // The last server host leaves the map before any data exists: it runs, SERVICE OUT.
+        let spare = scenario.servers - 1;
+        match run.membership_change("SERVICEOUT", spare, Ring::ServiceOut) {
+            Ok(text) => eprintln!("{}: spare h{spare} taken out: {text}", scenario.name),
+            Err(e) => run.fail(format!("spare: {e}")),
+        }
+        run.out_of_service.push(spare);
+    }
+    if scenario.memcached {
+        if let Err(e) = run.start_memcacheds() {
+            run.fail(e);
+        }
     }
     let client0 = client_host(scenario.servers, 0);
     if let Err(e) = run.tool(
@@ -520,8 +702,17 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         }
     }
     let mut recover = Vec::new();
-    for _ in 0..scenario.steps {
-        let kind = scenario.menu[seed.below(scenario.menu.len() as u64) as usize];
+    let steps = if scenario.in_order {
+        scenario.menu.len()
+    } else {
+        scenario.steps
+    };
+    for step in 0..steps {
+        let kind = if scenario.in_order {
+            scenario.menu[step]
+        } else {
+            scenario.menu[seed.below(scenario.menu.len() as u64) as usize]
+        };
         let (text, merged) = run.fault(kind, &mut seed).unwrap_or_else(|e| run.fail(e));
         faults.push(text);
         let healed = Instant::now();
@@ -576,9 +767,16 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         converge_failed,
         recover,
         wall: t0.elapsed(),
+        clients: if scenario.memcached {
+            format!(
+                "memcached protocol to dkc-memcached on each client host (127.0.0.1:{MEMCACHED_PORT})"
+            )
+        } else {
+            "dkc driver attached to each client host's slave chmpx".into()
+        },
     };
     println!("{}", findings.table(&facts));
-    let logs = run.c.logs();
+    let logs = run.logs();
     // Tear the lab down here and check that nothing of it is left (namespaces, processes).
     let footprint = run.c.lab.footprint();
     drop(run);

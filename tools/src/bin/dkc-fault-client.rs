@@ -4,8 +4,9 @@
 //!
 //! - `init --cluster G --ctlport N --counters Q`: create the counters (value 0).
 //! - `work --cluster G --ctlport N --first-client C --threads T --clients K --keys M
-//!   --counters Q --millis D --seed S [--stop-file F] --out FILE`: run the workload, one JSON line per
-//!   operation in FILE; prints the number of operations.
+//!   --counters Q --millis D --seed S [--stop-file F] [--memcached ADDR:PORT] --out FILE`: run the
+//!   workload (through the driver, or over the memcached protocol to a dkc-memcached), one
+//!   JSON line per operation in FILE; prints the number of operations.
 //! - `read --cluster G --ctlport N KEY...`: one JSON line per key with what a routed read got.
 //! - `digests --cluster G --ctlport N --ctl ADDR:PORT`: compare every owner's per-slot
 //!   digests; prints one JSON object.
@@ -67,6 +68,10 @@ enum Cmd {
         stop_file: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// Talk the memcached protocol to the dkc-memcached at ADDR:PORT instead of using
+        /// the driver.
+        #[arg(long)]
+        memcached: Option<std::net::SocketAddr>,
     },
     /// Read keys through the driver.
     Read { keys: Vec<String> },
@@ -96,6 +101,7 @@ fn run(args: Args) -> Result<()> {
             seed,
             stop_file,
             out,
+            memcached,
         } => {
             let spec = WorkSpec {
                 cluster,
@@ -108,6 +114,7 @@ fn run(args: Args) -> Result<()> {
                 duration: Duration::from_millis(millis),
                 seed,
                 stop_file,
+                memcached,
             };
             let n = run_work(&spec, &out).map_err(anyhow::Error::msg)?;
             println!("{n} operations");

@@ -37,6 +37,8 @@
 //! - [`chmpx_lab`] — a chmpx cluster config for a lab, status polling, routing probes.
 //! - [`bins`] — where the daemons' binaries are.
 //! - [`delay_proxy`] — a TCP proxy adding fixed + random delay (no `netem` here).
+//! - [`memcached_client`] — the memcached text-protocol client of the workload's memcached
+//!   mode (client hosts that run `dkc-memcached`).
 //! - [`workload`] — the client-host workload of the fault tests and its after-run reads
 //!   and digest checks (run inside a client host by `dkc-fault-client`).
 //!
@@ -50,6 +52,7 @@ pub mod error;
 pub mod fault;
 pub mod holder;
 pub mod lab;
+pub mod memcached_client;
 pub mod seed;
 pub mod workload;
 

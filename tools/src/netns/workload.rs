@@ -20,7 +20,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use chmpx::attach::{AttachOptions, Attachment, Role, Route};
-use chmpx::daemon::status::{Ring, StatusReport};
+use chmpx::daemon::status::{Live, Ring, StatusReport};
 use chmpx::merge::protocol::{self as mp, HashRange, MergeRequest, MergeResponse, RangeDigest};
 use chmpx::placement::{slot_hash_range, NodeId, PlacementMap};
 use dkc_client::client::options::ClientOptions;
@@ -28,6 +28,7 @@ use dkc_client::client::types::StoreOptions;
 use dkc_client::client::{Client, ClientError};
 use serde::{Deserialize, Serialize};
 
+use super::memcached_client::{McClient, McError};
 use super::Seed;
 
 /// How long one workload request waits for its answer, ms (the driver may retry once).
@@ -99,6 +100,10 @@ pub struct OpRecord {
     pub start_us: u64,
     /// Wall clock at the answer, µs since the unix epoch.
     pub end_us: u64,
+    /// The protocol command that carried it when the kind does not say (an increment:
+    /// `cas` after a read, or memcached's server-side `incr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// What a workload process runs.
@@ -125,6 +130,9 @@ pub struct WorkSpec {
     /// The run ends early once this file exists (the test's way to stop every host's
     /// workload cleanly, with its records flushed).
     pub stop_file: Option<std::path::PathBuf>,
+    /// Talk the memcached protocol to the `dkc-memcached` at this address instead of using
+    /// the driver (the chmpx attachment is then dkc-memcached's).
+    pub memcached: Option<std::net::SocketAddr>,
 }
 
 /// How often a client looks for the stop file, in operations.
@@ -175,14 +183,6 @@ fn write_failed_for_sure(e: &ClientError) -> bool {
     )
 }
 
-fn write_result<T>(r: &Result<T, ClientError>) -> (OpResult, Option<String>) {
-    match r {
-        Ok(_) => (OpResult::Ok, None),
-        Err(e) if write_failed_for_sure(e) => (OpResult::Failed, Some(e.to_string())),
-        Err(e) => (OpResult::Unknown, Some(e.to_string())),
-    }
-}
-
 /// Creates every counter with value 0 (before the workload). Errors name the counter.
 pub fn init_counters(client: &Client, counters: usize) -> Result<(), String> {
     for j in 0..counters {
@@ -194,10 +194,84 @@ pub fn init_counters(client: &Client, counters: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// An error of a workload request: how certain its outcome is, and the text.
+type OpError = (OpResult, String);
+
+/// How a workload client reaches the cluster: the driver attached to the local chmpx, or
+/// the memcached protocol spoken to the local `dkc-memcached`.
+enum WorkBackend<'a> {
+    Native(&'a Client),
+    Memcached(McClient),
+}
+
+fn native_write<T>(r: Result<T, ClientError>) -> Result<T, OpError> {
+    r.map_err(|e| {
+        let res = if write_failed_for_sure(&e) {
+            OpResult::Failed
+        } else {
+            OpResult::Unknown
+        };
+        (res, e.to_string())
+    })
+}
+
+fn mc_error(e: McError) -> OpError {
+    match e {
+        McError::Failed(t) => (OpResult::Failed, t),
+        McError::Unknown(t) => (OpResult::Unknown, t),
+    }
+}
+
+impl WorkBackend<'_> {
+    fn set(&mut self, key: &str, value: &str) -> Result<(), OpError> {
+        match self {
+            WorkBackend::Native(c) => {
+                native_write(c.set(key, value, StoreOptions::new()).map(drop))
+            }
+            WorkBackend::Memcached(m) => m.set(key, value).map_err(mc_error),
+        }
+    }
+
+    /// Deleting a missing key is acknowledged too: afterwards it is absent.
+    fn delete(&mut self, key: &str) -> Result<(), OpError> {
+        match self {
+            WorkBackend::Native(c) => match c.delete(key) {
+                Err(ClientError::NotFound { .. }) => Ok(()),
+                r => native_write(r),
+            },
+            WorkBackend::Memcached(m) => m.delete(key).map(drop).map_err(mc_error),
+        }
+    }
+
+    /// The value and its version (CAS token); errors are reads, so their outcome is unknown
+    /// only in the sense that nothing was learnt.
+    fn get(&mut self, key: &str) -> Result<Option<(String, u64)>, String> {
+        match self {
+            WorkBackend::Native(c) => c
+                .get(key)
+                .map(|o| o.map(|i| (String::from_utf8_lossy(&i.value).into_owned(), i.version)))
+                .map_err(|e| e.to_string()),
+            WorkBackend::Memcached(m) => m
+                .get(key, true)
+                .map(|o| o.map(|i| (i.value, i.cas)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn cas(&mut self, key: &str, value: &str, version: u64) -> Result<(), OpError> {
+        match self {
+            WorkBackend::Native(c) => {
+                native_write(c.cas(key, value, version, StoreOptions::new()).map(drop))
+            }
+            WorkBackend::Memcached(m) => m.cas(key, value, version).map_err(mc_error),
+        }
+    }
+}
+
 /// One client's loop: writes JSON lines to `out` until `deadline`.
 fn client_loop(
     client_id: usize,
-    client: &Client,
+    mut backend: WorkBackend<'_>,
     spec: &WorkSpec,
     deadline: Instant,
     out: &std::sync::Mutex<std::io::BufWriter<std::fs::File>>,
@@ -223,42 +297,54 @@ fn client_loop(
             error: None,
             start_us,
             end_us: 0,
+            via: None,
+        };
+        let outcome = |r: Result<(), OpError>| match r {
+            Ok(()) => (OpResult::Ok, None),
+            Err((res, text)) => (res, Some(text)),
         };
         if roll < SET_PERCENT + DELETE_PERCENT {
             rec.key = register_key(client_id, rng.below(spec.keys_per_client as u64) as usize);
-            let r = if roll < SET_PERCENT {
+            if roll < SET_PERCENT {
                 let v = format!("c{client_id}-s{seq}");
                 rec.kind = OpKind::Set;
-                let r = client.set(&rec.key, &v, StoreOptions::new()).map(drop);
+                (rec.result, rec.error) = outcome(backend.set(&rec.key, &v));
                 rec.value = Some(v);
-                r
             } else {
                 rec.kind = OpKind::Delete;
-                match client.delete(&rec.key) {
-                    // Deleting a missing key is acknowledged too: afterwards it is absent.
-                    Err(ClientError::NotFound { .. }) => Ok(()),
-                    r => r,
-                }
-            };
-            (rec.result, rec.error) = write_result(&r);
+                (rec.result, rec.error) = outcome(backend.delete(&rec.key));
+            }
         } else if roll < SET_PERCENT + DELETE_PERCENT + INCR_PERCENT {
             rec.kind = OpKind::Incr;
             rec.key = counter_key(rng.below(spec.counters as u64) as usize);
-            match client.get(&rec.key) {
-                Ok(Some(item)) => {
-                    let n: u64 = String::from_utf8_lossy(&item.value).parse().unwrap_or(0);
-                    let v = (n + 1).to_string();
-                    let r = client.cas(&rec.key, &v, item.version, StoreOptions::new());
-                    rec.value = Some(v);
-                    (rec.result, rec.error) = write_result(&r);
+            // Over memcached, half the increments are the server-side `incr` (its answer is
+            // the new count), half `gets` + `cas` like the driver's.
+            let server_side = match &mut backend {
+                WorkBackend::Memcached(m) if rng.below(2) == 0 => Some(m),
+                _ => None,
+            };
+            rec.via = Some(if server_side.is_some() { "incr" } else { "cas" }.into());
+            if let Some(m) = server_side {
+                match m.incr(&rec.key) {
+                    Ok(n) => rec.value = Some(n.to_string()),
+                    Err(e) => (rec.result, rec.error) = outcome(Err(mc_error(e))),
                 }
-                Ok(None) => {
-                    rec.result = OpResult::Failed;
-                    rec.error = Some("counter missing before cas".into());
-                }
-                Err(e) => {
-                    rec.result = OpResult::Failed;
-                    rec.error = Some(format!("read before cas: {e}"));
+            } else {
+                match backend.get(&rec.key) {
+                    Ok(Some((value, version))) => {
+                        let n: u64 = value.parse().unwrap_or(0);
+                        let v = (n + 1).to_string();
+                        (rec.result, rec.error) = outcome(backend.cas(&rec.key, &v, version));
+                        rec.value = Some(v);
+                    }
+                    Ok(None) => {
+                        rec.result = OpResult::Failed;
+                        rec.error = Some("counter missing before cas".into());
+                    }
+                    Err(e) => {
+                        rec.result = OpResult::Failed;
+                        rec.error = Some(format!("read before cas: {e}"));
+                    }
                 }
             }
         } else {
@@ -269,13 +355,11 @@ fn client_loop(
                 let c = rng.below(spec.clients_total as u64) as usize;
                 register_key(c, rng.below(spec.keys_per_client as u64) as usize)
             };
-            match client.get(&rec.key) {
-                Ok(item) => {
-                    rec.read = Some(item.map(|i| String::from_utf8_lossy(&i.value).into_owned()))
-                }
+            match backend.get(&rec.key) {
+                Ok(item) => rec.read = Some(item.map(|(v, _)| v)),
                 Err(e) => {
                     rec.result = OpResult::Unknown;
-                    rec.error = Some(e.to_string());
+                    rec.error = Some(e);
                 }
             }
         }
@@ -318,8 +402,16 @@ pub fn run_work(spec: &WorkSpec, out_path: &std::path::Path) -> Result<u64, Stri
                 let out = &out;
                 s.spawn(move || {
                     let id = spec.first_client + t;
-                    let client = connect(&spec.cluster, spec.ctlport)?;
-                    client_loop(id, &client, spec, deadline, out)
+                    match spec.memcached {
+                        Some(addr) => {
+                            let backend = WorkBackend::Memcached(McClient::new(addr));
+                            client_loop(id, backend, spec, deadline, out)
+                        }
+                        None => {
+                            let client = connect(&spec.cluster, spec.ctlport)?;
+                            client_loop(id, WorkBackend::Native(&client), spec, deadline, out)
+                        }
+                    }
                 })
             })
             .collect();
@@ -375,8 +467,23 @@ pub struct DigestReport {
     pub slots: u32,
     /// Items summed over the first owner of each slot.
     pub items: u64,
-    /// One line per slot whose owners differ (or did not answer).
+    /// One line per slot whose owners differ (or did not answer), or that has other than
+    /// REPLICA+1 owners (fewer when there are fewer members).
     pub mismatches: Vec<String>,
+    /// One line per running SERVICE OUT server node that still holds items (after its
+    /// hand-off every item must be on its REPLICA+1 owners only).
+    #[serde(default)]
+    pub extra_copies: Vec<String>,
+    /// Running SERVICE OUT server nodes found holding nothing.
+    #[serde(default)]
+    pub handed_off: Vec<String>,
+}
+
+impl DigestReport {
+    /// Whether every owner of every slot agrees and nobody else holds a copy.
+    pub fn converged(&self) -> bool {
+        self.mismatches.is_empty() && self.extra_copies.is_empty()
+    }
 }
 
 /// The STATUSJSON report of the chmpx whose control address is `ctl`.
@@ -476,9 +583,16 @@ pub fn digest_report(
         slots: r.slot_count,
         ..DigestReport::default()
     };
+    let owners_wanted = (r.replica as usize + 1).min(members.len());
     for slot in 0..r.slot_count {
         let seen: Vec<(&NodeId, Result<RangeDigest, String>)> =
             map.owners(slot).iter().map(|o| (o, get(o, slot))).collect();
+        if seen.len() != owners_wanted {
+            rep.mismatches.push(format!(
+                "slot {slot}: {} owners, want REPLICA+1 = {owners_wanted}",
+                seen.len()
+            ));
+        }
         if let Some((_, Ok(d))) = seen.first() {
             rep.items += d.count;
         }
@@ -496,6 +610,35 @@ pub fn digest_report(
                 .collect();
             rep.mismatches
                 .push(format!("slot {slot}: {}", text.join(", ")));
+        }
+    }
+    // Server nodes out of the map that still run must have handed everything off.
+    for n in r
+        .nodes
+        .iter()
+        .filter(|n| n.ring == Ring::ServiceOut && n.live == Live::Up && n.server_attached)
+    {
+        let id = NodeId::new(&n.id);
+        match node_digests(&att, &id, r.slot_count) {
+            Ok(d) => {
+                let held: Vec<(usize, u64)> = d
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.count > 0)
+                    .map(|(slot, d)| (slot, d.count))
+                    .collect();
+                if held.is_empty() {
+                    rep.handed_off.push(id.to_string());
+                } else {
+                    let items: u64 = held.iter().map(|h| h.1).sum();
+                    rep.extra_copies.push(format!(
+                        "{id} (SERVICE OUT) still holds {items} items in {} slots, e.g. slot {}",
+                        held.len(),
+                        held[0].0
+                    ));
+                }
+            }
+            Err(e) => rep.extra_copies.push(format!("{id} (SERVICE OUT): {e}")),
         }
     }
     Ok(rep)
