@@ -567,7 +567,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "NAME",
             Chmpx,
             false,
-            "host name, IP or pattern ([a,b] [1-5] [01-10] [a-z]); [SLVNODE] also [.]* = any host"
+            "host name, IP or pattern ([a,b] [1-5] [a-z]; as in CHMPX [01-03] is 1,2,3); [SLVNODE] also [.]* = any host"
                 .into(),
             "required".into(),
             "host of the entry; a pattern makes one entry per host",

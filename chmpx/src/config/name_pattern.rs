@@ -1,13 +1,20 @@
 //! Expansion of CHMPX NAME patterns into host names.
 //!
-//! CHMPX accepts a small pseudo-regex in NAME (reference §2.2):
-//! - `[a,b,c]` — a list of alternatives (`server-[x1,y1].example`);
-//! - `[1-5]` — a decimal range; `[01-10]` keeps the zero padding of the
-//!   first bound (01, 02, ..., 10);
-//! - `[a-e]`, `[A-E]` — a letter range;
+//! CHMPX accepts a small pseudo-regex in NAME (reference §2.2; CHMPX's
+//! `lib/chmregex.cc`, whose rules these are):
+//! - `[a,b,c]` — a list of alternatives (`server-[x1,y1].example`); items are
+//!   trimmed, empty items are skipped (`[a,,b]` is `[a,b]`);
+//! - `[1-5]` — a decimal range. As in CHMPX the values are written without
+//!   zero padding: `[01-03]` is 1, 2, 3 (write the list `[01,02,03]` for
+//!   padded names);
+//! - `[a-e]`, `[A-E]` — a letter range (one letter each side, one case);
+//! - a `-` inside a group always makes a range, so `[web-1]` is an error, as
+//!   in CHMPX (put the hyphen outside the group: `web-[1-2]`);
 //! - several groups combine: `node[1-2][a,b]` → node1a, node1b, node2a, node2b.
 //!
 //! In [SLVNODE], `[.]*` (CHMPX's "any host") means: any host may be this slave.
+//! CHMPX matches other [SLVNODE] NAMEs as POSIX regular expressions; here they
+//! are host names or patterns as above, and regex syntax is refused.
 //! Anything else malformed is an error naming what is wrong.
 
 use super::defaults::NAME_EXPANSION_MAX;
@@ -36,6 +43,11 @@ pub fn expand(name: &str, allow_any: bool) -> Result<HostPattern, String> {
     }
     if name.is_empty() {
         return Err("a host name, IP address or pattern".into());
+    }
+    if allow_any && name.contains(['*', '+', '?', '^', '$', '\\', '(', '|']) {
+        return Err(format!(
+            "a host name, IP address, pattern like node[1-3].example, or [.]* for any host; regular expressions such as \"{name}\" are not supported: list the hosts or use [.]*"
+        ));
     }
     // Parse into parts: each part is a list of alternatives.
     let mut parts: Vec<Vec<String>> = Vec::new();
@@ -87,19 +99,26 @@ pub fn expand(name: &str, allow_any: bool) -> Result<HostPattern, String> {
     Ok(HostPattern::Hosts(hosts))
 }
 
-/// Expands the inside of one `[...]` group.
+/// Expands the inside of one `[...]` group. As in CHMPX, empty items are skipped and every
+/// item with a `-` is a range.
 fn expand_group(inner: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for item in inner.split(',') {
         let item = item.trim();
         if item.is_empty() {
-            return Err("no empty item in a pattern group like [a,b] or [1-5]".into());
+            continue;
         }
         match item.split_once('-') {
-            Some((lo, hi)) if is_range_bound(lo) && is_range_bound(hi) => {
+            Some((lo, hi)) => {
+                let (lo, hi) = (lo.trim(), hi.trim());
+                if lo.is_empty() || hi.is_empty() || hi.contains('-') {
+                    return Err(format!(
+                        "a range like [1-5] or [a-e] (one '-' between two bounds); [{item}] is not one (a '-' inside [...] always makes a range: put a hyphen of the host name outside the group)"
+                    ));
+                }
                 out.extend(expand_range(lo, hi)?)
             }
-            _ => out.push(item.to_string()),
+            None => out.push(item.to_string()),
         }
         if out.len() > NAME_EXPANSION_MAX {
             return Err(format!(
@@ -107,12 +126,10 @@ fn expand_group(inner: &str) -> Result<Vec<String>, String> {
             ));
         }
     }
+    if out.is_empty() {
+        return Err("no empty pattern group; write [a,b] or [1-5]".into());
+    }
     Ok(out)
-}
-
-fn is_range_bound(s: &str) -> bool {
-    (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
-        || (s.len() == 1 && s.chars().all(|c| c.is_ascii_alphabetic()))
 }
 
 fn expand_range(lo: &str, hi: &str) -> Result<Vec<String>, String> {
@@ -127,12 +144,8 @@ fn expand_range(lo: &str, hi: &str) -> Result<Vec<String>, String> {
         if a > b || b - a >= NAME_EXPANSION_MAX as u64 {
             return Err(bad());
         }
-        let width = if lo.len() > 1 && lo.starts_with('0') {
-            lo.len()
-        } else {
-            0
-        };
-        return Ok((a..=b).map(|v| format!("{v:0width$}")).collect());
+        // CHMPX writes the values as plain numbers: [01-03] is 1, 2, 3.
+        return Ok((a..=b).map(|v| v.to_string()).collect());
     }
     let (a, b) = (lo.as_bytes()[0], hi.as_bytes()[0]);
     let same_case = a.is_ascii_lowercase() == b.is_ascii_lowercase();
@@ -167,7 +180,19 @@ mod tests {
             hosts("host[1-3].example"),
             ["host1.example", "host2.example", "host3.example"]
         );
-        assert_eq!(hosts("n[01-03]"), ["n01", "n02", "n03"]);
+        // As CHMPX: range values lose their zero padding; a list keeps its items as written.
+        assert_eq!(hosts("n[01-03]"), ["n1", "n2", "n3"]);
+        assert_eq!(hosts("n[01,02,03]"), ["n01", "n02", "n03"]);
+        assert_eq!(hosts("n0[8-9]"), ["n08", "n09"]);
+        // Items and range bounds are trimmed; empty items are skipped.
+        assert_eq!(hosts("h[ 1 - 2 , x ]"), ["h1", "h2", "hx"]);
+        assert_eq!(hosts("h[a,,b,]"), ["ha", "hb"]);
+        // Several ranges in one group, and several groups.
+        assert_eq!(hosts("h[1-2,7-8]"), ["h1", "h2", "h7", "h8"]);
+        assert_eq!(
+            hosts("r[1-2].n[01-02]"),
+            ["r1.n1", "r1.n2", "r2.n1", "r2.n2"]
+        );
         assert_eq!(hosts("n[8-10]"), ["n8", "n9", "n10"]);
         assert_eq!(
             hosts("server-[x1,y1][1-2].ex"),
@@ -187,6 +212,14 @@ mod tests {
     #[test]
     fn any_host_only_for_slaves() {
         assert_eq!(expand("[.]*", true).unwrap(), HostPattern::Any);
+        // Other regular expressions (CHMPX matches slave NAMEs as regexes) are refused, saying so.
+        for re in [".*", "web.*\\.example", "^h(1|2)$", "h+"] {
+            let e = expand(re, true).unwrap_err();
+            assert!(
+                e.contains("regular expressions") && e.contains("[.]*"),
+                "{re}: {e}"
+            );
+        }
         assert!(expand("[.]*", false)
             .unwrap_err()
             .contains("only in [SLVNODE]"));
@@ -199,7 +232,13 @@ mod tests {
             "host]1",
             "h[3-1]",
             "h[]",
-            "h[a,]",
+            "h[,]",
+            "h[ ]",
+            "h[web-1]",
+            "h[1-2-3]",
+            "h[-3]",
+            "h[a-9]",
+            "h[aa-c]",
             "h[a-Z]",
             "h[[1-2]]",
             "h[1-99999999]",
