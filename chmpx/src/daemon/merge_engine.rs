@@ -135,6 +135,9 @@ pub enum JobEvent {
         job: u64,
         /// The slot.
         slot: u32,
+        /// Whether it was reconciled (false: a peer or server was unreachable or answered an
+        /// error; the slot is left to the next merge).
+        ok: bool,
     },
     /// The job is over.
     Finished {
@@ -630,6 +633,7 @@ pub async fn run(
         let _ = events.send(JobEvent::SlotDone {
             job: job.id,
             slot: *slot,
+            ok,
         });
     }
     match job.kind {

@@ -48,6 +48,12 @@ const RECOVERY_RETRY_DELAY_MS: u64 = 1_000;
 /// peers have their server attached (their status arrives within a gossip interval or two).
 const RECOVERY_GRACE_MS: u64 = 600;
 
+/// Longest time a server peer that came back is treated as returning (its data may be behind
+/// what the owners that stayed acknowledged) when it neither gates itself nor is seen to finish
+/// a merge: a safety net, so a peer that never merges (AUTOMERGE off, no shared slot) is not
+/// avoided for ever.
+pub const RETURN_GATE_MAX_MS: u64 = 30_000;
+
 /// What the local attach transport reports.
 #[derive(Debug)]
 pub enum LocalEvent {
@@ -122,6 +128,16 @@ struct NodeState {
     /// attached, the slots shared with it must be reconciled (it or this node may have missed
     /// writes while they could not reach each other, without any process restarting).
     reconcile_on_return: bool,
+    /// Set when this (server) peer came back while this node stayed: until then, its data may
+    /// be behind what the owners that stayed acknowledged, so it is not chosen as a slot's
+    /// first owner (CAS, incr and reads execute there) while an owner that stayed is usable.
+    /// Lifted when it gates itself (gossips unfinished slots), when a merge it ran since its
+    /// return ends with nothing left unfinished, or at this deadline
+    /// ([`RETURN_GATE_MAX_MS`]).
+    returning_until: Option<Instant>,
+    /// A merge of this returning peer was seen (pending, running, or slots gated) since its
+    /// return; its end lifts `returning_until`.
+    returning_merge_seen: bool,
 }
 
 struct PendingRing {
@@ -171,6 +187,13 @@ pub struct Router {
     merge_job_gated: bool,
     /// A recovery merge that failed some slots is retried no sooner than this.
     recovery_not_before: Instant,
+    /// This node lost its links to more than half of the other server nodes (it was cut off or
+    /// frozen, and the others went on without it): when they come back, its own recovery merge
+    /// gates its reads, as after a restart. Cleared once every other server is back.
+    away: bool,
+    /// When [`Router::tick`] last ran: a gap longer than the heartbeat timeout means this
+    /// process was frozen (SIGSTOP, a stalled host) and the others went on without it.
+    last_tick: Instant,
     cmd_tx: mpsc::Sender<RouterCmd>,
     merge_done_tx: mpsc::UnboundedSender<merge_engine::JobEvent>,
     snapshot: Arc<Mutex<Option<StatusReport>>>,
@@ -233,6 +256,8 @@ impl Router {
                 unfinished: HashSet::new(),
                 msgs_per_sec: 0.0,
                 reconcile_on_return: false,
+                returning_until: None,
+                returning_merge_seen: false,
             });
         }
         let self_idx = *by_id
@@ -270,6 +295,8 @@ impl Router {
             recovery_gates_reads: false,
             merge_job_gated: false,
             recovery_not_before: Instant::now(),
+            away: false,
+            last_tick: Instant::now(),
             cmd_tx,
             merge_done_tx,
             snapshot,
@@ -299,16 +326,27 @@ impl Router {
             .is_some_and(|&i| !self.nodes[i].unfinished.contains(&slot))
     }
 
-    /// Where a "first live owner" request for `hash` goes.
+    /// How far behind owner `id` may be on `slot`, for choosing a first owner (lower first);
+    /// `None` when it cannot take requests at all.
+    fn owner_rank(&self, id: &NodeId, slot: u32) -> Option<OwnerRank> {
+        let &i = self.by_id.get(id)?;
+        let n = &self.nodes[i];
+        if !(n.up && n.server_attached) {
+            return None;
+        }
+        Some(if n.unfinished.contains(&slot) {
+            OwnerRank::Merging
+        } else if n.returning_until.is_some() {
+            OwnerRank::Returning
+        } else {
+            OwnerRank::Current
+        })
+    }
+
+    /// Where a "first live owner" request for `hash` goes: CAS, incr and reads execute there.
     pub fn first_owner(&self, hash: u64) -> Option<NodeId> {
         let slot = self.map.slot_of(hash);
-        let chain = self.map.chain_for(hash);
-        // A node that has not finished merging the slot does not serve it while another can.
-        chain
-            .iter()
-            .find(|n| self.usable(n) && self.serves_slot(n, slot))
-            .or_else(|| chain.iter().find(|n| self.usable(n)))
-            .cloned()
+        pick_first_owner(self.map.chain_for(hash), |n| self.owner_rank(n, slot)).cloned()
     }
 
     /// Every usable owner of `hash` in the current and pending maps, except this node.
@@ -325,6 +363,28 @@ impl Router {
             }
         }
         out
+    }
+
+    /// Other server nodes whose link is down, and other server nodes in all.
+    fn servers_down(&self) -> (usize, usize) {
+        let others = self
+            .nodes
+            .iter()
+            .filter(|n| n.mode == Mode::Server && n.num != self.self_num);
+        others.fold((0, 0), |(down, all), n| {
+            (down + usize::from(!n.up), all + 1)
+        })
+    }
+
+    /// Whether this node has lost its links to more than half of the other server nodes.
+    fn cut_off(&self) -> bool {
+        let (down, all) = self.servers_down();
+        all > 0 && 2 * down > all
+    }
+
+    /// Whether any other server node's link is down.
+    fn cut_off_any(&self) -> bool {
+        self.servers_down().0 > 0
     }
 
     fn all_server_targets(&self) -> Vec<NodeId> {
@@ -704,6 +764,8 @@ impl Router {
             unfinished: HashSet::new(),
             msgs_per_sec: 0.0,
             reconcile_on_return: false,
+            returning_until: None,
+            returning_merge_seen: false,
         });
         self.by_id.insert(NodeId::new(id), i);
         self.by_num.insert(num, i);
@@ -718,7 +780,17 @@ impl Router {
                 let known = self.by_id.get(&NodeId::new(&id)).copied();
                 if let Some(i) = known.or_else(|| self.learn_slave(&id)) {
                     tracing::info!(peer = %id, "peer UP");
-                    self.nodes[i].up = true;
+                    let n = &mut self.nodes[i];
+                    if n.mode == Mode::Server && n.reconcile_on_return && !n.up {
+                        // It was away while this node stayed: it may have missed writes the
+                        // others acknowledged, so it is not a first owner until it gates
+                        // itself or has merged (slave routers too: they route most requests).
+                        n.returning_until =
+                            Some(Instant::now() + Duration::from_millis(RETURN_GATE_MAX_MS));
+                        n.returning_merge_seen = false;
+                        tracing::info!(peer = %id, "server peer returned: not chosen as first owner until it has caught up");
+                    }
+                    n.up = true;
                     self.metrics.set_peer_up(&id, true);
                     let status = self.status_msg();
                     let _ = self.send_peer(&NodeId::new(&id), Outgoing::Control(status));
@@ -732,7 +804,13 @@ impl Router {
                     n.server_attached = false;
                     n.unfinished.clear();
                     n.reconcile_on_return = true;
+                    n.returning_until = None;
+                    let server = n.mode == Mode::Server;
                     self.metrics.set_peer_up(&id, false);
+                    if server && self.s.mode == Mode::Server && !self.away && self.cut_off() {
+                        tracing::warn!("lost the links to more than half of the other server nodes: this node's reads are gated until it has reconciled with them");
+                        self.away = true;
+                    }
                 }
             }
             LinkEvent::Data { from, msg } => self.handle_data(&from, msg),
@@ -793,6 +871,7 @@ impl Router {
                 }
                 if let Some(&i) = self.by_id.get(&from_id) {
                     let n = &mut self.nodes[i];
+                    let attached_before = n.up && n.server_attached;
                     n.up = true;
                     n.server_attached = st.server_attached;
                     n.merge = st.merge;
@@ -800,11 +879,24 @@ impl Router {
                     n.progress = st.progress;
                     n.unfinished = st.unfinished.into_iter().collect();
                     n.msgs_per_sec = st.msgs_per_sec;
+                    note_returning_progress(n, from);
+                    let newly_usable = !attached_before && n.server_attached;
                     if n.reconcile_on_return && n.server_attached {
                         n.reconcile_on_return = false;
-                        tracing::info!(peer = %from, "peer is back after a lost link: reconciling the slots shared with it");
-                        self.want_recovery(false);
+                        // Cut off from most servers: this node is the one that was away, and
+                        // its own slots are gated until reconciled.
+                        let gate = self.away;
+                        if !self.cut_off_any() {
+                            self.away = false;
+                        }
+                        tracing::info!(peer = %from, gate, "peer is back after a lost link: reconciling the slots shared with it");
+                        self.want_recovery(gate);
                         self.broadcast_status();
+                        self.update_merge_job();
+                    } else if newly_usable && !self.nodes[self.self_idx].unfinished.is_empty() {
+                        // Slots still gated here (their other owners were unreachable when the
+                        // last recovery ran) can be reconciled with this peer now.
+                        self.want_recovery(false);
                         self.update_merge_job();
                     }
                 }
@@ -1053,8 +1145,9 @@ impl Router {
         let current = self.merge_job.as_ref().map(|(id, _)| *id);
         let kind = self.running_kind();
         match ev {
-            merge_engine::JobEvent::SlotDone { job, slot }
-                if Some(job) == current && kind == Some(JobKind::Merge) =>
+            // A slot that could not be reconciled (not ok) stays gated until a retry does.
+            merge_engine::JobEvent::SlotDone { job, slot, ok }
+                if ok && Some(job) == current && kind == Some(JobKind::Merge) =>
             {
                 self.nodes[self.self_idx].unfinished.remove(&slot);
             }
@@ -1079,16 +1172,22 @@ impl Router {
                     .running = None;
                 let me = &mut self.nodes[self.self_idx];
                 let job_recovery = me.merge_epoch == 0;
-                let job_gated = self.merge_job_gated;
-                me.unfinished.clear();
+                if !job_recovery {
+                    me.unfinished.clear();
+                }
+                // A recovery keeps gated what it could not reconcile (failed slots, and slots
+                // whose other owners were unreachable): a retry or their owners' return
+                // reconciles them.
                 me.merge = MergeState::Done;
                 if failed_slots > 0 {
                     tracing::warn!(failed_slots, "merge finished with slots that could not be reconciled (peer or server unreachable); retrying");
                     if job_recovery {
                         self.recovery_not_before =
                             Instant::now() + Duration::from_millis(RECOVERY_RETRY_DELAY_MS);
-                        let gate = job_gated;
-                        self.want_recovery(gate);
+                        self.want_recovery(false);
+                        // Peers see that another merge is due (a returning node is not taken
+                        // for caught up).
+                        self.nodes[self.self_idx].merge = MergeState::Pending;
                     }
                 }
                 if self.recovery_wanted {
@@ -1203,8 +1302,9 @@ impl Router {
             self.recovery_wanted = false;
             let slots = self.recovery_slots();
             if slots.is_empty() {
+                // Nobody to reconcile with: gated slots stay gated until an owner of theirs
+                // comes (its arrival asks for a recovery again).
                 let me = &mut self.nodes[self.self_idx];
-                me.unfinished.clear();
                 if me.merge == MergeState::Pending {
                     me.merge = MergeState::Done;
                 }
@@ -1465,11 +1565,12 @@ impl Router {
         let me = &mut self.nodes[self.self_idx];
         me.merge_epoch = epoch;
         self.merge_job_gated = gate_reads;
-        me.unfinished = if gate_reads {
-            slots.iter().map(|(s, _)| *s).collect()
-        } else {
-            HashSet::new()
-        };
+        // Slots already gated stay gated (a recovery that could not reach their other owners
+        // left them so); the job's own slots are gated when it gates reads; each is released
+        // when the job reconciles it.
+        if gate_reads {
+            me.unfinished.extend(slots.iter().map(|(s, _)| *s));
+        }
         me.merge = MergeState::Doing;
         tracing::info!(job = job_id, slots = slots.len(), recovery, "merge started");
         let job = MergeJob {
@@ -1507,7 +1608,25 @@ impl Router {
             self.routed_window = 0;
             self.window_start = now;
         }
+        let gap = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        if gap > self.s.heartbeat_timeout
+            && self.s.mode == Mode::Server
+            && self.servers_down().1 > 0
+        {
+            // Frozen past the heartbeat timeout: the peers took this node for DOWN and went on
+            // without it. Gate its reads now, before its links report the loss one by one.
+            tracing::warn!(gap_ms = gap.as_millis() as u64, "this daemon did not run for longer than the heartbeat timeout: its reads are gated until it has reconciled");
+            self.away = true;
+            self.want_recovery(true);
+        }
         self.enforce_merge_timeout();
+        for n in &mut self.nodes {
+            if n.returning_until.is_some_and(|t| now >= t) {
+                n.returning_until = None;
+                tracing::warn!(peer = %n.id, limit_ms = RETURN_GATE_MAX_MS, "returning peer neither gated itself nor finished a merge in time: it serves as first owner again");
+            }
+        }
         {
             let shared = self.merge.lock().unwrap_or_else(|p| p.into_inner());
             let p = shared.progress();
@@ -1635,6 +1754,61 @@ impl Router {
     }
 }
 
+/// How an owner stands for a slot, best first: the first owner of a slot is the first usable
+/// owner in chain order of the best rank present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum OwnerRank {
+    /// It stayed (or nobody knows it was away) and it does not gate the slot.
+    Current,
+    /// It came back while this router stayed and has not yet gated itself or merged.
+    Returning,
+    /// It gates the slot: its merge has not reconciled it yet.
+    Merging,
+}
+
+/// The owner `chain` names first among those of the best rank (`rank` is `None` for an
+/// owner that cannot take requests). An owner that may be behind is chosen only when no
+/// better one is usable: refusing would make the slot unavailable.
+fn pick_first_owner(
+    chain: &[NodeId],
+    rank: impl Fn(&NodeId) -> Option<OwnerRank>,
+) -> Option<&NodeId> {
+    let mut best: Option<(OwnerRank, &NodeId)> = None;
+    for n in chain {
+        if let Some(r) = rank(n) {
+            if r == OwnerRank::Current {
+                return Some(n);
+            }
+            if best.is_none_or(|(b, _)| r < b) {
+                best = Some((r, n));
+            }
+        }
+    }
+    best.map(|(_, n)| n)
+}
+
+/// Follows a returning peer's gossip: lifts its returning mark once it gates itself (its
+/// unfinished slots then say what it may not serve) or once a merge seen since its return has
+/// ended with nothing unfinished (a failed merge leaves it Pending for a retry).
+fn note_returning_progress(n: &mut NodeState, from: &str) {
+    if n.returning_until.is_none() {
+        return;
+    }
+    if !n.unfinished.is_empty() {
+        n.returning_until = None;
+        tracing::info!(peer = %from, "returning peer gates its unmerged slots itself");
+        return;
+    }
+    match n.merge {
+        MergeState::Pending | MergeState::Doing => n.returning_merge_seen = true,
+        MergeState::Done | MergeState::Nothing if n.returning_merge_seen => {
+            n.returning_until = None;
+            tracing::info!(peer = %from, "returning peer has merged: it serves as first owner again");
+        }
+        _ => {}
+    }
+}
+
 fn kind_code(kind: Kind) -> u8 {
     match kind {
         Kind::Request => 1,
@@ -1705,5 +1879,83 @@ mod tests {
         for k in [Kind::Request, Kind::Response, Kind::Event] {
             assert_eq!(kind_from_code(kind_code(k)), Some(k));
         }
+    }
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names.iter().map(|s| NodeId::new(s)).collect()
+    }
+
+    #[test]
+    fn first_owner_prefers_stayed_then_returning_then_merging() {
+        let chain = ids(&["a:1", "b:1", "c:1"]);
+        let rank_of = |table: [Option<OwnerRank>; 3]| {
+            let chain = chain.clone();
+            move |n: &NodeId| table[chain.iter().position(|c| c == n).unwrap()]
+        };
+        use OwnerRank::*;
+        // Every owner current: the first.
+        let r = rank_of([Some(Current); 3]);
+        assert_eq!(pick_first_owner(&chain, r), Some(&chain[0]));
+        // The first returned: a stayed owner is chosen although it comes later.
+        let r = rank_of([Some(Returning), Some(Merging), Some(Current)]);
+        assert_eq!(pick_first_owner(&chain, r), Some(&chain[2]));
+        // No stayed owner usable: a returning one before one that gates the slot.
+        let r = rank_of([Some(Merging), Some(Returning), None]);
+        assert_eq!(pick_first_owner(&chain, r), Some(&chain[1]));
+        // Only owners that gate the slot: the first of them (never refuse).
+        let r = rank_of([None, Some(Merging), Some(Merging)]);
+        assert_eq!(pick_first_owner(&chain, r), Some(&chain[1]));
+        // Nobody usable.
+        assert_eq!(pick_first_owner(&chain, rank_of([None; 3])), None);
+    }
+
+    fn peer(returning: bool) -> NodeState {
+        NodeState {
+            id: NodeId::new("p:1"),
+            num: 1,
+            host: "p".into(),
+            mode: Mode::Server,
+            port: None,
+            ctlport: 1,
+            up: true,
+            server_attached: true,
+            merge: MergeState::Done,
+            merge_epoch: 0,
+            progress: None,
+            unfinished: HashSet::new(),
+            msgs_per_sec: 0.0,
+            reconcile_on_return: false,
+            returning_until: returning.then(|| Instant::now() + Duration::from_secs(30)),
+            returning_merge_seen: false,
+        }
+    }
+
+    #[test]
+    fn returning_mark_lifts_when_the_peer_gates_itself() {
+        let mut n = peer(true);
+        // An old status (merge done, nothing gated) does not lift it.
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.returning_until.is_some());
+        n.unfinished.insert(3);
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.returning_until.is_none());
+    }
+
+    #[test]
+    fn returning_mark_lifts_only_after_a_merge_seen_since_the_return_ends() {
+        let mut n = peer(true);
+        n.merge = MergeState::Nothing;
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.returning_until.is_some(), "no merge seen yet");
+        n.merge = MergeState::Doing;
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.returning_until.is_some(), "still merging");
+        // A failed merge is retried: Pending keeps the mark.
+        n.merge = MergeState::Pending;
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.returning_until.is_some());
+        n.merge = MergeState::Done;
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.returning_until.is_none());
     }
 }
