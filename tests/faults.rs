@@ -188,6 +188,9 @@ fn faults_host_left_down_loses_no_acknowledged_write() {
     assert_promises(&out);
 }
 
+/// Keys written before the membership scenario's workload, so its merges move data.
+const MEMBERSHIP_PRELOAD_KEYS: usize = 2000;
+
 /// Membership changes under load (4 server hosts, REPLICA 1): the 4th starts SERVICE OUT
 /// (taken out before any data exists), is added with SERVICEIN while both client hosts run
 /// the workload, the merge runs and completes; then a member is taken out with SERVICEOUT,
@@ -203,6 +206,7 @@ fn faults_servicein_serviceout_under_load_keep_every_copy() {
     );
     s.spare = true;
     s.in_order = true;
+    s.preload = MEMBERSHIP_PRELOAD_KEYS;
     let Some(out) = run(s) else {
         return;
     };

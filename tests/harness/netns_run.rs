@@ -54,6 +54,8 @@ pub const WORK_STOP_WAIT_MS: u64 = 15_000;
 pub const WORK_MILLIS_MAX: u64 = 1_800_000;
 /// Longest run of one tool inside a host, ms.
 pub const TOOL_MAX_MS: u64 = 30_000;
+/// Client id of the preload writes (after the workload's clients).
+pub const PRELOAD_CLIENT: usize = CLIENT_HOSTS * THREADS_PER_CLIENT_HOST;
 /// Port of the `dkc-memcached` on each client host (memcached scenarios; its own namespace).
 pub const MEMCACHED_PORT: u16 = 11211;
 /// Storage timeout given to `dkc-memcached`, ms: its answer is `SERVER_ERROR` after this,
@@ -128,6 +130,9 @@ pub struct Scenario {
     /// The last server host is taken out of service (SERVICEOUT) before any data exists, so
     /// a [`FaultKind::ServiceIn`] can add it under load.
     pub spare: bool,
+    /// Register keys written once before the workload starts (by a client id of their own,
+    /// recorded and checked like the workload's), so merges have data to move.
+    pub preload: usize,
     /// Each client host runs `dkc-memcached` (attached to its slave chmpx) and the workload
     /// speaks the memcached protocol to it instead of using the driver.
     pub memcached: bool,
@@ -151,6 +156,7 @@ impl Scenario {
             in_order: false,
             spare: false,
             memcached: false,
+            preload: 0,
         }
     }
 }
@@ -691,6 +697,24 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
     ) {
         run.fail(e);
     }
+    if scenario.preload > 0 {
+        // The client id after the workload's: its keys are nobody else's.
+        let out = run.c.lab.dir().join("history-preload.jsonl");
+        let args: Vec<String> = vec![
+            "fill".into(),
+            "--client".into(),
+            PRELOAD_CLIENT.to_string(),
+            "--keys".into(),
+            scenario.preload.to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        match run.tool(client0, &args) {
+            Ok(text) => eprintln!("{}: preload: {}", scenario.name, text.trim()),
+            Err(e) => run.fail(format!("preload: {e}")),
+        }
+        run.histories.push(out);
+    }
     run.work_started_us = dkc_tools::netns::workload::now_us();
     if let Err(e) = run.start_workers(seed.next_u64()) {
         run.fail(e);
@@ -747,6 +771,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
     let mut keys: Vec<String> = (0..clients_total)
         .flat_map(|c| (0..KEYS_PER_CLIENT).map(move |i| register_key(c, i)))
         .collect();
+    keys.extend((0..scenario.preload).map(|i| register_key(PRELOAD_CLIENT, i)));
     keys.extend(counters.iter().cloned());
     let mut args = vec!["read".to_string()];
     args.extend(keys);

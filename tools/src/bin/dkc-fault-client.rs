@@ -7,6 +7,8 @@
 //!   --counters Q --millis D --seed S [--stop-file F] [--memcached ADDR:PORT] --out FILE`: run the
 //!   workload (through the driver, or over the memcached protocol to a dkc-memcached), one
 //!   JSON line per operation in FILE; prints the number of operations.
+//! - `fill --cluster G --ctlport N --client C --keys K --out FILE`: write register keys
+//!   `r<C>-0..K` once each (data for merges to move), one JSON line per write in FILE.
 //! - `read --cluster G --ctlport N KEY...`: one JSON line per key with what a routed read got.
 //! - `digests --cluster G --ctlport N --ctl ADDR:PORT`: compare every owner's per-slot
 //!   digests; prints one JSON object.
@@ -19,7 +21,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use dkc_tools::netns::workload::{
-    connect, digest_report, init_counters, read_keys, run_work, WorkSpec,
+    connect, digest_report, init_counters, read_keys, run_fill, run_work, WorkSpec,
 };
 
 #[derive(Parser, Debug)]
@@ -73,6 +75,16 @@ enum Cmd {
         #[arg(long)]
         memcached: Option<std::net::SocketAddr>,
     },
+    /// Write register keys of one client once each (data for merges to move), recorded.
+    Fill {
+        /// The client id whose keys are written (not one of the workload's).
+        #[arg(long)]
+        client: usize,
+        #[arg(long)]
+        keys: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Read keys through the driver.
     Read { keys: Vec<String> },
     /// Compare every owner's per-slot digests.
@@ -118,6 +130,11 @@ fn run(args: Args) -> Result<()> {
             };
             let n = run_work(&spec, &out).map_err(anyhow::Error::msg)?;
             println!("{n} operations");
+        }
+        Cmd::Fill { client, keys, out } => {
+            let c = connect(&cluster, ctlport).map_err(anyhow::Error::msg)?;
+            let n = run_fill(&c, client, keys, &out).map_err(anyhow::Error::msg)?;
+            println!("{n} of {keys} writes acknowledged");
         }
         Cmd::Read { keys } => {
             let c = connect(&cluster, ctlport).map_err(anyhow::Error::msg)?;

@@ -434,6 +434,61 @@ pub fn run_work(spec: &WorkSpec, out_path: &std::path::Path) -> Result<u64, Stri
     Ok(total)
 }
 
+/// Most keys one `fill` writes.
+pub const FILL_KEYS_MAX: usize = 100_000;
+
+/// Writes `keys` register keys of client `client_id` once each (`c<client>-s<i>`), one at a
+/// time through the driver, recording each write like the workload does (so the checker
+/// holds them to the same promises); gives the merges of a run data to move. Returns the
+/// number of acknowledged writes.
+pub fn run_fill(
+    client: &Client,
+    client_id: usize,
+    keys: usize,
+    out_path: &std::path::Path,
+) -> Result<u64, String> {
+    if keys > FILL_KEYS_MAX {
+        return Err(format!(
+            "{keys} keys asked; fill writes at most {FILL_KEYS_MAX}"
+        ));
+    }
+    let file = std::fs::File::create(out_path)
+        .map_err(|e| format!("create {}: {e}", out_path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut acked = 0;
+    let mut backend = WorkBackend::Native(client);
+    for i in 0..keys {
+        let key = register_key(client_id, i);
+        let value = format!("c{client_id}-s{i}");
+        let start_us = now_us();
+        let (result, error) = match backend.set(&key, &value) {
+            Ok(()) => (OpResult::Ok, None),
+            Err((r, t)) => (r, Some(t)),
+        };
+        if result == OpResult::Ok {
+            acked += 1;
+        }
+        let rec = OpRecord {
+            client: client_id,
+            seq: i as u64,
+            kind: OpKind::Set,
+            key,
+            value: Some(value),
+            read: None,
+            result,
+            error,
+            start_us,
+            end_us: now_us(),
+            via: None,
+        };
+        let line = serde_json::to_string(&rec).map_err(|e| format!("encode record: {e}"))?;
+        writeln!(out, "{line}").map_err(|e| format!("write {}: {e}", out_path.display()))?;
+    }
+    out.flush()
+        .map_err(|e| format!("flush {}: {e}", out_path.display()))?;
+    Ok(acked)
+}
+
 /// What a final read of one key got (one JSON line of `dkc-fault-client read`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalRead {
