@@ -15,7 +15,11 @@
 #   memory    `dkc-memcached --backend memory` started here: the memcached front over an
 #             in-process map. MEMORY BACKEND, NOT THE CLUSTER: it measures the protocol front only.
 #   node1     `dkc-local up --detach --nodes 1 --replica 0` started here (its own data directory
-#             under OUT_DIR, ports from --node-base-port): the issue's target configuration.
+#             under OUT_DIR, ports from --node-base-port): the issue's target configuration
+#             (dkc-memcached -> slave chmpx -> TCP -> server chmpx -> dkc-server).
+#   node1direct  the same 1-node cluster (started once for both), with a second dkc-memcached
+#             started here that attaches to the SERVER chmpx as a client (no slave chmpx, no
+#             TCP hop: dkc-memcached -> server chmpx -> dkc-server). Its own row, not node1.
 #   cluster3  `dkc-local up --detach --nodes 3 --replica 1` started here (ports from
 #             --node-base-port + 100).
 #   cluster   a running `dkc-local up` whose memcached front listens on --cluster-port (started
@@ -65,13 +69,25 @@ IFS=, read -r -a TARGET_LIST <<<"$TARGETS"
 [ "${#TARGET_LIST[@]}" -gt 0 ] || { echo "bench-memcached: --target is empty" >&2; exit 2; }
 # Each target: a label for the table and the port its memcached front listens on.
 declare -A LABEL PORT
+# The 1-node cluster, started once whether node1, node1direct or both are targets.
+NODE1_STARTED=0
+start_node1() {
+    if [ "$NODE1_STARTED" = 0 ]; then
+        start_cluster node1 1 0 "$NODE_BASE_PORT" $((NODE_BASE_PORT + 50))
+        NODE1_STARTED=1
+    fi
+}
 for t in "${TARGET_LIST[@]}"; do
     case "$t" in
     memory) LABEL[$t]="dkc-memcached, memory backend (not the cluster)"; PORT[$t]="$DKC_PORT" ;;
     node1) LABEL[$t]="dkc 1 node, REPLICA=0 (dkc-local)"; PORT[$t]=$((NODE_BASE_PORT + 50)) ;;
+    node1direct)
+        LABEL[$t]="dkc 1 node, REPLICA=0, front attached to the server chmpx (no slave chmpx)"
+        PORT[$t]=$((NODE_BASE_PORT + 60))
+        ;;
     cluster3) LABEL[$t]="dkc 3 nodes, REPLICA=1 (dkc-local)"; PORT[$t]=$((NODE_BASE_PORT + 150)) ;;
     cluster) LABEL[$t]="dkc cluster via a running dkc-local"; PORT[$t]="$CLUSTER_PORT" ;;
-    *) echo "bench-memcached: unknown target $t (memory, node1, cluster3, cluster)" >&2; exit 2 ;;
+    *) echo "bench-memcached: unknown target $t (memory, node1, node1direct, cluster3, cluster)" >&2; exit 2 ;;
     esac
 done
 command -v memcached >/dev/null || {
@@ -102,12 +118,14 @@ DKC_LOCAL="$TARGET_DIR/release/dkc-local"
 PIDS=()
 CLUSTER_DIRS=()
 cleanup() {
-    for dir in "${CLUSTER_DIRS[@]}"; do
-        "$DKC_LOCAL" down --dir "$dir" >/dev/null 2>&1 || true
-    done
+    # The fronts started here first (one may be attached to a cluster's chmpx), then the
+    # clusters.
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+    done
+    for dir in "${CLUSTER_DIRS[@]}"; do
+        "$DKC_LOCAL" down --dir "$dir" >/dev/null 2>&1 || true
     done
 }
 trap cleanup EXIT
@@ -151,6 +169,14 @@ start_cluster() {
         exit 1
     }
 }
+# The 1-node cluster, started once whether node1, node1direct or both are targets.
+NODE1_STARTED=0
+start_node1() {
+    if [ "$NODE1_STARTED" = 0 ]; then
+        start_cluster node1 1 0 "$NODE_BASE_PORT" $((NODE_BASE_PORT + 50))
+        NODE1_STARTED=1
+    fi
+}
 for t in "${TARGET_LIST[@]}"; do
     case "$t" in
     memory)
@@ -159,7 +185,17 @@ for t in "${TARGET_LIST[@]}"; do
         RUST_LOG=warn "${DKC_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached.log" &
         PIDS+=($!)
         ;;
-    node1) start_cluster node1 1 0 "$NODE_BASE_PORT" "${PORT[$t]}" ;;
+    node1) start_node1 ;;
+    node1direct)
+        # The 1-node cluster of `node1` (one cluster for both targets); node i's control port
+        # is base+2i+1, so the server chmpx listens on NODE_BASE_PORT+1.
+        start_node1
+        DIRECT_CMD=("$DKC_MEMCACHED" --backend cluster --conf "$OUT_DIR/node1/server.ini"
+            --ctlport $((NODE_BASE_PORT + 1)) -p "${PORT[$t]}" -l 127.0.0.1)
+        echo "${DIRECT_CMD[*]}" >>"$COMMANDS"
+        RUST_LOG=warn "${DIRECT_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached-direct.log" &
+        PIDS+=($!)
+        ;;
     cluster3) start_cluster cluster3 3 1 $((NODE_BASE_PORT + 100)) "${PORT[$t]}" ;;
     esac
     wait_ready "${PORT[$t]}" "${LABEL[$t]}"
