@@ -517,6 +517,55 @@ fn attach_async_process_side_works() {
     });
 }
 
+/// On a multi-thread runtime answers reach async callers through the hand-off task (one wake
+/// of the runtime per batch); when that runtime is dropped, the same attachment keeps working
+/// from another runtime (the task is started again there).
+#[test]
+fn attach_async_answers_on_multi_thread_runtimes_and_after_the_runtime_is_dropped() {
+    let cluster = unique_cluster("async-mt");
+    let _echo = Echo::start(&cluster, &[]);
+    let a = attach(&cluster);
+    let run = |tag: u32| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let a = a.clone();
+        rt.block_on(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..32u32 {
+                let a = a.clone();
+                set.spawn(async move {
+                    for round in 0..50u32 {
+                        let body = format!("{tag}-{i}-{round}").into_bytes();
+                        let r = a
+                            .request_async(Route::HashChain(u64::from(i)), body.clone(), T)
+                            .await
+                            .unwrap();
+                        assert_eq!(r.body, body);
+                    }
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                r.unwrap();
+            }
+        });
+        // Dropping the runtime here drops the hand-off task with it.
+    };
+    run(1);
+    run(2);
+    // A current-thread runtime after them: answers are sent by the pump directly.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(a.request_async(Route::AllServers, b"last".to_vec(), T))
+        .unwrap();
+    assert_eq!(r.body, b"last");
+}
+
 #[test]
 fn attach_server_role_receives_requests_and_its_replies_reach_the_client() {
     use chmpx::attach::{AttachListener, AttachSender, Envelope};

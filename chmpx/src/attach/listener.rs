@@ -460,6 +460,11 @@ impl PolledProcess {
         Ok(batch)
     }
 
+    /// Whether a message waits in the process's ring (two atomic loads; no syscall).
+    pub fn has_pending(&self) -> bool {
+        !self.shared.seg.up().is_empty()
+    }
+
     /// How often the process's liveness must be checked while nothing arrives.
     pub fn liveness_interval(&self) -> Duration {
         self.liveness

@@ -55,11 +55,19 @@ struct Inner {
     options: AttachOptions,
     conn: Mutex<Option<Arc<Conn>>>,
     dispatch: Mutex<Dispatch>,
+    /// Threads waiting for their own answer (or for the consumer role, or the async pump).
     cv: Condvar,
+    /// Threads in [`Attachment::recv`] waiting for a request: woken one per queued request
+    /// (and one when the consumer role is free), not all at once. A server runs several
+    /// workers in `recv`; waking all of them for every message costs a context switch each.
+    recv_cv: Condvar,
     next_msg_id: AtomicU64,
     next_epoch: AtomicU64,
     reattaches: AtomicU64,
     pump_started: AtomicBool,
+    /// Answers for async callers, handed from the pump thread to a task on the callers'
+    /// runtime (see [`Handoff`]).
+    handoff: Arc<Handoff>,
     /// Requests whose response goes to an async caller. Raised under the dispatch lock (so
     /// the pump, which reads it under that lock, never sleeps past a new one); lowered
     /// without it when an answer arrives, so that a completed async request takes no lock.
@@ -88,6 +96,8 @@ struct Dispatch {
     /// Threads asleep on the condition variable: with none, a change needs no `notify_all`
     /// (each one is a futex call, paid per request and per batch otherwise).
     sleepers: usize,
+    /// Threads asleep on `recv_cv` (in `recv`).
+    recv_sleepers: usize,
 }
 
 enum Slot {
@@ -142,10 +152,12 @@ impl Attachment {
             conn: Mutex::new(None),
             dispatch: Mutex::new(Dispatch::default()),
             cv: Condvar::new(),
+            recv_cv: Condvar::new(),
             next_msg_id: AtomicU64::new(1),
             next_epoch: AtomicU64::new(1),
             reattaches: AtomicU64::new(0),
             pump_started: AtomicBool::new(false),
+            handoff: Arc::new(Handoff::default()),
             async_pending: AtomicUsize::new(0),
         });
         let conn = inner.connect_once(deadline)?;
@@ -257,12 +269,20 @@ impl Attachment {
                 d.consumer_busy = true;
                 drop(d);
                 let r = inner.pump(deadline, true);
-                inner.release_consumer();
-                r?;
+                if r.is_err() {
+                    inner.release_consumer();
+                    r?;
+                }
+                // This thread comes straight back (next turn of the loop) and takes a request
+                // or the role again; the receivers the hand-out woke, one per request queued,
+                // take the rest (one of them the role). No other receiver needs waking.
+                let mut d = lock(&inner.dispatch);
+                d.consumer_busy = false;
+                inner.wake(d);
                 continue;
             }
             let wait = (deadline - now).min(inner.options.liveness_interval());
-            drop(inner.sleep(d, wait));
+            drop(inner.sleep_recv(d, wait));
         }
     }
 
@@ -294,6 +314,7 @@ impl Attachment {
         let deadline = Instant::now() + timeout;
         self.inner.check_body(body.len())?;
         self.inner.ensure_pump();
+        self.inner.handoff.ensure_task();
         let msg_id = self.inner.next_msg_id.fetch_add(1, Ordering::Relaxed);
         let conn = match self.inner.healthy_conn() {
             Some(c) => c,
@@ -521,6 +542,33 @@ impl Inner {
         }
     }
 
+    /// Wakes every sleeper, on both condition variables (the connection changed).
+    fn wake_everyone(&self, d: MutexGuard<'_, Dispatch>) {
+        let (sleepers, receivers) = (d.sleepers > 0, d.recv_sleepers > 0);
+        drop(d);
+        if sleepers {
+            self.cv.notify_all();
+        }
+        if receivers {
+            self.recv_cv.notify_all();
+        }
+    }
+
+    /// Sleeps in `recv` up to `wait` (see `recv_cv`).
+    fn sleep_recv<'a>(
+        &self,
+        mut d: MutexGuard<'a, Dispatch>,
+        wait: Duration,
+    ) -> MutexGuard<'a, Dispatch> {
+        d.recv_sleepers += 1;
+        let mut d = match self.recv_cv.wait_timeout(d, wait) {
+            Ok((d, _)) => d,
+            Err(p) => p.into_inner().0,
+        };
+        d.recv_sleepers -= 1;
+        d
+    }
+
     /// Sleeps on the condition variable up to `wait`, counted as a sleeper (see `wake`).
     fn sleep<'a>(
         &self,
@@ -540,7 +588,13 @@ impl Inner {
     fn release_consumer(&self) {
         let mut d = lock(&self.dispatch);
         d.consumer_busy = false;
+        // One receiver is enough to take the role over; whoever waits for an answer may want
+        // it too (and learns from the same wake-up whether the answer came).
+        let receivers = d.recv_sleepers > 0;
         self.wake(d);
+        if receivers {
+            self.recv_cv.notify_one();
+        }
     }
 
     fn check_body(&self, len: usize) -> Result<(), AttachError> {
@@ -714,7 +768,7 @@ impl Inner {
             }
             failed += 1;
         }
-        self.wake(d);
+        self.wake_everyone(d);
         if failed > 0 {
             tracing::warn!(failed, "chmpx went away; requests in flight failed");
         }
@@ -901,15 +955,25 @@ impl Inner {
         // Async answers are sent after the lock is dropped: a woken task's first step takes
         // this lock, and finding it held would cost it a futex sleep and us a futex wake.
         let mut answers = Vec::new();
+        // Whether a blocking waiter's slot changed, and how many requests were queued for
+        // `recv`: each wakes only its own kind of sleeper.
+        let mut slots_changed = false;
+        let mut queued = 0usize;
         let mut d = lock(&self.dispatch);
         for env in frames {
             match env.kind {
                 Kind::Response => match d.pending.get_mut(&env.msg_id) {
-                    Some(slot @ Slot::Waiting { .. }) => *slot = Slot::Done(Ok(env)),
-                    Some(Slot::Fanout { progress, .. }) => progress.record_response(env),
+                    Some(slot @ Slot::Waiting { .. }) => {
+                        *slot = Slot::Done(Ok(env));
+                        slots_changed = true;
+                    }
+                    Some(Slot::Fanout { progress, .. }) => {
+                        progress.record_response(env);
+                        slots_changed = true;
+                    }
                     Some(Slot::Notify { .. }) => {
                         if let Some(Slot::Notify { tx, .. }) = d.pending.remove(&env.msg_id) {
-                            answers.push((tx, env));
+                            answers.push((tx, Ok(env)));
                         }
                     }
                     _ => tracing::debug!(msg_id = env.msg_id, "late or unknown response dropped"),
@@ -920,6 +984,7 @@ impl Inner {
                         if let Some(Slot::Fanout { progress, .. }) = d.pending.get_mut(&env.msg_id)
                         {
                             progress.record_count(count);
+                            slots_changed = true;
                             continue;
                         }
                     }
@@ -928,6 +993,7 @@ impl Inner {
                     loop {
                         let Some(tx) = d.incoming_waiters.pop_front() else {
                             d.incoming.push_back(env);
+                            queued += 1;
                             break;
                         };
                         match tx.send(env) {
@@ -938,11 +1004,16 @@ impl Inner {
                 }
             }
         }
-        self.wake(d);
-        for (tx, env) in answers {
-            // The receiver is gone if its caller timed out or was cancelled: nothing to do.
-            let _ = tx.send(Ok(env));
+        let receivers = queued.min(d.recv_sleepers);
+        if slots_changed {
+            self.wake(d);
+        } else {
+            drop(d);
         }
+        for _ in 0..receivers {
+            self.recv_cv.notify_one();
+        }
+        self.handoff.deliver(answers);
     }
 }
 
@@ -991,8 +1062,133 @@ impl Conn {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.handoff.close();
         if let Some(conn) = lock(&self.conn).take() {
             conn.leave();
+        }
+    }
+}
+
+/// An answer for an async caller: its channel and the envelope.
+type Answer = (
+    oneshot::Sender<Result<Envelope, AttachError>>,
+    Result<Envelope, AttachError>,
+);
+
+/// The way answers reach async callers in batches. The pump thread finds many answers per
+/// pass; sending each on its caller's channel from the pump thread costs one cross-thread wake
+/// of the runtime per answer (an eventfd write or futex call each). Instead the pump queues a
+/// pass's answers here and wakes one task, [`Handoff::run`], on the callers' runtime, which
+/// sends them from there: its wake-ups are local to the runtime and cost no system call.
+#[derive(Default)]
+struct Handoff {
+    /// Answers waiting for the task, and whether a task runs (both under one lock, so that
+    /// no answer is queued after the task ended).
+    state: Mutex<HandoffState>,
+    notify: tokio::sync::Notify,
+    /// A copy of `running` read without the lock on every request (a hint; the lock decides).
+    running_hint: AtomicBool,
+}
+
+#[derive(Default)]
+struct HandoffState {
+    queue: Vec<Answer>,
+    /// A task serves the queue.
+    running: bool,
+    /// The attachment is gone: the task ends.
+    closed: bool,
+}
+
+impl Handoff {
+    /// Starts the task on the current runtime if none runs. Only on a multi-thread runtime,
+    /// whose workers run the task whatever the caller does: a current-thread runtime runs
+    /// tasks only inside its `block_on`, and another runtime sharing this attachment would
+    /// wait for it. Without one (or once the runtime that ran the task is gone) answers are
+    /// sent by the pump directly.
+    fn ensure_task(self: &Arc<Self>) {
+        if self.running_hint.load(Ordering::Relaxed) {
+            return;
+        }
+        let rt = match tokio::runtime::Handle::try_current() {
+            Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => rt,
+            _ => return,
+        };
+        {
+            let mut st = lock(&self.state);
+            if st.running || st.closed {
+                return;
+            }
+            st.running = true;
+            self.running_hint.store(true, Ordering::Relaxed);
+        }
+        rt.spawn(self.clone().run());
+    }
+
+    /// Hands `answers` to the task, or sends them here if no task runs.
+    fn deliver(&self, answers: Vec<Answer>) {
+        if answers.is_empty() {
+            return;
+        }
+        let direct = {
+            let mut st = lock(&self.state);
+            if st.running {
+                st.queue.extend(answers);
+                None
+            } else {
+                Some(answers)
+            }
+        };
+        match direct {
+            None => self.notify.notify_one(),
+            Some(answers) => {
+                for (tx, r) in answers {
+                    // The receiver is gone if its caller timed out or was cancelled.
+                    let _ = tx.send(r);
+                }
+            }
+        }
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.notify.notify_one();
+    }
+
+    /// The task: sends every queued answer, sleeps until more come, ends when the attachment
+    /// is dropped. If its runtime drops it first, the guard sends what is left and lets the
+    /// pump send directly again.
+    async fn run(self: Arc<Self>) {
+        struct Stopped<'a>(&'a Handoff);
+        impl Drop for Stopped<'_> {
+            fn drop(&mut self) {
+                let rest = {
+                    let mut st = lock(&self.0.state);
+                    st.running = false;
+                    self.0.running_hint.store(false, Ordering::Relaxed);
+                    std::mem::take(&mut st.queue)
+                };
+                for (tx, r) in rest {
+                    let _ = tx.send(r);
+                }
+            }
+        }
+        let _stopped = Stopped(&self);
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if st.closed {
+                    return;
+                }
+                std::mem::swap(&mut batch, &mut st.queue);
+            }
+            if batch.is_empty() {
+                self.notify.notified().await;
+                continue;
+            }
+            for (tx, r) in batch.drain(..) {
+                let _ = tx.send(r);
+            }
         }
     }
 }
