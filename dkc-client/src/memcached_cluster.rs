@@ -84,6 +84,11 @@ pub fn storage_error(e: ClientError) -> StorageError {
         } => StorageError::Unavailable {
             reason: one_line(&message),
         },
+        // A full disk on an owner: memcached's own words for a store that found no room.
+        ClientError::Server {
+            code: proto::ErrorCode::NoSpace,
+            ..
+        } => StorageError::OutOfMemory,
         other => StorageError::Other {
             message: one_line(&other.to_string()),
         },

@@ -47,6 +47,8 @@ counters!(
     replicate_applied,
     replicate_stale,
     errors,
+    errors_storage,
+    errors_no_space,
 );
 
 /// Adds one to a counter.

@@ -5,9 +5,11 @@
 //! executor and call [`Executor::execute`] concurrently (per-key atomicity comes from the
 //! engine's key locks).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use dkc_client::proto::{Request, Response, WireRecord};
+use dkc_client::proto::{ErrorCode, Request, Response, WireRecord};
 use k2hash::K2Hash;
 
 use crate::cmd::{self, CmdError, Ctx};
@@ -33,6 +35,50 @@ pub struct Executor {
     limits: Limits,
     counters: Counters,
     expire_default_secs: Option<u64>,
+    storage_log: LogThrottle,
+}
+
+/// At most one warning per this many milliseconds for storage failures (a full disk fails
+/// every write; the log must say so without being flooded).
+pub const STORAGE_ERROR_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// Lets one message through per interval and counts the ones held back.
+struct LogThrottle {
+    start: Instant,
+    /// Milliseconds since `start` before which messages are held back.
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    fn new() -> LogThrottle {
+        LogThrottle {
+            start: Instant::now(),
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(held back since the last one)` when a message may go out now.
+    fn admit(&self, interval_ms: u64) -> Option<u64> {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
 }
 
 impl Executor {
@@ -45,6 +91,7 @@ impl Executor {
             limits: Limits::default(),
             counters: Counters::default(),
             expire_default_secs: None,
+            storage_log: LogThrottle::new(),
         }
     }
 
@@ -95,9 +142,33 @@ impl Executor {
             Ok(done) => done,
             Err(CmdError { code, message }) => {
                 bump(&self.counters.errors);
+                self.note_storage_failure(req, &code, &message);
                 tracing::debug!(command = req.name(), %code, %message, "command failed");
                 Executed::reply(Response::Error { code, message })
             }
+        }
+    }
+}
+
+impl Executor {
+    /// Counts a failure of the storage engine (a full disk, an I/O error, corruption) and
+    /// warns about it in the log, at most once per [`STORAGE_ERROR_LOG_INTERVAL_MS`]: unlike
+    /// a bad request, it needs the operator.
+    fn note_storage_failure(&self, req: &Request, code: &ErrorCode, message: &str) {
+        let counter = match code {
+            ErrorCode::NoSpace => &self.counters.errors_no_space,
+            ErrorCode::Storage => &self.counters.errors_storage,
+            _ => return,
+        };
+        bump(counter);
+        if let Some(held_back) = self.storage_log.admit(STORAGE_ERROR_LOG_INTERVAL_MS) {
+            tracing::warn!(
+                command = req.name(),
+                %code,
+                held_back,
+                "storage failed: {message} (held_back: like failures not logged since the \
+                 last warning)"
+            );
         }
     }
 }
@@ -145,5 +216,41 @@ fn dispatch(ctx: &Ctx<'_>, req: &Request) -> cmd::CmdResult {
         Request::Stats => cmd::stats::execute(ctx),
         Request::Flush { confirm } => cmd::flush::execute(ctx, *confirm),
         Request::Replicate { records } => cmd::replicate::execute(ctx, records),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_e_no_space_and_other_io_errors_are_e_storage() {
+        let io = |errno| k2hash::Error::Io {
+            op: "fallocate",
+            path: Some("/data/dkc.k2h".into()),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        let full = k2hash::Error::NoSpace {
+            op: "fallocate",
+            path: Some("/data/dkc.k2h".into()),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        let e = CmdError::from(full);
+        assert_eq!(e.code, ErrorCode::NoSpace);
+        assert!(e.message.contains("/data/dkc.k2h"), "{}", e.message);
+        assert_eq!(CmdError::from(io(libc::EIO)).code, ErrorCode::Storage);
+    }
+
+    #[test]
+    fn storage_warnings_are_throttled_and_count_what_they_hold_back() {
+        let t = LogThrottle::new();
+        assert_eq!(t.admit(60_000), Some(0));
+        assert_eq!(t.admit(60_000), None);
+        assert_eq!(t.admit(60_000), None);
+        // An interval of 0 lets the next one through, with the two held back.
+        let t0 = LogThrottle::new();
+        assert_eq!(t0.admit(0), Some(0));
+        t0.suppressed.fetch_add(2, Ordering::Relaxed);
+        assert_eq!(t0.admit(0), Some(2));
     }
 }

@@ -57,6 +57,7 @@ impl MergeError {
     pub fn code(&self) -> u32 {
         let code = match self {
             MergeError::BadRequest(_) => ErrorCode::BadRequest,
+            MergeError::Storage(e) if e.is_no_space() => ErrorCode::NoSpace,
             MergeError::Storage(_) => ErrorCode::Storage,
         };
         ErrorCode::ALL

@@ -27,13 +27,15 @@ pub enum ErrorCode {
     /// Another owner already holds a newer write of the key, so this write lost (last writer
     /// wins).
     Superseded,
+    /// An owner's disk is full, so the write could not be stored there.
+    NoSpace,
     /// A code this build does not know (sent by a newer peer); the string is kept.
     Unknown(String),
 }
 
 impl ErrorCode {
     /// Every known code, for documentation and tests.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::TooLarge,
         ErrorCode::NotNumeric,
         ErrorCode::BadRequest,
@@ -44,6 +46,7 @@ impl ErrorCode {
         ErrorCode::Version,
         ErrorCode::Timeout,
         ErrorCode::Superseded,
+        ErrorCode::NoSpace,
     ];
 
     /// The stable string.
@@ -59,6 +62,7 @@ impl ErrorCode {
             ErrorCode::Version => "E_VERSION",
             ErrorCode::Timeout => "E_TIMEOUT",
             ErrorCode::Superseded => "E_SUPERSEDED",
+            ErrorCode::NoSpace => "E_NO_SPACE",
             ErrorCode::Unknown(s) => s,
         }
     }
@@ -104,6 +108,12 @@ impl ErrorCode {
                 "another owner already holds a newer write of this key (written elsewhere \
                  meanwhile, or this node's clock is behind), so this write lost; read the key \
                  and retry"
+            }
+            ErrorCode::NoSpace => {
+                "a node's disk is full, so the write could not be stored there (everything \
+                 stored before is kept); free space on the file system named in the message, \
+                 or delete keys, then retry. A message saying \"written on the primary\" means \
+                 the other owners have it and merge copies it once space is freed"
             }
             ErrorCode::Unknown(_) => "an error code from a newer release; upgrade this client",
         }

@@ -285,7 +285,9 @@ fn proto_error_codes_are_stable_strings_with_descriptions() {
         "E_VERSION",
         "E_TIMEOUT",
         "E_SUPERSEDED",
+        "E_NO_SPACE",
     ];
+    assert_eq!(ErrorCode::ALL.len(), expected.len());
     for (code, want) in ErrorCode::ALL.iter().zip(expected) {
         assert_eq!(code.as_str(), want);
         assert_eq!(ErrorCode::parse(want), *code);

@@ -63,6 +63,7 @@ impl From<k2hash::Error> for CmdError {
             k2hash::Error::LimitExceeded { .. } => ErrorCode::TooLarge,
             k2hash::Error::ReadOnly => ErrorCode::ReadOnly,
             k2hash::Error::InvalidArgument(_) => ErrorCode::BadRequest,
+            k2hash::Error::NoSpace { .. } => ErrorCode::NoSpace,
             _ => ErrorCode::Storage,
         };
         CmdError::new(code, e.to_string())
