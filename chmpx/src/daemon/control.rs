@@ -282,7 +282,10 @@ impl ControlTarget {
                 let me = cfg
                     .self_node(port, &crate::config::LocalAddrs::detect())
                     .map_err(|e| e.to_string())?;
-                Ok(SocketAddr::from(([127, 0, 0, 1], cfg.own_ctlport(port, me))))
+                Ok(SocketAddr::from((
+                    [127, 0, 0, 1],
+                    cfg.own_ctlport(port, me),
+                )))
             }
             (None, Some(host), Some(port)) => (host.as_str(), port)
                 .to_socket_addrs()
