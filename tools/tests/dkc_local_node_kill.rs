@@ -149,9 +149,6 @@ fn val(key: &str) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "known bug (chmpx): a restarted node can answer a read of its slots before its recovery \
-            merge has given it the key (NOT FOUND for ~0.5 s, then the key is back; nothing is lost). \
-            Flaky until the returning-node gate lands; run with --ignored"]
 fn dkc_local_node_kill_loses_no_acknowledged_set() {
     require_external_clients();
     let dir = tempfile::tempdir().unwrap();
