@@ -31,6 +31,11 @@ pub const FLAG_CHMPX_ERROR: u16 = 1 << 15;
 /// message's. (`chmpx::daemon::FLAG_TARGET_COUNT` is the same bit; a test keeps them equal.)
 pub const FLAG_TARGET_COUNT: u16 = 1 << 14;
 
+/// Flag chmpx sets on a `HashFirst` request delivered to a server whose node is behind on the
+/// key's slot: answer a read with `E_MERGING`, never with possibly stale data.
+/// (`chmpx::daemon::wire::FLAG_UNMERGED` is the same bit; a test keeps them equal.)
+pub const FLAG_UNMERGED: u16 = 1 << 13;
+
 /// Bytes of a [`FLAG_TARGET_COUNT`] notice's body.
 pub const TARGET_COUNT_BODY_BYTES: usize = 4;
 
@@ -336,6 +341,8 @@ mod tests {
     fn flags_match_the_daemons_and_target_count_reads_only_notices() {
         assert_eq!(FLAG_CHMPX_ERROR, crate::daemon::FLAG_CHMPX_ERROR);
         assert_eq!(FLAG_TARGET_COUNT, crate::daemon::FLAG_TARGET_COUNT);
+        assert_eq!(FLAG_UNMERGED, crate::daemon::wire::FLAG_UNMERGED);
+        assert_eq!(FLAG_UNMERGED & (FLAG_CHMPX_ERROR | FLAG_TARGET_COUNT), 0);
         let notice = |kind: Kind, flags: u16, body: Vec<u8>| Envelope {
             msg_id: 1,
             kind,

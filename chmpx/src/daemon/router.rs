@@ -30,7 +30,7 @@ use super::status::{
 };
 use super::wire::{
     node_number, PeerMsg, PeerStatus, RingCommand, RingState, WireRoute, FLAG_CHMPX_ERROR,
-    FLAG_TARGET_COUNT,
+    FLAG_TARGET_COUNT, FLAG_UNMERGED,
 };
 use crate::attach::envelope::{Envelope, Kind, Route};
 use crate::link::{DataMsg, LinkEvent, LinkHandle, Outgoing};
@@ -138,6 +138,11 @@ struct NodeState {
     /// A merge of this returning peer was seen (pending, running, or slots gated) since its
     /// return; its end lifts `returning_until`.
     returning_merge_seen: bool,
+    /// This node may be behind the slots it gates: a router saw it return while the router
+    /// stayed (kept until its merge ends, unlike `returning_until`), or, for this node itself,
+    /// it knows it was cut off or frozen. Only such an owner's reads are refused
+    /// ([`FLAG_UNMERGED`]); at a cold start nobody is behind and reads are served.
+    behind: bool,
 }
 
 struct PendingRing {
@@ -258,6 +263,7 @@ impl Router {
                 reconcile_on_return: false,
                 returning_until: None,
                 returning_merge_seen: false,
+                behind: false,
             });
         }
         let self_idx = *by_id
@@ -345,8 +351,22 @@ impl Router {
 
     /// Where a "first live owner" request for `hash` goes: CAS, incr and reads execute there.
     pub fn first_owner(&self, hash: u64) -> Option<NodeId> {
+        self.first_owner_gated(hash).map(|(n, _)| n)
+    }
+
+    /// [`Self::first_owner`], and whether reads must be refused there ([`FLAG_UNMERGED`]):
+    /// the chosen owner did not stay (it returns or gates the slot), is known to be behind,
+    /// and the slot has another owner that could hold newer data (REPLICA 0 is never gated).
+    fn first_owner_gated(&self, hash: u64) -> Option<(NodeId, bool)> {
         let slot = self.map.slot_of(hash);
-        pick_first_owner(self.map.chain_for(hash), |n| self.owner_rank(n, slot)).cloned()
+        let chain = self.map.chain_for(hash);
+        let target = pick_first_owner(chain, |n| self.owner_rank(n, slot))?;
+        let stayed = self.owner_rank(target, slot) == Some(OwnerRank::Current);
+        let behind = self
+            .by_id
+            .get(target)
+            .is_some_and(|&i| self.nodes[i].behind);
+        Some((target.clone(), chain.len() > 1 && behind && !stayed))
     }
 
     /// Every usable owner of `hash` in the current and pending maps, except this node.
@@ -453,12 +473,17 @@ impl Router {
     }
 
     /// Routes a request (or event) that originated at (`origin`, `origin_attachment`).
-    fn route_request(&mut self, origin: u64, origin_attachment: u64, env: Envelope) {
+    fn route_request(&mut self, origin: u64, origin_attachment: u64, mut env: Envelope) {
+        // Only this router's own choice below may mark a request unmerged.
+        env.flags &= !FLAG_UNMERGED;
         let msg_id = env.msg_id;
         let kind = env.kind;
         match env.route {
-            Route::HashFirst(hash) => match self.first_owner(hash) {
-                Some(target) => self.deliver_to(&target, origin, origin_attachment, env),
+            Route::HashFirst(hash) => match self.first_owner_gated(hash) {
+                Some((target, unmerged)) => {
+                    env.flags = unmerged_flags(env.flags, unmerged);
+                    self.deliver_to(&target, origin, origin_attachment, env)
+                }
                 None => {
                     self.metrics.add_no_owner();
                     let slot = self.map.slot_of(hash);
@@ -766,6 +791,7 @@ impl Router {
             reconcile_on_return: false,
             returning_until: None,
             returning_merge_seen: false,
+            behind: false,
         });
         self.by_id.insert(NodeId::new(id), i);
         self.by_num.insert(num, i);
@@ -788,6 +814,7 @@ impl Router {
                         n.returning_until =
                             Some(Instant::now() + Duration::from_millis(RETURN_GATE_MAX_MS));
                         n.returning_merge_seen = false;
+                        n.behind = true;
                         tracing::info!(peer = %id, "server peer returned: not chosen as first owner until it has caught up");
                     }
                     n.up = true;
@@ -805,11 +832,13 @@ impl Router {
                     n.unfinished.clear();
                     n.reconcile_on_return = true;
                     n.returning_until = None;
+                    n.behind = false;
                     let server = n.mode == Mode::Server;
                     self.metrics.set_peer_up(&id, false);
                     if server && self.s.mode == Mode::Server && !self.away && self.cut_off() {
                         tracing::warn!("lost the links to more than half of the other server nodes: this node's reads are gated until it has reconciled with them");
                         self.away = true;
+                        self.nodes[self.self_idx].behind = true;
                     }
                 }
             }
@@ -1194,6 +1223,11 @@ impl Router {
                     // Asked for while this job ran: keep its slots marked until it runs.
                     let gate = self.recovery_gates_reads;
                     self.want_recovery(gate);
+                }
+                let me = &mut self.nodes[self.self_idx];
+                if me.unfinished.is_empty() {
+                    // Caught up: this node no longer counts as behind.
+                    me.behind = false;
                 }
                 self.check_autocomplete();
                 self.update_merge_job();
@@ -1618,6 +1652,7 @@ impl Router {
             // without it. Gate its reads now, before its links report the loss one by one.
             tracing::warn!(gap_ms = gap.as_millis() as u64, "this daemon did not run for longer than the heartbeat timeout: its reads are gated until it has reconciled");
             self.away = true;
+            self.nodes[self.self_idx].behind = true;
             self.want_recovery(true);
         }
         self.enforce_merge_timeout();
@@ -1789,23 +1824,38 @@ fn pick_first_owner(
 
 /// Follows a returning peer's gossip: lifts its returning mark once it gates itself (its
 /// unfinished slots then say what it may not serve) or once a merge seen since its return has
-/// ended with nothing unfinished (a failed merge leaves it Pending for a retry).
+/// ended with nothing unfinished (a failed merge leaves it Pending for a retry). Its `behind`
+/// mark is kept until that merge has ended.
 fn note_returning_progress(n: &mut NodeState, from: &str) {
-    if n.returning_until.is_none() {
+    if n.returning_until.is_none() && !n.behind {
         return;
     }
     if !n.unfinished.is_empty() {
-        n.returning_until = None;
-        tracing::info!(peer = %from, "returning peer gates its unmerged slots itself");
+        n.returning_merge_seen = true;
+        if n.returning_until.take().is_some() {
+            tracing::info!(peer = %from, "returning peer gates its unmerged slots itself");
+        }
         return;
     }
     match n.merge {
         MergeState::Pending | MergeState::Doing => n.returning_merge_seen = true,
         MergeState::Done | MergeState::Nothing if n.returning_merge_seen => {
-            n.returning_until = None;
-            tracing::info!(peer = %from, "returning peer has merged: it serves as first owner again");
+            n.behind = false;
+            if n.returning_until.take().is_some() {
+                tracing::info!(peer = %from, "returning peer has merged: it serves as first owner again");
+            }
         }
         _ => {}
+    }
+}
+
+/// `flags` with [`FLAG_UNMERGED`] set when `unmerged`, cleared otherwise (a sender cannot set
+/// it itself).
+fn unmerged_flags(flags: u16, unmerged: bool) -> u16 {
+    if unmerged {
+        flags | FLAG_UNMERGED
+    } else {
+        flags & !FLAG_UNMERGED
     }
 }
 
@@ -1927,7 +1977,39 @@ mod tests {
             reconcile_on_return: false,
             returning_until: returning.then(|| Instant::now() + Duration::from_secs(30)),
             returning_merge_seen: false,
+            behind: false,
         }
+    }
+
+    #[test]
+    fn behind_mark_is_kept_while_the_peer_gates_and_lifted_when_its_merge_ends() {
+        let mut n = peer(true);
+        n.behind = true;
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.behind, "an old status does not lift it");
+        n.unfinished.insert(3);
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.returning_until.is_none());
+        assert!(
+            n.behind,
+            "gating itself lifts the returning mark, not the behind mark"
+        );
+        n.unfinished.clear();
+        n.merge = MergeState::Doing;
+        note_returning_progress(&mut n, "p:1");
+        assert!(n.behind, "still merging");
+        n.merge = MergeState::Done;
+        note_returning_progress(&mut n, "p:1");
+        assert!(!n.behind);
+    }
+
+    #[test]
+    fn unmerged_flag_is_set_only_by_the_router_decision() {
+        let other = FLAG_CHMPX_ERROR | 0x0001;
+        assert_eq!(unmerged_flags(other, true), other | FLAG_UNMERGED);
+        assert_eq!(unmerged_flags(other, false), other);
+        assert_eq!(unmerged_flags(other | FLAG_UNMERGED, false), other);
+        assert_eq!(FLAG_UNMERGED & (FLAG_CHMPX_ERROR | FLAG_TARGET_COUNT), 0);
     }
 
     #[test]

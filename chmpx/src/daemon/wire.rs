@@ -34,6 +34,13 @@ pub const FLAG_CHMPX_ERROR: u16 = 1 << 15;
 /// original message (same `msg_id`).
 pub const FLAG_TARGET_COUNT: u16 = 1 << 14;
 
+/// Flag chmpx sets on a `HashFirst` request it delivers to an owner that did not stay, is known
+/// to be behind (seen returning, or cut off / frozen itself) and has not caught up on the key's
+/// slot, because no caught-up owner is usable: the server answers a read with `E_MERGING`
+/// instead of possibly stale data and serves writes as usual. A router clears it on every other
+/// delivery; it travels between daemons in the route field's flags.
+pub const FLAG_UNMERGED: u16 = 1 << 13;
+
 /// The node number used in attach routes (`Route::Node`, `Route::Reply`) for a node id: the
 /// xxHash64 (seed 0) of its "host:ctlport" text.
 pub fn node_number(id: &str) -> u64 {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chmpx::attach::envelope::FLAG_UNMERGED;
 use chmpx::attach::{target_count, Attachment, Envelope, Kind, Route};
 use chmpx::config::AckLevel;
 use chmpx::merge::protocol::is_merge_body;
@@ -105,6 +106,14 @@ impl Worker {
                 return;
             }
         };
+        if env.flags & FLAG_UNMERGED != 0 {
+            if let Some(refusal) = unmerged_read_refusal(&req) {
+                if wants_reply {
+                    send_reply(&s.att, &env, &refusal);
+                }
+                return;
+            }
+        }
         let done = s.exec.execute(&req);
         if done.replicate.is_empty() || matches!(req, Request::Replicate { .. }) {
             if wants_reply {
@@ -190,6 +199,26 @@ impl Worker {
     }
 }
 
+/// The answer to `req` when chmpx delivered it here although this node has not finished
+/// merging the key's slot ([`FLAG_UNMERGED`]): `E_MERGING` for a pure read, which could
+/// otherwise return stale data; `None` for anything else, served as usual (a write goes to the
+/// first live owner and is replicated; `get_and_touch` writes too).
+pub fn unmerged_read_refusal(req: &Request) -> Option<Response> {
+    let what = match req {
+        Request::Get { .. } => "get",
+        Request::MultiGet { .. } => "multi-get",
+        Request::ListSubkeys { .. } => "list-subkeys",
+        _ => return None,
+    };
+    Some(Response::error(
+        ErrorCode::Merging,
+        format!(
+            "{what}: this node has not finished merging the key's slot and no owner that has \
+             is reachable; retry shortly"
+        ),
+    ))
+}
+
 /// Answers `env` with `resp`.
 pub fn send_reply(att: &Attachment, env: &Envelope, resp: &Response) {
     match encode_response(resp) {
@@ -215,5 +244,79 @@ fn reply_bytes(att: &Attachment, env: &Envelope, body: Vec<u8>) {
     };
     if let Err(e) = att.reply(env, &body) {
         tracing::debug!(msg_id = env.msg_id, error = %e, "answer not delivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkc_client::proto::SetMode;
+
+    fn is_merging(r: Option<Response>) -> bool {
+        matches!(
+            r,
+            Some(Response::Error {
+                code: ErrorCode::Merging,
+                ..
+            })
+        )
+    }
+
+    #[test]
+    fn unmerged_pure_reads_are_refused_with_e_merging() {
+        let key = b"k".to_vec();
+        for req in [
+            Request::Get { key: key.clone() },
+            Request::MultiGet {
+                keys: vec![key.clone(), b"other".to_vec()],
+            },
+            Request::ListSubkeys { key: key.clone() },
+        ] {
+            let answer = unmerged_read_refusal(&req);
+            assert!(is_merging(answer.clone()), "{req:?} -> {answer:?}");
+            let Some(Response::Error { message, .. }) = answer else {
+                unreachable!("checked just above");
+            };
+            assert!(message.contains("retry"), "{message}");
+        }
+    }
+
+    #[test]
+    fn unmerged_writes_are_served() {
+        let key = b"k".to_vec();
+        for req in [
+            Request::Set {
+                key: key.clone(),
+                value: b"v".to_vec(),
+                mode: SetMode::Set,
+                flags: 0,
+                expire_at: 0,
+            },
+            Request::Delete {
+                key: key.clone(),
+                cas: None,
+            },
+            Request::Touch {
+                key: key.clone(),
+                expire_at: 0,
+            },
+            Request::GetAndTouch {
+                key: key.clone(),
+                expire_at: 0,
+            },
+            Request::Incr {
+                key: key.clone(),
+                delta: 1,
+                initial: None,
+                expire_at: 0,
+            },
+            Request::AddSubkey {
+                key: key.clone(),
+                subkey: b"s".to_vec(),
+            },
+            Request::Replicate { records: vec![] },
+        ] {
+            assert_eq!(unmerged_read_refusal(&req), None, "{req:?}");
+        }
     }
 }
