@@ -39,6 +39,7 @@ fn run(s: Scenario) -> Option<RunOutcome> {
 ///   slots while h0 still served the client hosts (seed 1796290061949926888, memcached,
 ///   77 values acknowledged twice between t+4.2 s and t+5.7 s around the heal; the same seed
 ///   passed twice on a quieter machine).
+///
 /// Routers cannot close these windows; it needs fencing in dkc-server's replication (a
 /// replica refuses a replicated CAS-type write whose expected previous version is not the one
 /// it holds, and the primary then fails the request instead of acknowledging it). The
