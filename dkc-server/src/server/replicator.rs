@@ -23,7 +23,8 @@
 //!   acknowledgement: the write fails as soon as the level can no longer be met, with that
 //!   owner's reason. An owner that already holds a newer version ("superseded") fails the
 //!   write with `E_SUPERSEDED` at once (unless that newer version is this primary's own later
-//!   write, see [`overtaken_locally`]).
+//!   write, see [`overtaken_locally`]; a newer version minted by another node means two
+//!   primaries at once, and the write stays `E_SUPERSEDED`).
 //! - Every failure leaves the write applied on the primary (and on the owners that did
 //!   acknowledge): the message says "written on the primary", which memcached clients treat
 //!   as an unknown outcome. Merge brings the other owners up to date later.
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use chmpx::attach::{AttachError, Envelope, FanoutProgress, PendingFanout, FLAG_CHMPX_ERROR};
 use chmpx::config::AckLevel;
+use dkc_client::proto::version::VersionParts;
 use dkc_client::proto::{decode_response, ErrorCode, Response};
 use k2hash::K2Hash;
 
@@ -155,15 +157,23 @@ fn wait_one(
     }
 }
 
-/// Whether this primary already holds a version of `key` newer than `version`: then a replica
-/// holding "a newer version" holds one of this primary's own later writes (concurrent writes
-/// of one key replicate in parallel and may arrive out of order; a merge may copy the newest
-/// record ahead of the replication in flight). The write was not lost, it was overwritten in
-/// order, so the client is answered as acknowledged. Only a replica holding a version the
-/// primary has never seen makes the write `Superseded`.
+/// Whether this primary already holds a version of `key` newer than `version` that it minted
+/// itself: then a replica holding "a newer version" holds one of this primary's own later
+/// writes (concurrent writes of one key replicate in parallel and may arrive out of order; a
+/// merge may copy the newest record ahead of the replication in flight). The write was not
+/// lost, it was overwritten in order, so the client is answered as acknowledged.
+///
+/// A newer version minted by another node (the node index in its low bits differs) means two
+/// nodes acted as the key's primary at once (a primary handed back after a restart, a one-way
+/// partition): each may have applied a CAS, incr or append against the same old value, so
+/// saying "stored" for both would acknowledge a lost update. That write is `Superseded` (an
+/// unknown outcome for the client: it is applied here and merge settles which version wins).
 pub fn overtaken_locally(store: &K2Hash, key: &[u8], version: u64) -> bool {
     match store.get_raw(key) {
-        Ok(Some(held)) => held.version > version,
+        Ok(Some(held)) => {
+            held.version > version
+                && VersionParts::unpack(held.version).node == VersionParts::unpack(version).node
+        }
         _ => false,
     }
 }

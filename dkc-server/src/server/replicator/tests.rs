@@ -280,12 +280,52 @@ fn a_replica_holding_our_own_later_write_is_not_a_lost_write() {
         version,
         ..k2hash::Record::default()
     };
-    assert!(!overtaken_locally(&store, b"k", 10), "nothing held here");
-    store.set_if_newer(&rec(10)).unwrap();
+    let v = |ms: u64, node: u8| {
+        dkc_client::proto::version::VersionParts {
+            physical_ms: ms,
+            logical: 0,
+            node,
+        }
+        .pack()
+    };
     assert!(
-        !overtaken_locally(&store, b"k", 10),
+        !overtaken_locally(&store, b"k", v(10, 1)),
+        "nothing held here"
+    );
+    store.set_if_newer(&rec(v(10, 1))).unwrap();
+    assert!(
+        !overtaken_locally(&store, b"k", v(10, 1)),
         "we still hold our write"
     );
-    store.set_if_newer(&rec(12)).unwrap();
-    assert!(overtaken_locally(&store, b"k", 10), "a later local write");
+    store.set_if_newer(&rec(v(12, 1))).unwrap();
+    assert!(
+        overtaken_locally(&store, b"k", v(10, 1)),
+        "a later local write"
+    );
+}
+
+#[test]
+fn a_newer_version_from_another_primary_is_superseded() {
+    let store = k2hash::OpenOptions::memory().open().unwrap();
+    let v = |ms: u64, node: u8| {
+        dkc_client::proto::version::VersionParts {
+            physical_ms: ms,
+            logical: 0,
+            node,
+        }
+        .pack()
+    };
+    // Node 1 wrote at 10; node 2, acting as primary too, wrote at 12 and replicated it here.
+    store
+        .set_if_newer(&k2hash::Record {
+            key: b"k".to_vec(),
+            value: b"theirs".to_vec(),
+            version: v(12, 2),
+            ..k2hash::Record::default()
+        })
+        .unwrap();
+    assert!(
+        !overtaken_locally(&store, b"k", v(10, 1)),
+        "another node's newer version is not our own later write"
+    );
 }
