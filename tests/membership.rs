@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chmpx::daemon::status::Live;
 use chmpx::placement::{NodeId, PlacementMap};
 use dkc_tests::direct::digest_mismatches;
 use dkc_tests::{AttachKv, Cluster, ClusterSpec, Kv};
@@ -382,6 +383,17 @@ fn mergetimeout_stops_a_slow_merge_which_is_retried_to_the_end() {
     c.wait_ready();
     let kv = c.client();
     c.servers[2].kill9();
+    // Write once every router knows the node is DOWN: a write routed in the moment between
+    // the kill and its detection is (rightly) an unknown outcome, which is not what this
+    // test is about.
+    let victim = c.servers[2].id.clone();
+    for port in c.live_views() {
+        c.wait_until(port, "the killed node DOWN", SETTLE_MAX, |r| {
+            r.nodes
+                .iter()
+                .any(|n| n.id == victim.as_str() && n.live == Live::Down)
+        });
+    }
     let value = vec![b'v'; VALUE_BYTES];
     for i in 0..AWAY_ITEMS {
         kv.set(&key(i), &value, 0)
