@@ -10,7 +10,7 @@ mod daemon_support;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chmpx::link::frame::{decode_frame, encode_to_vec};
 use chmpx::link::limits::{NONCE_BYTES, PROTOCOL_VERSION};
@@ -179,8 +179,15 @@ fn daemon_refuses_bad_frames_and_strangers_with_a_log_line_and_goes_on() {
         );
     }
 
-    // Every refusal left a log line naming it.
-    let log = log_of(&c, c.servers[acc].ctlport);
+    // Every refusal left a log line naming it (written after the Close frame, so poll).
+    let logged_by = Instant::now() + CLOSE_WITHIN;
+    let mut log = log_of(&c, c.servers[acc].ctlport);
+    while count(&log, "inbound connection refused") - before <= cases.len()
+        && Instant::now() < logged_by
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        log = log_of(&c, c.servers[acc].ctlport);
+    }
     let refused = count(&log, "inbound connection refused") - before;
     assert!(
         refused > cases.len(),

@@ -283,11 +283,19 @@ fn two_slaves_of_one_any_host_entry_are_two_nodes_and_both_get_answers() {
             "server {}: {reason:?}",
             s.ctlport
         );
-        let log = run.log(s.ctlport);
+        // The server writes its log line after sending the Close frame: poll for it.
+        let logged_by = Instant::now() + CLOSE_WITHIN;
+        let refused_logged = || {
+            run.log(s.ctlport)
+                .lines()
+                .any(|l| l.contains("inbound connection refused") && l.contains("slave id"))
+        };
+        while !refused_logged() && Instant::now() < logged_by {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert!(
-            log.lines()
-                .any(|l| l.contains("inbound connection refused") && l.contains("slave id")),
-            "server {}: no log line for the refused slave id",
+            refused_logged(),
+            "server {}: no log line for the refused slave id within {CLOSE_WITHIN:?}",
             s.ctlport
         );
     }
