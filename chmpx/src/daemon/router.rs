@@ -145,6 +145,39 @@ struct NodeState {
     behind: bool,
 }
 
+impl NodeState {
+    /// A node as first known: DOWN unless `up`, nothing attached, no merge, not returning.
+    fn new(
+        id: NodeId,
+        num: u64,
+        host: String,
+        mode: Mode,
+        port: Option<u16>,
+        ctlport: u16,
+        up: bool,
+    ) -> NodeState {
+        NodeState {
+            id,
+            num,
+            host,
+            mode,
+            port,
+            ctlport,
+            up,
+            server_attached: false,
+            merge: MergeState::Nothing,
+            merge_epoch: 0,
+            progress: None,
+            unfinished: HashSet::new(),
+            msgs_per_sec: 0.0,
+            reconcile_on_return: false,
+            returning_until: None,
+            returning_merge_seen: false,
+            behind: false,
+        }
+    }
+}
+
 struct PendingRing {
     reply: oneshot::Sender<(bool, String)>,
     deadline: Instant,
@@ -246,25 +279,15 @@ impl Router {
             }
             by_id.insert(spec.id.clone(), i);
             by_num.insert(num, i);
-            nodes.push(NodeState {
-                id: spec.id.clone(),
+            nodes.push(NodeState::new(
+                spec.id.clone(),
                 num,
-                host: spec.host.clone(),
-                mode: spec.mode,
-                port: spec.data_addr.map(|a| a.port()),
-                ctlport: spec.ctlport,
-                up: spec.id == s.self_id,
-                server_attached: false,
-                merge: MergeState::Nothing,
-                merge_epoch: 0,
-                progress: None,
-                unfinished: HashSet::new(),
-                msgs_per_sec: 0.0,
-                reconcile_on_return: false,
-                returning_until: None,
-                returning_merge_seen: false,
-                behind: false,
-            });
+                spec.host.clone(),
+                spec.mode,
+                spec.data_addr.map(|a| a.port()),
+                spec.ctlport,
+                spec.id == s.self_id,
+            ));
         }
         let self_idx = *by_id
             .get(&s.self_id)
@@ -774,25 +797,15 @@ impl Router {
             return None;
         }
         let i = self.nodes.len();
-        self.nodes.push(NodeState {
-            id: NodeId::new(id),
+        self.nodes.push(NodeState::new(
+            NodeId::new(id),
             num,
-            host: host.to_string(),
-            mode: Mode::Slave,
-            port: None,
+            host.to_string(),
+            Mode::Slave,
+            None,
             ctlport,
-            up: false,
-            server_attached: false,
-            merge: MergeState::Nothing,
-            merge_epoch: 0,
-            progress: None,
-            unfinished: HashSet::new(),
-            msgs_per_sec: 0.0,
-            reconcile_on_return: false,
-            returning_until: None,
-            returning_merge_seen: false,
-            behind: false,
-        });
+            false,
+        ));
         self.by_id.insert(NodeId::new(id), i);
         self.by_num.insert(num, i);
         tracing::info!(peer = %id, "slave joins (admitted by an any-host [SLVNODE] entry)");

@@ -119,37 +119,33 @@ impl Wake for Bell {
     }
 }
 
-/// Takes up to `max` items from `rx` into `f`; `Err(())` when the channel is closed.
-fn drain<T>(
-    rx: &mut mpsc::Receiver<T>,
-    cx: &mut Context<'_>,
-    max: usize,
-    mut f: impl FnMut(T),
-) -> Result<usize, ()> {
-    let mut n = 0;
-    while n < max {
-        match rx.poll_recv(cx) {
-            Poll::Ready(Some(v)) => {
-                f(v);
-                n += 1;
-            }
-            Poll::Ready(None) => return Err(()),
-            Poll::Pending => break,
-        }
-    }
-    Ok(n)
+/// A tokio channel receiver, bounded or not, as [`drain`] polls it.
+trait PollRecv<T> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>>;
 }
 
-/// [`drain`] for an unbounded channel.
-fn drain_unbounded<T>(
-    rx: &mut mpsc::UnboundedReceiver<T>,
+impl<T> PollRecv<T> for mpsc::Receiver<T> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.poll_recv(cx)
+    }
+}
+
+impl<T> PollRecv<T> for mpsc::UnboundedReceiver<T> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.poll_recv(cx)
+    }
+}
+
+/// Takes up to `max` items from `rx` into `f`; `Err(())` when the channel is closed.
+fn drain<T>(
+    rx: &mut impl PollRecv<T>,
     cx: &mut Context<'_>,
     max: usize,
     mut f: impl FnMut(T),
 ) -> Result<usize, ()> {
     let mut n = 0;
     while n < max {
-        match rx.poll_recv(cx) {
+        match rx.poll_next(cx) {
             Poll::Ready(Some(v)) => {
                 f(v);
                 n += 1;
@@ -268,7 +264,7 @@ impl RouteLoop {
         let attachments = &mut self.attachments;
         // An error means the accept task ended (the runtime is stopping): keep serving who is
         // attached until the stop channel closes.
-        if let Ok(n) = drain_unbounded(&mut self.inputs.attach_rx, cx, CHANNEL_DRAIN_MAX, |p| {
+        if let Ok(n) = drain(&mut self.inputs.attach_rx, cx, CHANNEL_DRAIN_MAX, |p| {
             let id = p.id();
             let server = p.role() == Role::Server;
             senders
@@ -316,12 +312,12 @@ impl RouteLoop {
         }) {
             work += n;
         }
-        if let Ok(n) = drain_unbounded(&mut self.inputs.job_rx, cx, CHANNEL_DRAIN_MAX, |ev| {
+        if let Ok(n) = drain(&mut self.inputs.job_rx, cx, CHANNEL_DRAIN_MAX, |ev| {
             router.handle_job_event(ev)
         }) {
             work += n;
         }
-        if drain_unbounded(&mut self.inputs.stop_rx, cx, CHANNEL_DRAIN_MAX, |_| {}).is_err() {
+        if drain(&mut self.inputs.stop_rx, cx, CHANNEL_DRAIN_MAX, |_| {}).is_err() {
             self.stopping = true;
         }
         self.router.flush_local();
