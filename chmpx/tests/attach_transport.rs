@@ -453,6 +453,28 @@ fn attach_startup_removes_objects_of_dead_processes_and_refuses_a_second_listene
     remove_listener_leftovers(&cluster);
 }
 
+/// `tasks` concurrent tasks on the current runtime, each sending `rounds` async requests by
+/// hash through `a` and checking every echo.
+async fn concurrent_echoes(a: &Attachment, tag: &str, tasks: u32, rounds: u32) {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..tasks {
+        let (a, tag) = (a.clone(), tag.to_string());
+        set.spawn(async move {
+            for round in 0..rounds {
+                let body = format!("{tag}-{i}-{round}").into_bytes();
+                let r = a
+                    .request_async(Route::HashChain(u64::from(i)), body.clone(), T)
+                    .await
+                    .unwrap();
+                assert_eq!(r.body, body);
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
 #[test]
 fn attach_async_process_side_works() {
     let cluster = unique_cluster("async");
@@ -464,23 +486,7 @@ fn attach_async_process_side_works() {
         .unwrap();
     rt.block_on(async {
         // Many concurrent requests on one runtime thread, no thread held per request.
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..64u32 {
-            let a = a.clone();
-            set.spawn(async move {
-                for round in 0..20u32 {
-                    let body = format!("{i}-{round}").into_bytes();
-                    let r = a
-                        .request_async(Route::HashChain(u64::from(i)), body.clone(), T)
-                        .await
-                        .unwrap();
-                    assert_eq!(r.body, body);
-                }
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            r.unwrap();
-        }
+        concurrent_echoes(&a, "single", 64, 20).await;
         // Blocking and async callers share the attachment.
         let blocking = {
             let a = a.clone();
@@ -532,25 +538,7 @@ fn attach_async_answers_on_multi_thread_runtimes_and_after_the_runtime_is_droppe
             .build()
             .unwrap();
         let a = a.clone();
-        rt.block_on(async move {
-            let mut set = tokio::task::JoinSet::new();
-            for i in 0..32u32 {
-                let a = a.clone();
-                set.spawn(async move {
-                    for round in 0..50u32 {
-                        let body = format!("{tag}-{i}-{round}").into_bytes();
-                        let r = a
-                            .request_async(Route::HashChain(u64::from(i)), body.clone(), T)
-                            .await
-                            .unwrap();
-                        assert_eq!(r.body, body);
-                    }
-                });
-            }
-            while let Some(r) = set.join_next().await {
-                r.unwrap();
-            }
-        });
+        rt.block_on(async move { concurrent_echoes(&a, &tag.to_string(), 32, 50).await });
         // Dropping the runtime here drops the hand-off task with it.
     };
     run(1);
