@@ -16,7 +16,6 @@ use chmpx::config::Config;
 use chmpx::daemon::status::{Live, Ring, StatusReport};
 use chmpx::placement::key_hash;
 use chmpx::testkit::control::{self, WaitError};
-use chmpx::testkit::ini::{ClusterIni, NodePorts};
 use chmpx::testkit::procs::{log_tail, Output, Procs};
 use daemon_support::*;
 
@@ -125,26 +124,7 @@ fn start() -> Run {
         })
         .collect();
     let slaves = [ports[3 * SERVERS], ports[3 * SERVERS + 1]];
-    let ini = ClusterIni {
-        group: group.clone(),
-        datadir: dir.path().to_path_buf(),
-        replica: REPLICA,
-        slot_count: SLOT_COUNT,
-        automerge: true,
-        heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
-        heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
-        global_extra: Vec::new(),
-        servers: servers
-            .iter()
-            .map(|s| NodePorts {
-                port: Some(s.port),
-                ctlport: s.ctlport,
-                metricsport: Some(s.metrics),
-            })
-            .collect(),
-        slaves: vec![NodePorts::slave(slaves[0])],
-        k2hdkc: Vec::new(),
-    };
+    let ini = cluster_ini(dir.path(), &group, &servers, slaves[0], true);
     // The one slave entry admits any host: CHMPX's `[.]*`.
     let text = ini
         .render()

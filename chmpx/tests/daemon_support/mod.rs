@@ -75,7 +75,20 @@ pub fn write_conf(
     slave_ctlport: u16,
     automerge: bool,
 ) -> PathBuf {
-    let ini = ClusterIni {
+    cluster_ini(dir, group, servers, slave_ctlport, automerge)
+        .write_checked(&dir.join("cluster.ini"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The [`ClusterIni`] of `servers` (each with a metrics port) and one slave, data in `dir`.
+pub fn cluster_ini(
+    dir: &Path,
+    group: &str,
+    servers: &[Server],
+    slave_ctlport: u16,
+    automerge: bool,
+) -> ClusterIni {
+    ClusterIni {
         group: group.to_string(),
         datadir: dir.to_path_buf(),
         replica: REPLICA,
@@ -94,9 +107,7 @@ pub fn write_conf(
             .collect(),
         slaves: vec![NodePorts::slave(slave_ctlport)],
         k2hdkc: Vec::new(),
-    };
-    ini.write_checked(&dir.join("cluster.ini"))
-        .unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 /// Name of the chmpx with control port `ctlport` in [`Procs`] (also its log's stem).
