@@ -8,22 +8,23 @@ use std::process::Command;
 
 use memcached_support::{start_dkc, which};
 
-#[test]
-fn memccapable_ascii_passes() {
+/// Runs `memccapable` with the protocol flag `mode` (`-a` ASCII, `-b` binary) against a fresh
+/// dkc-memcached and requires "All tests passed" with at least 20 tests run.
+fn memccapable_passes(mode: &str, what: &str) {
     let Some(memccapable) = which("memccapable") else {
         panic!(
             "memccapable is not on PATH: install it with `apt-get install -y libmemcached-tools`"
         );
     };
     let server = start_dkc(&[]);
-    // -a: ASCII protocol tests only; -t: i/o timeout in seconds.
+    // -t: i/o timeout in seconds.
     let output = Command::new(memccapable)
         .args([
             "-h",
             "127.0.0.1",
             "-p",
             &server.addr.port().to_string(),
-            "-a",
+            mode,
             "-t",
             "10",
         ])
@@ -33,7 +34,7 @@ fn memccapable_ascii_passes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.contains("All tests passed"),
-        "memccapable -a failed ({}):\n{stdout}\n{stderr}",
+        "memccapable {mode} failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
     let passed = stdout.lines().filter(|l| l.ends_with("[pass]")).count();
@@ -41,42 +42,17 @@ fn memccapable_ascii_passes() {
         passed >= 20,
         "only {passed} memccapable tests ran:\n{stdout}"
     );
-    eprintln!("memccapable: {passed} ASCII tests passed");
+    eprintln!("memccapable: {passed} {what} tests passed");
+}
+
+#[test]
+fn memccapable_ascii_passes() {
+    memccapable_passes("-a", "ASCII");
 }
 
 #[test]
 fn memccapable_binary_passes() {
-    let Some(memccapable) = which("memccapable") else {
-        panic!(
-            "memccapable is not on PATH: install it with `apt-get install -y libmemcached-tools`"
-        );
-    };
-    let server = start_dkc(&[]);
-    let output = Command::new(memccapable)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.addr.port().to_string(),
-            "-b",
-            "-t",
-            "10",
-        ])
-        .output()
-        .expect("run memccapable");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("All tests passed"),
-        "memccapable -b failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let passed = stdout.lines().filter(|l| l.ends_with("[pass]")).count();
-    assert!(
-        passed >= 20,
-        "only {passed} memccapable tests ran:\n{stdout}"
-    );
-    eprintln!("memccapable: {passed} binary tests passed");
+    memccapable_passes("-b", "binary");
 }
 
 #[test]
