@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::Command;
+use super::freeze::FreezeWatch;
 use super::limits::*;
 use super::merge_engine::{self, JobKind, MergeJob, MergeShared};
 use super::metrics::Metrics;
@@ -229,9 +230,12 @@ pub struct Router {
     /// frozen, and the others went on without it): when they come back, its own recovery merge
     /// gates its reads, as after a restart. Cleared once every other server is back.
     away: bool,
-    /// When [`Router::tick`] last ran: a gap longer than the heartbeat timeout means this
-    /// process was frozen (SIGSTOP, a stalled host) and the others went on without it.
+    /// When [`Router::tick`] last ran: without a [`FreezeWatch`], a gap longer than the
+    /// heartbeat timeout is taken for a freeze.
     last_tick: Instant,
+    /// Measures whether the whole process was frozen (SIGSTOP, a stalled host) for longer than
+    /// the heartbeat timeout, so the others went on without it (see [`Router::watch_freezes`]).
+    freeze: Option<FreezeWatch>,
     cmd_tx: mpsc::Sender<RouterCmd>,
     merge_done_tx: mpsc::UnboundedSender<merge_engine::JobEvent>,
     snapshot: Arc<Mutex<Option<StatusReport>>>,
@@ -326,6 +330,7 @@ impl Router {
             recovery_not_before: Instant::now(),
             away: false,
             last_tick: Instant::now(),
+            freeze: None,
             cmd_tx,
             merge_done_tx,
             snapshot,
@@ -1645,6 +1650,13 @@ impl Router {
 
     // ---- periodic work -------------------------------------------------------------------
 
+    /// Judges freezes by `watch` (how long the whole process did not run) instead of the gap
+    /// between two ticks, which a busy routing thread alone can stretch past the heartbeat
+    /// timeout while its links keep the peers' view UP.
+    pub fn watch_freezes(&mut self, watch: FreezeWatch) {
+        self.freeze = Some(watch);
+    }
+
     /// Periodic work: rates, gossip, timeouts, merge progress, the status snapshot.
     pub fn tick(&mut self) {
         let now = Instant::now();
@@ -1655,8 +1667,12 @@ impl Router {
             self.routed_window = 0;
             self.window_start = now;
         }
-        let gap = now.saturating_duration_since(self.last_tick);
+        let tick_gap = now.saturating_duration_since(self.last_tick);
         self.last_tick = now;
+        let gap = self
+            .freeze
+            .as_ref()
+            .map_or(tick_gap, FreezeWatch::take_longest_gap);
         if gap > self.s.heartbeat_timeout
             && self.s.mode == Mode::Server
             && self.servers_down().1 > 0

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::freeze::FreezeWatch;
 use super::limits::*;
 use super::metrics::Metrics;
 use super::router::{LocalPort, Router, RouterCmd};
@@ -51,7 +52,7 @@ pub enum RunError {
     #[error("the routing thread failed; see the panic message above")]
     RouterFailed,
     /// The OS refused a thread.
-    #[error("cannot start the routing thread: {0}")]
+    #[error("cannot start a daemon thread (routing, freeze watch): {0}")]
     Thread(std::io::Error),
 }
 
@@ -171,7 +172,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = mpsc::unbounded_channel::<()>();
     let senders = Arc::new(Mutex::new(HashMap::new()));
     let snapshot = Arc::new(Mutex::new(None));
-    let router = Router::new(
+    let mut router = Router::new(
         s.clone(),
         Some(link.clone()),
         Box::new(AttachPort {
@@ -183,6 +184,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
         job_tx,
         snapshot,
     )?;
+    router.watch_freezes(FreezeWatch::start().map_err(RunError::Thread)?);
     let route_loop = route_loop::RouteLoop::new(
         router,
         route_loop::Inputs {
