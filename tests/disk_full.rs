@@ -16,9 +16,6 @@
 //! like the other root-only scenarios of this crate (tests/faults.rs).
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chmpx::placement::PlacementMap;
@@ -26,6 +23,7 @@ use dkc_client::client::{Client, ClientError, StoreOptions};
 use dkc_client::proto::ErrorCode;
 use dkc_tests::direct::digest_mismatches;
 use dkc_tests::{AttachKv, Cluster, ClusterSpec};
+use dkc_tools::netns::disk::Tmpfs;
 
 /// Size of node 2's tmpfs, bytes: the k2hash file starts at 4 MiB (its first growth step).
 const TMPFS_BYTES: u64 = 8 * 1024 * 1024;
@@ -47,50 +45,6 @@ const RUN_MAX: Duration = Duration::from_secs(60);
 const FULL: usize = 1;
 
 const _: () = assert!((AFTER_FREE_WRITES as usize) * (VALUE_BYTES + 1024) < BALLAST_BYTES);
-
-/// A tmpfs mounted on `dir`, unmounted (lazily, so the daemons' open files cannot keep it)
-/// when dropped.
-struct Tmpfs {
-    mount: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Path, bytes: u64) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let target = CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-        let fstype = CString::new("tmpfs").map_err(|e| e.to_string())?;
-        let data = CString::new(format!("size={bytes},mode=0700")).map_err(|e| e.to_string())?;
-        // SAFETY: valid NUL-terminated strings that outlive the call.
-        let r = unsafe {
-            libc::mount(
-                fstype.as_ptr(),
-                target.as_ptr(),
-                fstype.as_ptr(),
-                0,
-                data.as_ptr().cast(),
-            )
-        };
-        if r != 0 {
-            return Err(format!(
-                "mounting a tmpfs on {}: {}",
-                dir.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(Tmpfs {
-            mount: dir.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        if let Ok(target) = CString::new(self.mount.as_os_str().as_bytes()) {
-            // SAFETY: a valid NUL-terminated path.
-            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
-}
 
 /// The value of key number `i`: `VALUE_BYTES` bytes that differ from key to key.
 fn value_of(i: u64) -> Vec<u8> {

@@ -201,6 +201,30 @@ fn faults_host_left_down_loses_no_acknowledged_write() {
     assert_promises(&out);
 }
 
+/// A server host's disk full (its data directory a tmpfs of `FULL_DISK_TMPFS_BYTES`, filled
+/// by a filler file, then large writes until the host refuses some with `E_NO_SPACE`) under
+/// load, twice (the seed picks the host each time); heal: the filler is removed and the
+/// host's dkc-server restarted, whose recovery merge copies what it refused (nothing else
+/// would: there is no periodic anti-entropy yet). Refused writes are not acknowledged, so they
+/// are never losses; every promise holds and every owner ends with the same data.
+#[test]
+fn faults_full_disk_loses_no_acknowledged_write() {
+    let Some(out) = run(Scenario::new("full-disk", 3, &[FaultKind::FullDisk], 2)) else {
+        return;
+    };
+    assert_promises(&out);
+    assert!(
+        out.findings.no_space > 0,
+        "no write was refused with E_NO_SPACE (seed {}): the disk never filled",
+        out.facts.seed
+    );
+    assert!(
+        out.digests.as_ref().is_some_and(|d| d.converged()),
+        "the owners' digests must be equal after the heal (seed {})",
+        out.facts.seed
+    );
+}
+
 /// Keys written before the membership scenario's workload, so its merges move data.
 const MEMBERSHIP_PRELOAD_KEYS: usize = 2000;
 
@@ -358,6 +382,7 @@ fn soak() {
         FaultKind::Isolate,
         FaultKind::OneWay,
         FaultKind::LinkDown,
+        FaultKind::FullDisk,
     ];
     let end = Instant::now() + Duration::from_secs(secs);
     let mut runs = 0;

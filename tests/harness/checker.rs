@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use dkc_tools::netns::workload::{FinalRead, OpKind, OpRecord, OpResult};
+use dkc_tools::netns::workload::{is_no_space, FinalRead, OpKind, OpRecord, OpResult};
 
 use crate::linear::{check_register, RegOp, TimedOp, Verdict};
 
@@ -88,6 +88,9 @@ pub struct Findings {
     pub error_windows: usize,
     /// Acknowledged increments per protocol command (`cas`, `incr`).
     pub acked_incr_via: BTreeMap<String, usize>,
+    /// Writes refused with `E_NO_SPACE` (a full disk on an owner): not acknowledged, so never
+    /// a loss; with "written on the primary" their outcome is unknown.
+    pub no_space: usize,
 }
 
 fn val_of(r: &OpRecord) -> Option<String> {
@@ -115,6 +118,9 @@ pub fn check(
     let mut by_key: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
     for r in ops {
         by_key.entry(&r.key).or_default().push(r);
+        if r.error.as_deref().is_some_and(is_no_space) {
+            f.no_space += 1;
+        }
         let write = r.kind != OpKind::Get;
         match (write, r.result) {
             (true, OpResult::Ok) => {
@@ -402,6 +408,7 @@ impl Findings {
                 ),
             ),
             ("unknown-outcome writes", self.unknown_writes.to_string()),
+            ("E_NO_SPACE refusals (full disk)", self.no_space.to_string()),
             ("reads answered", self.reads_ok.to_string()),
             ("lost (must be 0)", self.lost.len().to_string()),
             ("phantom values (must be 0)", self.phantom.len().to_string()),

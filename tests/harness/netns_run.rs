@@ -21,7 +21,7 @@ use dkc_tools::netns::chmpx_lab::{
 };
 use dkc_tools::netns::delay_proxy::{delay_links_into, Delay};
 use dkc_tools::netns::lab::HostProcess;
-use dkc_tools::netns::workload::{counter_key, register_key, DigestReport};
+use dkc_tools::netns::workload::{counter_key, is_no_space, register_key, DigestReport};
 use dkc_tools::netns::{bins, Direction, Lab, LabSpec, NetnsError, Seed};
 
 use crate::checker::{check, load_history, parse_final_reads, Findings, RunFacts};
@@ -68,6 +68,24 @@ pub const MEMBERSHIP_WAIT_MS: u64 = 45_000;
 /// Pause after a heal before recovery is checked, so a merge that starts on a returning link
 /// is seen as running rather than missed, ms.
 pub const HEAL_SETTLE_MS: u64 = 800;
+/// Pause between two checks of a process the run waits for, ms.
+pub const PROCESS_POLL_MS: u64 = 50;
+/// Size of each host's tmpfs data directory in scenarios with [`FaultKind::FullDisk`], bytes:
+/// room for a server's k2hash file (4 MiB steps) and the merges after the heal.
+pub const FULL_DISK_TMPFS_BYTES: u64 = 32 * 1024 * 1024;
+/// Value size of the writes that fill the full host's k2hash file, bytes.
+pub const FULL_DISK_VALUE_BYTES: usize = 16 * 1024;
+/// The filling writes stop after this many were refused with `E_NO_SPACE`.
+pub const FULL_DISK_REFUSALS: usize = 20;
+/// Most filling writes per full-disk fault (more than the tmpfs holds: with REPLICA 1 of 3
+/// hosts the full host owns about 2 of 3 keys).
+pub const FULL_DISK_WRITES_MAX: usize = 6000;
+/// Client id of the filling writes (after the preload's).
+pub const FULL_DISK_CLIENT: usize = PRELOAD_CLIENT + 1;
+/// Longest wait for a dkc-server to exit after SIGTERM before it is killed, ms.
+pub const SERVER_TERMINATE_WAIT_MS: u64 = 10_000;
+const _: () =
+    assert!((FULL_DISK_WRITES_MAX * FULL_DISK_VALUE_BYTES) as u64 > 2 * FULL_DISK_TMPFS_BYTES);
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +114,14 @@ pub enum FaultKind {
     /// SERVICEOUT of a member server host under load (it keeps running, out of the map);
     /// waits for the merge to finish.
     ServiceOut,
+    /// A server host's data directory (a tmpfs of [`FULL_DISK_TMPFS_BYTES`], see
+    /// [`LabSpec::data_tmpfs_bytes`]) filled by a filler file, then a client host writes
+    /// values of [`FULL_DISK_VALUE_BYTES`] until [`FULL_DISK_REFUSALS`] were refused with
+    /// `E_NO_SPACE` (recorded and checked like every write; a refusal is not an
+    /// acknowledgement). Heal: the filler is removed and that host's dkc-server restarted
+    /// (SIGTERM): its recovery merge copies what it refused — nothing else triggers a merge
+    /// of a replica that stayed UP (no periodic anti-entropy yet).
+    FullDisk,
 }
 
 /// What one scenario runs.
@@ -244,12 +270,32 @@ struct Run {
     memcacheds: Vec<HostProcess>,
     /// Wall clock when the workload processes were started, µs.
     work_started_us: u64,
+    /// Keys of [`FULL_DISK_CLIENT`] written so far (full-disk faults).
+    full_disk_keys: usize,
     /// Delay proxies (they die with the lab).
     _proxies: Vec<HostProcess>,
 }
 
 fn client_host(servers: usize, i: usize) -> usize {
     servers + i
+}
+
+/// Polls `done(p)` every [`PROCESS_POLL_MS`] until it holds (true); once the process has
+/// exited or `deadline` has passed, `done(p)` decides.
+fn wait_process(
+    p: &mut HostProcess,
+    deadline: Instant,
+    done: impl Fn(&mut HostProcess) -> bool,
+) -> bool {
+    loop {
+        if done(p) {
+            return true;
+        }
+        if !p.is_running() || Instant::now() >= deadline {
+            return done(p);
+        }
+        std::thread::sleep(Duration::from_millis(PROCESS_POLL_MS));
+    }
 }
 
 impl Run {
@@ -296,6 +342,31 @@ impl Run {
     fn membership_change(&self, verb: &str, v: usize, ring: Ring) -> Result<String, String> {
         let id = self.c.servers[v].id.to_string();
         let answer = self.ring_command(&format!("{verb} {id}"))?;
+        let took = self
+            .wait_live_hosts(
+                MEMBERSHIP_WAIT_MS,
+                &format!("{verb} {id} completed"),
+                |_, r| {
+                    r.pending_epoch.is_none()
+                        && settled(r)
+                        && r.nodes.iter().any(|n| n.id == id && n.ring == ring)
+                },
+            )
+            .map_err(|e| format!("{verb} {id} ({answer}): {e}"))?;
+        Ok(format!(
+            "{answer}; merged and completed in {:.1} s",
+            took.as_secs_f64()
+        ))
+    }
+
+    /// Polls every live server host and every client host, one after the other, until
+    /// `pred(host, status)` holds on each, all within `limit_ms`; how long it took.
+    fn wait_live_hosts(
+        &self,
+        limit_ms: u64,
+        what: &str,
+        pred: impl Fn(usize, &StatusReport) -> bool,
+    ) -> Result<Duration, String> {
         let start = Instant::now();
         let hosts: Vec<usize> = self
             .live_servers()
@@ -303,19 +374,10 @@ impl Run {
             .chain((0..CLIENT_HOSTS).map(|i| client_host(self.scenario.servers, i)))
             .collect();
         for h in hosts {
-            let left = MEMBERSHIP_WAIT_MS.saturating_sub(start.elapsed().as_millis() as u64);
-            self.c
-                .wait_status(h, left, &format!("{verb} {id} completed"), |r| {
-                    r.pending_epoch.is_none()
-                        && settled(r)
-                        && r.nodes.iter().any(|n| n.id == id && n.ring == ring)
-                })
-                .map_err(|e| format!("{verb} {id} ({answer}): {e}"))?;
+            let left = limit_ms.saturating_sub(start.elapsed().as_millis() as u64);
+            self.c.wait_status(h, left, what, |r| pred(h, r))?;
         }
-        Ok(format!(
-            "{answer}; merged and completed in {:.1} s",
-            start.elapsed().as_secs_f64()
-        ))
+        Ok(start.elapsed())
     }
 
     fn tool(&self, host: usize, args: &[String]) -> Result<String, String> {
@@ -358,7 +420,6 @@ impl Run {
     /// Waits until every live server host sees every other live server UP and nothing
     /// merging; with `merged`, until those hosts' own merge is done.
     fn wait_recovered(&self, merged: &[usize]) -> Result<Duration, String> {
-        let start = Instant::now();
         let down: Vec<String> = self
             .down_forever
             .iter()
@@ -370,23 +431,13 @@ impl Run {
                     || (n.live == chmpx::daemon::status::Live::Up && n.server_attached)
             }) && settled(r)
         };
-        let hosts: Vec<usize> = self
-            .live_servers()
-            .into_iter()
-            .chain((0..CLIENT_HOSTS).map(|i| client_host(self.scenario.servers, i)))
-            .collect();
-        for h in hosts {
-            let left = RECOVER_WAIT_MS.saturating_sub(start.elapsed().as_millis() as u64);
-            let merged_too = merged.contains(&h);
-            self.c.wait_status(h, left, "recovered", |r| {
-                up(r)
-                    && (!merged_too
-                        || r.nodes
-                            .iter()
-                            .any(|n| n.is_self && n.merge == MergeState::Done))
-            })?;
-        }
-        Ok(start.elapsed())
+        self.wait_live_hosts(RECOVER_WAIT_MS, "recovered", |h, r| {
+            up(r)
+                && (!merged.contains(&h)
+                    || r.nodes
+                        .iter()
+                        .any(|n| n.is_self && n.merge == MergeState::Done))
+        })
     }
 
     fn start_workers(&mut self, seed: u64) -> Result<(), NetnsError> {
@@ -444,15 +495,15 @@ impl Run {
         }
         let deadline = Instant::now() + Duration::from_millis(START_WAIT_MS);
         for p in &mut self.memcacheds {
-            while !p.log_tail(50).contains("listening on") {
-                if !p.is_running() || Instant::now() >= deadline {
-                    return Err(format!(
-                        "{} did not start listening: {}",
-                        p.name,
-                        p.log_tail(10)
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            let listening = wait_process(p, deadline, |p| {
+                p.is_running() && p.log_tail(50).contains("listening on")
+            });
+            if !listening {
+                return Err(format!(
+                    "{} did not start listening: {}",
+                    p.name,
+                    p.log_tail(10)
+                ));
             }
         }
         Ok(())
@@ -462,11 +513,8 @@ impl Run {
         std::fs::write(&self.stop_file, b"stop").map_err(|e| format!("stop file: {e}"))?;
         let deadline = Instant::now() + Duration::from_millis(WORK_STOP_WAIT_MS);
         for w in &mut self.workers {
-            while w.is_running() {
-                if Instant::now() >= deadline {
-                    return Err(format!("{} did not stop: {}", w.name, w.log_tail(10)));
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if !wait_process(w, deadline, |w| !w.is_running()) {
+                return Err(format!("{} did not stop: {}", w.name, w.log_tail(10)));
             }
             let tail = w.log_tail(5);
             if !tail.contains("operations") {
@@ -579,6 +627,30 @@ impl Run {
                 self.out_of_service.push(v);
                 format!("SERVICEOUT h{v} under load ({done})")
             }
+            FaultKind::FullDisk => {
+                let t = Instant::now();
+                let filler = self.c.lab.fill_disk(self.c.servers[v].host)?;
+                let fill = self.full_disk_writes(v).map_err(NetnsError::Bad)?;
+                // The rest of the hold with the disk still full, under the workload.
+                std::thread::sleep(hold.saturating_sub(t.elapsed()));
+                self.c.lab.free_disk(self.c.servers[v].host)?;
+                let graceful = self.c.servers[v]
+                    .server
+                    .as_mut()
+                    .is_none_or(|p| p.terminate(SERVER_TERMINATE_WAIT_MS));
+                self.c.restart_server_process(v)?;
+                format!(
+                    "disk of h{v} full ({} MiB tmpfs, filler {:.1} MiB; {fill}) for {hold:?}; \
+                     space freed, dkc-server h{v} restarted ({})",
+                    FULL_DISK_TMPFS_BYTES >> 20,
+                    filler as f64 / (1 << 20) as f64,
+                    if graceful {
+                        "SIGTERM"
+                    } else {
+                        "SIGTERM, then kill -9"
+                    }
+                )
+            }
             FaultKind::KillForever => {
                 self.c.kill_server(v);
                 self.down_forever.push(v);
@@ -590,6 +662,63 @@ impl Run {
         let text = format!("{text} [t+{began:.1}s..t+{:.1}s]", self.since_start());
         eprintln!("{}: fault: {text}", self.scenario.name);
         Ok((text, merged))
+    }
+
+    /// Writes values of [`FULL_DISK_VALUE_BYTES`] from the first client host (recorded, keys
+    /// of [`FULL_DISK_CLIENT`]) until [`FULL_DISK_REFUSALS`] were refused with `E_NO_SPACE`;
+    /// an error when none was (the disk of `v` did not fill: the fault did nothing).
+    fn full_disk_writes(&mut self, v: usize) -> Result<String, String> {
+        let client0 = client_host(self.scenario.servers, 0);
+        let first = self.full_disk_keys;
+        let out = self
+            .c
+            .lab
+            .dir()
+            .join(format!("history-full-disk-{first}.jsonl"));
+        let args: Vec<String> = vec![
+            "fill".into(),
+            "--client".into(),
+            FULL_DISK_CLIENT.to_string(),
+            "--first-key".into(),
+            first.to_string(),
+            "--keys".into(),
+            FULL_DISK_WRITES_MAX.to_string(),
+            "--value-bytes".into(),
+            FULL_DISK_VALUE_BYTES.to_string(),
+            "--stop-after-no-space".into(),
+            FULL_DISK_REFUSALS.to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        let started = Instant::now();
+        let said = self.tool(client0, &args);
+        // Whatever the tool managed to write is history, and its keys are read at the end.
+        let recs = if out.exists() {
+            load_history(&out)?
+        } else {
+            Vec::new()
+        };
+        self.histories.push(out);
+        self.full_disk_keys += recs.len();
+        let said = said?;
+        let refused = recs
+            .iter()
+            .filter(|r| r.error.as_deref().is_some_and(is_no_space))
+            .count();
+        if refused == 0 {
+            return Err(format!(
+                "the disk of h{v} is full, yet none of {} writes of {FULL_DISK_VALUE_BYTES} \
+                 bytes was refused with E_NO_SPACE: {}",
+                recs.len(),
+                said.trim()
+            ));
+        }
+        Ok(format!(
+            "{} writes of {} KiB in {:.1} s, {refused} refused with E_NO_SPACE",
+            recs.len(),
+            FULL_DISK_VALUE_BYTES >> 10,
+            started.elapsed().as_secs_f64()
+        ))
     }
 
     fn converge(&self) -> (Option<Duration>, Option<DigestReport>) {
@@ -625,7 +754,11 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
     let mut seed = seed_for(&scenario.name);
     let initial_seed = seed.initial();
     let hosts = scenario.servers + CLIENT_HOSTS;
-    let lab = Lab::new(LabSpec::new(hosts)).unwrap_or_else(|e| panic!("{e}"));
+    let mut spec = LabSpec::new(hosts);
+    if scenario.menu.contains(&FaultKind::FullDisk) {
+        spec.data_tmpfs_bytes = Some(FULL_DISK_TMPFS_BYTES);
+    }
+    let lab = Lab::new(spec).unwrap_or_else(|e| panic!("{e}"));
     let mut faults = Vec::new();
     let proxies = match scenario.delay_ms {
         Some((fixed_ms, jitter_ms)) => {
@@ -660,6 +793,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         out_of_service: Vec::new(),
         memcacheds: Vec::new(),
         work_started_us: 0,
+        full_disk_keys: 0,
         _proxies: proxies,
     };
     for h in 0..hosts {
@@ -772,6 +906,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         .flat_map(|c| (0..KEYS_PER_CLIENT).map(move |i| register_key(c, i)))
         .collect();
     keys.extend((0..scenario.preload).map(|i| register_key(PRELOAD_CLIENT, i)));
+    keys.extend((0..run.full_disk_keys).map(|i| register_key(FULL_DISK_CLIENT, i)));
     keys.extend(counters.iter().cloned());
     let mut args = vec!["read".to_string()];
     args.extend(keys);

@@ -7,8 +7,10 @@
 //!   --counters Q --millis D --seed S [--stop-file F] [--memcached ADDR:PORT] --out FILE`: run the
 //!   workload (through the driver, or over the memcached protocol to a dkc-memcached), one
 //!   JSON line per operation in FILE; prints the number of operations.
-//! - `fill --cluster G --ctlport N --client C --keys K --out FILE`: write register keys
-//!   `r<C>-0..K` once each (data for merges to move), one JSON line per write in FILE.
+//! - `fill --cluster G --ctlport N --client C --keys K [--first-key F] [--value-bytes B]
+//!   [--stop-after-no-space R] --out FILE`: write register keys `r<C>-F..F+K` once each (data
+//!   for merges to move, or values padded to B bytes that fill a disk: then it stops after R
+//!   refusals with E_NO_SPACE), one JSON line per write in FILE.
 //! - `read --cluster G --ctlport N KEY...`: one JSON line per key with what a routed read got.
 //! - `digests --cluster G --ctlport N --ctl ADDR:PORT`: compare every owner's per-slot
 //!   digests; prints one JSON object.
@@ -21,7 +23,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use dkc_tools::netns::workload::{
-    connect, digest_report, init_counters, read_keys, run_fill, run_work, WorkSpec,
+    connect, digest_report, init_counters, read_keys, run_fill, run_work, FillSpec, WorkSpec,
 };
 
 #[derive(Parser, Debug)]
@@ -82,6 +84,15 @@ enum Cmd {
         client: usize,
         #[arg(long)]
         keys: usize,
+        /// First key number.
+        #[arg(long = "first-key", default_value_t = 0)]
+        first_key: usize,
+        /// Pad values to this many bytes (0: bare values).
+        #[arg(long = "value-bytes", default_value_t = 0)]
+        value_bytes: usize,
+        /// Stop after this many writes were refused with E_NO_SPACE (0: never).
+        #[arg(long = "stop-after-no-space", default_value_t = 0)]
+        stop_after_no_space: usize,
         #[arg(long)]
         out: PathBuf,
     },
@@ -131,10 +142,27 @@ fn run(args: Args) -> Result<()> {
             let n = run_work(&spec, &out).map_err(anyhow::Error::msg)?;
             println!("{n} operations");
         }
-        Cmd::Fill { client, keys, out } => {
+        Cmd::Fill {
+            client,
+            keys,
+            first_key,
+            value_bytes,
+            stop_after_no_space,
+            out,
+        } => {
             let c = connect(&cluster, ctlport).map_err(anyhow::Error::msg)?;
-            let n = run_fill(&c, client, keys, &out).map_err(anyhow::Error::msg)?;
-            println!("{n} of {keys} writes acknowledged");
+            let spec = FillSpec {
+                client_id: client,
+                first_key,
+                keys,
+                value_bytes,
+                stop_after_no_space,
+            };
+            let n = run_fill(&c, &spec, &out).map_err(anyhow::Error::msg)?;
+            println!(
+                "{} of {} writes acknowledged, {} refused with E_NO_SPACE",
+                n.acked, n.attempted, n.no_space
+            );
         }
         Cmd::Read { keys } => {
             let c = connect(&cluster, ctlport).map_err(anyhow::Error::msg)?;

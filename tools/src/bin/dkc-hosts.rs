@@ -197,7 +197,10 @@ fn run(args: Args) -> Result<()> {
             subnet,
             secs,
         } => {
-            let lab = Lab::new(LabSpec { hosts, subnet })?;
+            let lab = Lab::new(LabSpec {
+                subnet,
+                ..LabSpec::new(hosts)
+            })?;
             print_lab(&lab);
             hold(secs);
             Ok(())

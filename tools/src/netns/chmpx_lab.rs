@@ -133,9 +133,10 @@ pub fn render_config_with(lab: &Lab, servers: usize, opts: &LabOptions) -> Strin
     for h in &lab.hosts()[..servers] {
         s.push_str(&format!("\n[SVRNODE]\nNAME = {}\n", h.addr()));
     }
-    // One entry per client host, by address: a slave's node id comes from its config entry,
-    // so two slave hosts matched by one `[.]*` entry would share the id `*:8031` and replace
-    // each other's links to the servers (found by the fault tests; see the report).
+    // One entry per client host, by address, so each slave's id (`address:8031`) is written
+    // in the config. (A slave matched only by the `[.]*` entry below would get the same kind
+    // of id, `address:ctlport`, from the address it reaches the servers from — since 56b6f69;
+    // before that such slaves shared the id `*:ctlport` and replaced each other's links.)
     for h in &lab.hosts()[servers..] {
         s.push_str(&format!(
             "\n[SLVNODE]\nNAME = {}\nCTLPORT = {LAB_SLAVE_CTLPORT}\n",

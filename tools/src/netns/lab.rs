@@ -17,11 +17,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::disk::tmpfs_options;
 use super::holder::{output_within, pid_exists, processes_in, Holder};
 use super::{NetnsError, HOSTS_MAX, HOST_SHM_SIZE_MIB};
 
 /// Longest wait for the processes of a dropped lab to disappear.
 pub const TEARDOWN_WAIT_MS: u64 = 5000;
+/// Pause between two checks of a terminated process, ms.
+const TERMINATE_POLL_MS: u64 = 20;
 /// Name of each host's interface.
 pub const HOST_IFACE: &str = "eth0";
 /// Name of the bridge in the bridge namespace.
@@ -35,12 +38,23 @@ pub struct LabSpec {
     /// Third octet of the lab's private subnet 10.77.S.0/24. Each lab's network is isolated,
     /// so two labs may use the same value; a distinct one only makes logs easier to read.
     pub subnet: u8,
+    /// When set, each host's data directory is a tmpfs of this many bytes inside its own mount
+    /// namespace (instead of its folder `h<i>/data`, which then stays empty), so a full-disk
+    /// fault ([`Lab::fill_disk`]) can fill it. At most [`DATA_TMPFS_BYTES_MAX`].
+    pub data_tmpfs_bytes: Option<u64>,
 }
 
+/// Largest tmpfs data directory a lab host may have, bytes (tmpfs lives in memory).
+pub const DATA_TMPFS_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
 impl LabSpec {
-    /// `hosts` hosts on 10.77.0.0/24.
+    /// `hosts` hosts on 10.77.0.0/24, data directories on the machine's disk.
     pub fn new(hosts: usize) -> LabSpec {
-        LabSpec { hosts, subnet: 0 }
+        LabSpec {
+            hosts,
+            subnet: 0,
+            data_tmpfs_bytes: None,
+        }
     }
 }
 
@@ -153,12 +167,17 @@ fn sweep_stale_lab_dirs() {
 
 const BRIDGE_SETUP: &str = "ip link set lo up\nip link add br0 type bridge\nip link set br0 up";
 
-fn host_setup() -> String {
-    // $1: the host's own data dir, $2: the common data path it is bound at.
+fn host_setup(data_tmpfs_bytes: Option<u64>) -> String {
+    // $1: the host's own data dir, $2: the common data path it is bound at (or where its
+    // tmpfs data dir is mounted, in its own mount namespace only).
+    let data = match data_tmpfs_bytes {
+        Some(bytes) => format!("mount -t tmpfs -o {} tmpfs \"$2\"", tmpfs_options(bytes)),
+        None => "mount --bind \"$1\" \"$2\"".to_string(),
+    };
     format!(
         "mount -t tmpfs -o mode=1777,size={HOST_SHM_SIZE_MIB}m tmpfs /dev/shm\n\
          if [ -d /dev/mqueue ]; then mount -t mqueue mqueue /dev/mqueue; fi\n\
-         mount --bind \"$1\" \"$2\"\n\
+         {data}\n\
          ip link set lo up"
     )
 }
@@ -173,6 +192,13 @@ impl Lab {
                 "{} hosts asked; a lab has 1..={HOSTS_MAX}",
                 spec.hosts
             )));
+        }
+        if let Some(bytes) = spec.data_tmpfs_bytes {
+            if bytes == 0 || bytes > DATA_TMPFS_BYTES_MAX {
+                return Err(NetnsError::Bad(format!(
+                    "tmpfs data directories of {bytes} bytes asked; 1..={DATA_TMPFS_BYTES_MAX}"
+                )));
+            }
         }
         sweep_stale_lab_dirs();
         let dir = tempfile::Builder::new()
@@ -209,7 +235,7 @@ impl Lab {
             .map_err(|e| NetnsError::io(format!("mkdir {}", hdir.display()), e))?;
         let holder = Holder::start(
             &name,
-            &host_setup(),
+            &host_setup(self.spec.data_tmpfs_bytes),
             &[
                 &own_data.to_string_lossy(),
                 &self.data_path.to_string_lossy(),
@@ -264,6 +290,20 @@ impl Lab {
     /// The path at which every host sees its own data directory.
     pub fn data_path(&self) -> &Path {
         &self.data_path
+    }
+
+    /// Host `i`'s data directory as the test process reaches it: through its holder's root
+    /// (`/proc/<pid>/root`, which resolves paths in the host's mount namespace), so a tmpfs
+    /// mounted only there is reached too.
+    pub fn data_dir_of(&self, i: usize) -> PathBuf {
+        let pid = self.host(i).holder.pid();
+        let inside = self.data_path.strip_prefix("/").unwrap_or(&self.data_path);
+        PathBuf::from(format!("/proc/{pid}/root")).join(inside)
+    }
+
+    /// The spec the lab was built from.
+    pub fn spec(&self) -> &LabSpec {
+        &self.spec
     }
 
     /// The bridge's namespaces, for commands there (e.g. `ip link` of the bridge ports).
@@ -403,6 +443,25 @@ impl HostProcess {
             let _ = self.child.kill();
             self.exited = self.child.wait().ok();
         }
+    }
+
+    /// SIGTERM (after SIGCONT, should it be stopped), then up to `wait_ms` for it to exit;
+    /// kill -9 if it has not. Whether it exited by itself.
+    pub fn terminate(&mut self, wait_ms: u64) -> bool {
+        if !self.is_running() {
+            return true;
+        }
+        signal(self.pid(), libc::SIGCONT);
+        signal(self.pid(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(TERMINATE_POLL_MS));
+        }
+        self.kill9();
+        false
     }
 
     /// SIGSTOP (the process hangs).

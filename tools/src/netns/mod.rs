@@ -4,7 +4,7 @@
 //! (a private tmpfs on `/dev/shm`, so shared-memory segments of two hosts never meet, and its
 //! own data directory bound at the lab's common data path) — plus the faults a test injects:
 //! kill -9, SIGSTOP/SIGCONT, partitions with `iptables -j DROP` (both ways or one way), link
-//! down, heal.
+//! down, a full disk (a small tmpfs data directory filled up), heal.
 //!
 //! # Why namespaces are held by processes (and not by `ip netns add`)
 //!
@@ -33,6 +33,7 @@
 //! - [`holder`] — one namespace holder process and how to enter its namespaces.
 //! - [`lab`] — [`Lab`], [`Host`], [`HostProcess`], the bridge and the veths.
 //! - [`fault`] — partitions, link down/up, heal.
+//! - [`disk`] — full-disk faults: tmpfs data directories, a filler that fills them.
 //! - [`seed`] — the printed seed every random choice comes from.
 //! - [`chmpx_lab`] — a chmpx cluster config for a lab, status polling, routing probes.
 //! - [`bins`] — where the daemons' binaries are.
@@ -48,6 +49,7 @@
 pub mod bins;
 pub mod chmpx_lab;
 pub mod delay_proxy;
+pub mod disk;
 pub mod error;
 pub mod fault;
 pub mod holder;

@@ -436,37 +436,96 @@ pub fn run_work(spec: &WorkSpec, out_path: &std::path::Path) -> Result<u64, Stri
 
 /// Most keys one `fill` writes.
 pub const FILL_KEYS_MAX: usize = 100_000;
+/// Largest value a `fill` writes, bytes.
+pub const FILL_VALUE_BYTES_MAX: usize = 256 * 1024;
+/// Byte that pads `fill` values to [`FillSpec::value_bytes`].
+const FILL_PAD: char = '.';
 
-/// Writes `keys` register keys of client `client_id` once each (`c<client>-s<i>`), one at a
-/// time through the driver, recording each write like the workload does (so the checker
-/// holds them to the same promises); gives the merges of a run data to move. Returns the
-/// number of acknowledged writes.
+/// What one `fill` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillSpec {
+    /// Client id whose register keys are written (`r<client>-<i>`).
+    pub client_id: usize,
+    /// First key number `i`.
+    pub first_key: usize,
+    /// Keys written, at most.
+    pub keys: usize,
+    /// Values are padded to this many bytes (0: the bare `c<client>-s<i>`).
+    pub value_bytes: usize,
+    /// Stop after this many writes were refused with `E_NO_SPACE` (0: never stop early).
+    pub stop_after_no_space: usize,
+}
+
+/// What one `fill` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FillOutcome {
+    /// Writes sent (keys `first_key..first_key + attempted`).
+    pub attempted: usize,
+    /// Writes acknowledged.
+    pub acked: usize,
+    /// Writes refused with `E_NO_SPACE` (a full disk on an owner).
+    pub no_space: usize,
+}
+
+/// Whether an operation's error text is a refusal for a full disk (`E_NO_SPACE`).
+pub fn is_no_space(error: &str) -> bool {
+    error.contains("E_NO_SPACE")
+}
+
+/// The value `fill` writes as key number `i` of client `client_id`: `c<client>-s<i>` padded
+/// to `value_bytes` (unique per key, like every workload value).
+pub fn fill_value(client_id: usize, i: usize, value_bytes: usize) -> String {
+    let mut v = format!("c{client_id}-s{i}");
+    if v.len() < value_bytes {
+        v.extend(std::iter::repeat_n(FILL_PAD, value_bytes - v.len()));
+    }
+    v
+}
+
+/// Writes register keys of `spec.client_id` once each ([`fill_value`]), one at a time through
+/// the driver, recording each write like the workload does (so the checker holds them to the
+/// same promises): data for the merges of a run to move, or large values that fill a disk
+/// (then it stops after `spec.stop_after_no_space` refusals).
 pub fn run_fill(
     client: &Client,
-    client_id: usize,
-    keys: usize,
+    spec: &FillSpec,
     out_path: &std::path::Path,
-) -> Result<u64, String> {
-    if keys > FILL_KEYS_MAX {
+) -> Result<FillOutcome, String> {
+    if spec.keys > FILL_KEYS_MAX {
         return Err(format!(
-            "{keys} keys asked; fill writes at most {FILL_KEYS_MAX}"
+            "{} keys asked; fill writes at most {FILL_KEYS_MAX}",
+            spec.keys
+        ));
+    }
+    if spec.value_bytes > FILL_VALUE_BYTES_MAX {
+        return Err(format!(
+            "{}-byte values asked; fill writes at most {FILL_VALUE_BYTES_MAX}",
+            spec.value_bytes
         ));
     }
     let file = std::fs::File::create(out_path)
         .map_err(|e| format!("create {}: {e}", out_path.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let mut acked = 0;
+    let mut done = FillOutcome::default();
     let mut backend = WorkBackend::Native(client);
-    for i in 0..keys {
+    let client_id = spec.client_id;
+    for i in spec.first_key..spec.first_key + spec.keys {
+        if spec.stop_after_no_space > 0 && done.no_space >= spec.stop_after_no_space {
+            break;
+        }
         let key = register_key(client_id, i);
-        let value = format!("c{client_id}-s{i}");
+        let value = fill_value(client_id, i, spec.value_bytes);
         let start_us = now_us();
         let (result, error) = match backend.set(&key, &value) {
             Ok(()) => (OpResult::Ok, None),
             Err((r, t)) => (r, Some(t)),
         };
+        done.attempted += 1;
         if result == OpResult::Ok {
-            acked += 1;
+            done.acked += 1;
+        }
+        if error.as_deref().is_some_and(is_no_space) {
+            done.no_space += 1;
         }
         let rec = OpRecord {
             client: client_id,
@@ -486,7 +545,7 @@ pub fn run_fill(
     }
     out.flush()
         .map_err(|e| format!("flush {}: {e}", out_path.display()))?;
-    Ok(acked)
+    Ok(done)
 }
 
 /// What a final read of one key got (one JSON line of `dkc-fault-client read`).
