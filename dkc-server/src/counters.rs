@@ -46,6 +46,8 @@ counters!(
     cmd_flush,
     replicate_applied,
     replicate_stale,
+    replicate_conflict,
+    replicate_rollback,
     errors,
     errors_storage,
     errors_no_space,

@@ -26,6 +26,21 @@ pub struct Executed {
     /// `Request::Replicate`. Empty for reads, failed conditions, errors and replicas' own
     /// applies. Usually one record; a list so one request may write several.
     pub replicate: Vec<WireRecord>,
+    /// Set when the one record in `replicate` is a fenced (value-dependent) write: what the
+    /// primary needs to take it back if it is not acknowledged.
+    pub fence: Option<Fence>,
+}
+
+/// How to take back a fenced write (see `crate::cmd::replicate`): if `key` still holds
+/// `version`, put `prior` back (`None`: the key held nothing, remove it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The key written.
+    pub key: Vec<u8>,
+    /// The version the write minted.
+    pub version: u64,
+    /// The record stored before the write (tombstone or expired included), `None` if none.
+    pub prior: Option<WireRecord>,
 }
 
 /// Executes requests on one k2hash store.

@@ -14,6 +14,8 @@ pub fn to_wire(r: Record) -> WireRecord {
         version: r.version,
         tombstone: r.tombstone,
         subkeys: r.subkeys,
+        base: None,
+        rollback_of: None,
     }
 }
 

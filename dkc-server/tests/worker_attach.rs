@@ -14,6 +14,7 @@ use chmpx::daemon::{FLAG_CHMPX_ERROR, FLAG_TARGET_COUNT};
 use chmpx::merge::protocol::{self as mp, HashRange, MergeRequest, MergeResponse};
 use dkc_client::proto::{
     decode_request, decode_response, encode_request, ErrorCode, Request, Response, SetMode,
+    WireRecord,
 };
 use dkc_server::server::serve;
 use dkc_server::server::worker::Shared;
@@ -43,12 +44,17 @@ enum Chain {
     OneOfTwoSilent,
     /// Two replicas, chmpx cannot reach either.
     TwoUnreachable,
+    /// One replica, which holds a write the primary never saw (version `base + 1` of the
+    /// replicated fenced record, value "theirs") and refuses the record as a conflict.
+    OneConflicts,
 }
 
 struct FakeChmpx {
     p: AttachedProcess,
     next_id: u64,
     replicated: Vec<Request>,
+    /// How many of the next Replicate requests to leave unanswered whatever the chain says.
+    silent_next: u32,
 }
 
 impl FakeChmpx {
@@ -98,9 +104,10 @@ impl FakeChmpx {
                         self.p.send(&env).unwrap();
                     }
                     (Kind::Request | Kind::Event, Route::HashChain(_)) => {
-                        self.replicated.push(decode_request(&env.body).unwrap());
+                        let replicated = decode_request(&env.body).unwrap();
+                        self.replicated.push(replicated.clone());
                         if env.kind == Kind::Event {
-                            continue; // ack level one: nobody answers
+                            continue; // ack level one or a rollback: nobody answers
                         }
                         let reply = Route::Reply {
                             node: NODE,
@@ -124,9 +131,33 @@ impl FakeChmpx {
                         let ok = Response::Replicated {
                             applied: 1,
                             stale: 0,
+                            conflict: None,
                         };
                         let ok = response(0, dkc_client::proto::encode_response(&ok).unwrap());
                         let unreachable = response(FLAG_CHMPX_ERROR, b"cannot reach n2".to_vec());
+                        let conflict = || {
+                            let Request::Replicate { records } = &replicated else {
+                                panic!("not a Replicate: {replicated:?}")
+                            };
+                            let held = WireRecord {
+                                key: records[0].key.clone(),
+                                value: b"theirs".to_vec(),
+                                version: records[0].base.expect("a fenced record") + 1,
+                                ..Default::default()
+                            };
+                            let r = Response::Replicated {
+                                applied: 0,
+                                stale: 0,
+                                conflict: Some(Box::new(held)),
+                            };
+                            response(0, dkc_client::proto::encode_response(&r).unwrap())
+                        };
+                        let chain = if self.silent_next > 0 {
+                            self.silent_next -= 1;
+                            Chain::OneSilent
+                        } else {
+                            chain
+                        };
                         let (n, answers) = match chain {
                             Chain::NoReplica => (0, vec![]),
                             Chain::OneAcks => (1, vec![ok]),
@@ -135,6 +166,7 @@ impl FakeChmpx {
                             Chain::TwoAck => (2, vec![ok.clone(), ok]),
                             Chain::OneOfTwoSilent => (2, vec![ok]),
                             Chain::TwoUnreachable => (2, vec![unreachable.clone(), unreachable]),
+                            Chain::OneConflicts => (1, vec![conflict()]),
                         };
                         self.p.send(&count(n)).unwrap();
                         for a in answers {
@@ -224,6 +256,7 @@ async fn scenario(tag: &str, setup: Setup, body: impl AsyncFnOnce(&mut FakeChmpx
         p,
         next_id: 0,
         replicated: Vec::new(),
+        silent_next: 0,
     };
     body(&mut fake).await;
     stop.store(true, Ordering::Release);
@@ -328,7 +361,8 @@ async fn worker_serves_commands_merge_and_acks_over_attach() {
                 r,
                 Response::Replicated {
                     applied: 1,
-                    stale: 0
+                    stale: 0,
+                    conflict: None
                 }
             );
             assert_eq!(fake.replicated.len(), before);
@@ -428,5 +462,138 @@ async fn worker_with_replication_disabled_sends_nothing_and_acknowledges() {
         }
         assert!(fake.replicated.is_empty(), "{:?}", fake.replicated);
     })
+    .await;
+}
+
+fn incr(key: &str, delta: u64) -> Vec<u8> {
+    encode_request(&Request::Incr {
+        key: key.into(),
+        delta,
+        initial: None,
+        expire_at: 0,
+    })
+    .unwrap()
+}
+
+fn get(key: &str) -> Vec<u8> {
+    encode_request(&Request::Get { key: key.into() }).unwrap()
+}
+
+/// The records of the Replicate requests sent for `key`, in order.
+fn sent_for(fake: &FakeChmpx, key: &[u8]) -> Vec<WireRecord> {
+    fake.replicated
+        .iter()
+        .filter_map(|r| match r {
+            Request::Replicate { records } => Some(records.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|r| r.key == key)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_a_fenced_write_a_replica_refuses_is_not_acknowledged_and_taken_back() {
+    scenario(
+        "fconf",
+        Setup::new(AckLevel::All, 1),
+        async |fake: &mut FakeChmpx| {
+            let id = fake.request(set("n", "10"));
+            let Response::Stored { version: v0 } =
+                decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap()
+            else {
+                panic!("set stored")
+            };
+            assert_eq!(
+                sent_for(fake, b"n")[0].base,
+                None,
+                "a plain set is not fenced"
+            );
+            // The replica holds v0 + 1 ("theirs"), which this primary never saw.
+            let id = fake.request(incr("n", 1));
+            let (code, message) = error_of(&fake.answer(id, Chain::OneConflicts).await);
+            assert_eq!(code, ErrorCode::Superseded, "{message}");
+            let sent = sent_for(fake, b"n");
+            let fenced = &sent[1];
+            assert_eq!((fenced.base, &fenced.value[..]), (Some(v0), &b"11"[..]));
+            // The primary took it back here, told the owners to do the same, and installed the
+            // replica's record as it is (its version, not a fresh one that would beat later
+            // acknowledged writes).
+            let id = fake.request(get("n"));
+            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+                Response::Value(item) => {
+                    assert_eq!((&item.value[..], item.version), (&b"theirs"[..], v0 + 1));
+                }
+                other => panic!("{other:?}"),
+            }
+            let undo = sent
+                .iter()
+                .find(|r| r.rollback_of.is_some())
+                .expect("a rollback was sent");
+            assert_eq!(undo.rollback_of, Some(fenced.version));
+            assert_eq!((undo.version, &undo.value[..]), (v0, &b"10"[..]));
+            // The next conditional write is computed from the learned state.
+            let id = fake.request(incr("n", 0));
+            let r = decode_response(&fake.answer(id, Chain::OneAcks).await);
+            assert!(
+                matches!(
+                    r,
+                    Ok(Response::Error {
+                        code: ErrorCode::NotNumeric,
+                        ..
+                    })
+                ),
+                "computed from \"theirs\": {r:?}"
+            );
+            let id = fake.request(set("n", "20"));
+            decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap();
+            let id = fake.request(incr("n", 1));
+            assert_eq!(
+                decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap(),
+                Response::Number(21)
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_a_second_fenced_write_of_a_key_waits_for_the_first() {
+    scenario(
+        "fqueue",
+        Setup::new(AckLevel::All, 1),
+        async |fake: &mut FakeChmpx| {
+            let id = fake.request(set("c", "10"));
+            let Response::Stored { version: v0 } =
+                decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap()
+            else {
+                panic!("set stored")
+            };
+            // The first incr's replica never answers (it times out after RCVTIMEOUT and is
+            // taken back); the second, sent at once, must not be computed from the first's
+            // unacknowledged 11.
+            fake.silent_next = 1;
+            let _first = fake.request(incr("c", 1));
+            let second = fake.request(incr("c", 1));
+            assert_eq!(
+                decode_response(&fake.answer(second, Chain::OneAcks).await).unwrap(),
+                Response::Number(11),
+                "computed after the first was taken back"
+            );
+            let sent = sent_for(fake, b"c");
+            let fenced: Vec<_> = sent.iter().filter(|r| r.base.is_some()).collect();
+            assert_eq!(fenced.len(), 2, "{sent:?}");
+            assert_eq!(fenced[0].base, Some(v0));
+            assert_eq!(
+                fenced[1].base,
+                Some(v0),
+                "the second was based on the restored state"
+            );
+            assert!(fenced[1].version > fenced[0].version);
+            let undo_at = sent.iter().position(|r| r.rollback_of.is_some()).unwrap();
+            let second_at = sent.iter().position(|r| r == fenced[1]).unwrap();
+            assert!(undo_at < second_at, "rolled back before the next one ran");
+        },
+    )
     .await;
 }

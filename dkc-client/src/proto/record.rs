@@ -24,4 +24,16 @@ pub struct WireRecord {
     /// Child key names, in order, without duplicates.
     #[serde(with = "super::bytes_list")]
     pub subkeys: Vec<Vec<u8>>,
+    /// Fence of a value-dependent write (cas, incr/decr, add, replace, append/prepend, delete
+    /// with a CAS token): the version the primary computed it from (0 = the key was absent).
+    /// A replica holding a version strictly between `base` and `version` refuses it as a
+    /// conflict (the primary missed a write). `None` for plain writes and merges (last writer
+    /// wins).
+    #[serde(default)]
+    pub base: Option<u64>,
+    /// A rollback, not a write: "if you hold version `rollback_of`, put this record back"
+    /// (the record the key held before a fenced write that was not acknowledged; `version` 0
+    /// means the key was absent and is removed). Anything else held is kept.
+    #[serde(default)]
+    pub rollback_of: Option<u64>,
 }

@@ -81,6 +81,11 @@ pub enum Response {
         applied: u64,
         /// Records ignored because this node holds a strictly newer version.
         stale: u64,
+        /// A fenced record (one with a `base`) that was refused: the record this node holds,
+        /// newer than the record's base, which the primary did not know about (or, for a
+        /// stale fenced record, the newer record held). The primary installs it as it is.
+        #[serde(default)]
+        conflict: Option<Box<super::record::WireRecord>>,
     },
     /// The request failed.
     Error {

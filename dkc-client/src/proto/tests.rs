@@ -43,16 +43,22 @@ fn wire_record() -> impl Strategy<Value = WireRecord> {
         any::<u64>(),
         any::<bool>(),
         key_list(),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(any::<u64>()),
     )
         .prop_map(
-            |(key, value, flags, expire_at, version, tombstone, subkeys)| WireRecord {
-                key,
-                value,
-                flags,
-                expire_at,
-                version,
-                tombstone,
-                subkeys,
+            |(key, value, flags, expire_at, version, tombstone, subkeys, base, rollback_of)| {
+                WireRecord {
+                    key,
+                    value,
+                    flags,
+                    expire_at,
+                    version,
+                    tombstone,
+                    subkeys,
+                    base,
+                    rollback_of,
+                }
             },
         )
 }
@@ -160,8 +166,16 @@ fn response() -> impl Strategy<Value = Response> {
         vec(("[a-z_]{1,10}", any::<u64>()), 0..5)
             .prop_map(|kv| Response::Stats(kv.into_iter().collect())),
         any::<u64>().prop_map(|deleted| Response::Flushed { deleted }),
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(applied, stale)| Response::Replicated { applied, stale }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(wire_record())
+        )
+            .prop_map(|(applied, stale, conflict)| Response::Replicated {
+                applied,
+                stale,
+                conflict: conflict.map(Box::new),
+            }),
         (error_code(), ".{0,20}").prop_map(|(code, message)| Response::Error { code, message }),
     ]
 }
@@ -336,4 +350,59 @@ fn proto_scan_range_contains() {
         end: None,
     };
     assert!(open.contains(b"") && open.contains(b"\xff\xff"));
+}
+
+/// The shapes this build sent before fenced writes: a record without `base`/`rollback_of` and
+/// a `Replicated` without `conflict`. They still decode, as plain (unfenced) ones.
+#[test]
+fn proto_records_and_replicated_without_fence_fields_still_decode() {
+    #[derive(serde::Serialize)]
+    struct OldRecord {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        flags: u32,
+        expire_at: u64,
+        version: u64,
+        tombstone: bool,
+        #[serde(with = "super::bytes_list")]
+        subkeys: Vec<Vec<u8>>,
+    }
+    #[derive(serde::Serialize)]
+    enum OldResponse {
+        Replicated { applied: u64, stale: u64 },
+    }
+    let old = OldRecord {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        flags: 3,
+        expire_at: 0,
+        version: 77,
+        tombstone: false,
+        subkeys: vec![b"c".to_vec()],
+    };
+    let mut body = vec![PROTOCOL_VERSION];
+    rmp_serde::encode::write(&mut body, &old).unwrap();
+    let mut de = rmp_serde::Deserializer::new(&body[1..]);
+    let rec: WireRecord = serde::Deserialize::deserialize(&mut de).unwrap();
+    assert_eq!((rec.version, rec.base, rec.rollback_of), (77, None, None));
+    assert_eq!(rec.subkeys, vec![b"c".to_vec()]);
+    let mut body = vec![PROTOCOL_VERSION];
+    rmp_serde::encode::write(
+        &mut body,
+        &OldResponse::Replicated {
+            applied: 1,
+            stale: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        decode_response(&body).unwrap(),
+        Response::Replicated {
+            applied: 1,
+            stale: 0,
+            conflict: None
+        }
+    );
 }

@@ -16,7 +16,7 @@ use crate::record::tombstone;
 pub(crate) fn execute(ctx: &Ctx<'_>, key: &[u8], cas: Option<u64>) -> CmdResult {
     ctx.check_key("key", key)?;
     let c = ctx.counters;
-    let (answer, written) = ctx.modify(key, |live| {
+    let (answer, written) = ctx.modify_fenced(key, |live| {
         Ok(match (live, cas) {
             (None, None) => {
                 bump(&c.delete_misses);
@@ -36,7 +36,11 @@ pub(crate) fn execute(ctx: &Ctx<'_>, key: &[u8], cas: Option<u64>) -> CmdResult 
             }
         })
     })?;
-    Ok(Executed::wrote(answer, written))
+    // A delete with a CAS token depends on the version it deletes: fenced.
+    if cas.is_some() {
+        return Ok(Executed::wrote_fenced(answer, written));
+    }
+    Ok(Executed::wrote(answer, written.map(|w| w.record)))
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub(crate) fn execute(
     } else {
         (&c.decr_hits, &c.decr_misses)
     };
-    let (answer, written) = ctx.modify(key, |live| {
+    let (answer, written) = ctx.modify_fenced(key, |live| {
         let Some(old) = live else {
             bump(misses);
             return Ok(match initial {
@@ -71,7 +71,7 @@ pub(crate) fn execute(
         );
         Ok(Change::Write(rec, Response::Number(new)))
     })?;
-    Ok(Executed::wrote(answer, written))
+    Ok(Executed::wrote_fenced(answer, written))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use dkc_client::proto::{ErrorCode, Response};
 use k2hash::{Decision, K2Hash, Record};
 
 use crate::counters::Counters;
-use crate::executor::Executed;
+use crate::executor::{Executed, Fence};
 use crate::hlc::Hlc;
 use crate::limits::Limits;
 use crate::record::to_wire;
@@ -76,6 +76,12 @@ pub(crate) enum Change<T> {
     Keep(T),
     /// Store this record (its key and version are filled in by `modify`); answer with `T`.
     Write(Record, T),
+}
+
+/// A record a command wrote and the record the key held before (`None`: nothing stored).
+pub(crate) struct Written {
+    pub record: Record,
+    pub prior: Option<Record>,
 }
 
 /// What a command runs against.
@@ -144,6 +150,18 @@ impl Ctx<'_> {
         key: &[u8],
         f: impl FnOnce(Option<&Record>) -> Result<Change<T>, CmdError>,
     ) -> Result<(T, Option<Record>), CmdError> {
+        self.modify_fenced(key, f)
+            .map(|(t, w)| (t, w.map(|w| w.record)))
+    }
+
+    /// [`Ctx::modify`] that also returns, with the written record, the record stored before
+    /// (tombstones and expired records included): what a value-dependent write was computed
+    /// from, for its fence and its rollback.
+    pub fn modify_fenced<T>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&Record>) -> Result<Change<T>, CmdError>,
+    ) -> Result<(T, Option<Written>), CmdError> {
         let now = self.store.now();
         let hlc = self.hlc;
         self.store.update_raw(key, |stored| {
@@ -155,7 +173,11 @@ impl Ctx<'_> {
                 Ok(Change::Write(mut rec, t)) => {
                     rec.key = key.to_vec();
                     rec.version = hlc.next_after(floor);
-                    (Decision::PutRecord(rec.clone()), Ok((t, Some(rec))))
+                    let written = Written {
+                        record: rec.clone(),
+                        prior: stored.cloned(),
+                    };
+                    (Decision::PutRecord(rec), Ok((t, Some(written))))
                 }
             }
         })?
@@ -168,6 +190,7 @@ impl Executed {
         Executed {
             response,
             replicate: Vec::new(),
+            fence: None,
         }
     }
 
@@ -176,6 +199,28 @@ impl Executed {
         Executed {
             response,
             replicate: written.map(to_wire).into_iter().collect(),
+            fence: None,
+        }
+    }
+
+    /// An answer that replicates a value-dependent write as a fenced record: it carries the
+    /// version it was computed from (`base`, 0 for an absent key), and the prior record is
+    /// kept to roll the write back if it is not acknowledged.
+    pub(crate) fn wrote_fenced(response: Response, written: Option<Written>) -> Executed {
+        let Some(Written { record, prior }) = written else {
+            return Executed::reply(response);
+        };
+        let base = prior.as_ref().map_or(0, |p| p.version);
+        let mut rec = to_wire(record);
+        rec.base = Some(base);
+        Executed {
+            response,
+            fence: Some(Fence {
+                key: rec.key.clone(),
+                version: rec.version,
+                prior: prior.map(to_wire),
+            }),
+            replicate: vec![rec],
         }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) fn execute(
     bump(&ctx.counters.cmd_set);
     let counters = ctx.counters;
     let expire_at = ctx.expiry(expire_at);
-    let (answer, written) = ctx.modify(key, |live: Option<&Record>| {
+    let (answer, written) = ctx.modify_fenced(key, |live: Option<&Record>| {
         let fresh = |live| Change::Write(rewrite(live, value.to_vec(), flags, expire_at), None);
         Ok(match (mode, live) {
             (SetMode::Set, live) => fresh(live),
@@ -60,12 +60,17 @@ pub(crate) fn execute(
     })?;
     let response = match (answer, &written) {
         (Some(r), _) => r,
-        (None, Some(rec)) => Response::Stored {
-            version: rec.version,
+        (None, Some(w)) => Response::Stored {
+            version: w.record.version,
         },
         (None, None) => unreachable!("a write without a record"),
     };
-    Ok(Executed::wrote(response, written))
+    // A plain set does not depend on the value it replaces: last writer wins. Every other
+    // mode does, and is fenced.
+    if mode == SetMode::Set {
+        return Ok(Executed::wrote(response, written.map(|w| w.record)));
+    }
+    Ok(Executed::wrote_fenced(response, written))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 //! Must never depend on: chmpx's daemon internals (only `chmpx::attach`, `chmpx::config` and
 //! the flags chmpx documents for attached processes).
 
+pub mod fence;
 pub mod open;
 pub mod replicator;
 pub mod run;

@@ -25,20 +25,66 @@
 //!   write with `E_SUPERSEDED` at once (unless that newer version is this primary's own later
 //!   write, see [`overtaken_locally`]; a newer version minted by another node means two
 //!   primaries at once, and the write stays `E_SUPERSEDED`).
-//! - Every failure leaves the write applied on the primary (and on the owners that did
-//!   acknowledge): the message says "written on the primary", which memcached clients treat
-//!   as an unknown outcome. Merge brings the other owners up to date later.
+//! - Every failure of a plain write leaves it applied on the primary (and on the owners that
+//!   did acknowledge): the message says "written on the primary", which memcached clients
+//!   treat as an unknown outcome. Merge brings the other owners up to date later. A fenced
+//!   write that fails is taken back instead (below); its answer is an unknown outcome too.
 //!
 //! With the test-only switch `DKC_TEST_DISABLE_REPLICATION=1` (see the crate doc) nothing is
 //! sent and every write is answered as if acknowledged.
+//!
+//! ## Fenced writes (cas, incr/decr, add, replace, append/prepend, delete with a CAS token)
+//!
+//! These are computed from the value they replace, so two nodes acting as the key's primary
+//! at once (a primary handed back after a restart, a partition) could each compute one from
+//! the same old value and both be acknowledged, a lost update. They are fenced:
+//!
+//! - The replicated record carries `base`, the version it was computed from. A replica holding
+//!   a version strictly between `base` and the record's version refuses it and sends back what
+//!   it holds (`crate::cmd::replicate` has the rule). A refusal is never an acknowledgement:
+//!   the client gets `E_SUPERSEDED` (an unknown outcome).
+//! - Apply first, take back on failure: the primary applies the write (so it counts as one of
+//!   the owners, and a second primary's write arriving here meets it), and when the write is
+//!   not acknowledged for any reason (refused, stale, timed out, unreachable owners, too few
+//!   live owners) it is taken back ([`take_back`]): the prior record is put back here if the
+//!   key still holds the write, the owners get a rollback (restore iff they hold it), and the
+//!   records replicas sent back are installed as they are (never re-minted with a fresh
+//!   version, which would beat later acknowledged writes).
+//! - One fenced write per key at a time on a primary (`super::fence`): the next one is queued
+//!   until the previous is answered and, if it failed, taken back, so it is never computed from
+//!   a value that is not acknowledged.
+//!
+//! What this does not close (it needs leases or a consensus protocol):
+//!
+//! - `all` counts only the owners chmpx sees live. In a partition where each side sees the
+//!   other DOWN, each side's primary acknowledges alone (no replica hears of it), and when the
+//!   sides meet again merge keeps the newest version per key: one side's acknowledged fenced
+//!   writes are lost. `quorum` closes that for a minority side (it cannot reach a majority and
+//!   takes its write back), not for a one-way partition in which both sides reach a majority.
+//! - ACKLEVEL `one` and writes sent as events are not waited for, so they are neither
+//!   serialized nor taken back; replicas still refuse conflicting records.
+//! - A rollback is an unacknowledged event: an owner it does not reach (or reaches before the
+//!   write itself) keeps the write that was not acknowledged, and merge may later spread it
+//!   over an older acknowledged state. Replicas of later fenced writes refuse to build on it
+//!   and hand it back, so it surfaces as a conflict rather than silently.
+//! - Reads on the primary may see a fenced write while it waits for its replicas, and then
+//!   see it taken back (read-uncommitted on the primary during the wait).
 
 use std::time::{Duration, Instant};
 
-use chmpx::attach::{AttachError, Envelope, FanoutProgress, PendingFanout, FLAG_CHMPX_ERROR};
+use chmpx::attach::{
+    AttachError, Attachment, Envelope, FanoutProgress, PendingFanout, Route, FLAG_CHMPX_ERROR,
+};
 use chmpx::config::AckLevel;
 use dkc_client::proto::version::VersionParts;
-use dkc_client::proto::{decode_response, ErrorCode, Response};
-use k2hash::K2Hash;
+use dkc_client::proto::{
+    decode_response, encode_request, ErrorCode, Request, Response, WireRecord,
+};
+use k2hash::{Decision, K2Hash};
+
+use super::fence::Ticket;
+use crate::executor::{Executor, Fence};
+use crate::record::from_wire;
 
 /// The acknowledgement rule of this cluster: ACKLEVEL and REPLICA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,29 +155,61 @@ pub struct AckJob {
     pub deadline: Instant,
     /// ACKLEVEL and REPLICA.
     pub rule: AckRule,
+    /// For a fenced write: how to take it back if it is not acknowledged.
+    pub fence: Option<Fence>,
+    /// For a fenced write: its key's reservation, freed once it is answered (and taken back).
+    pub ticket: Option<Ticket>,
 }
 
 impl AckJob {
     /// Waits for the acknowledgements every record needs and returns what to answer the
-    /// client: the first record that fails decides.
-    pub fn wait(self, rcv_timeout: Duration, store: &K2Hash) -> (Envelope, Response) {
-        for w in self.waits {
-            let answer = wait_one(
+    /// client: the first record that fails decides. A fenced write that fails is taken back
+    /// (see [`take_back`]) before its key is freed for the next fenced write.
+    pub fn wait(
+        self,
+        rcv_timeout: Duration,
+        exec: &Executor,
+        att: &Attachment,
+    ) -> (Envelope, Response) {
+        let AckJob {
+            request,
+            response,
+            waits,
+            deadline,
+            rule,
+            fence,
+            ticket,
+        } = self;
+        let mut answer = response.clone();
+        let mut learned = Vec::new();
+        for w in waits {
+            let (a, l) = wait_one(
                 w,
-                self.rule,
-                &self.response,
-                self.deadline,
+                rule,
+                &response,
+                deadline,
                 rcv_timeout,
-                store,
+                exec.store(),
+                fence.is_some(),
             );
-            if answer != self.response {
-                return (self.request, answer);
+            learned.extend(l);
+            if a != response {
+                answer = a;
+                break;
             }
         }
-        (self.request, self.response)
+        if answer != response {
+            if let Some(f) = &fence {
+                take_back(exec, att, f, &learned);
+            }
+        }
+        drop(ticket);
+        (request, answer)
     }
 }
 
+/// Waits for one record's acknowledgements. Returns the client's answer and the conflict
+/// records replicas sent back (for a fenced write they refused).
 fn wait_one(
     w: ReplicaWait,
     rule: AckRule,
@@ -139,21 +217,114 @@ fn wait_one(
     deadline: Instant,
     rcv_timeout: Duration,
     store: &K2Hash,
-) -> Response {
+    fenced: bool,
+) -> (Response, Vec<WireRecord>) {
     let result = w.pending.wait(deadline, |p| {
         verdict(rule, p, response, rcv_timeout).is_some()
     });
-    let answer = match result {
-        Ok(p) => verdict(rule, &p, response, rcv_timeout)
-            .unwrap_or_else(|| timed_out(rule, &p, rcv_timeout)),
-        Err(e) => failed_to_send(e),
+    let (answer, learned) = match result {
+        Ok(p) => (
+            verdict(rule, &p, response, rcv_timeout)
+                .unwrap_or_else(|| timed_out(rule, &p, rcv_timeout)),
+            conflicts(&p),
+        ),
+        Err(e) => (failed_to_send(e), Vec::new()),
     };
-    match &answer {
+    // A fenced write was computed from the value it replaced: a replica holding a newer
+    // version (even this node's own later write) may mean it was computed from a stale one,
+    // so it is never excused as "overtaken in order".
+    let answer = match &answer {
         Response::Error {
             code: ErrorCode::Superseded,
             ..
-        } if overtaken_locally(store, &w.key, w.version) => response.clone(),
+        } if !fenced && overtaken_locally(store, &w.key, w.version) => response.clone(),
         _ => answer,
+    };
+    (answer, learned)
+}
+
+/// The records replicas sent back with their answers (refused fenced writes).
+pub fn conflicts(progress: &FanoutProgress) -> Vec<WireRecord> {
+    progress
+        .responses
+        .iter()
+        .filter(|env| env.flags & FLAG_CHMPX_ERROR == 0)
+        .filter_map(|env| match decode_response(&env.body) {
+            Ok(Response::Replicated {
+                conflict: Some(rec),
+                ..
+            }) => Some(*rec),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Takes back a fenced write that was not acknowledged, so that no version of it that beats
+/// the key's real latest state survives:
+///
+/// 1. here, the prior record is put back if the key still holds the write's version (a later
+///    plain write stays);
+/// 2. the other owners are sent a rollback (a `Replicate` event of the prior record with
+///    `rollback_of`): each one that stored the write puts the prior record back, any other
+///    keeps what it holds. It is not acknowledged: an owner it does not reach keeps the
+///    write, which merge may spread later (see the module doc);
+/// 3. the records replicas answered with (the newer state this primary missed) are stored
+///    here as they are, versions unchanged, if newer than what is held: this node catches up
+///    without minting anything that could beat a later acknowledged write.
+pub fn take_back(exec: &Executor, att: &Attachment, fence: &Fence, learned: &[WireRecord]) {
+    let store = exec.store();
+    let restored = store.update_raw(&fence.key, |stored| {
+        if stored.map(|r| r.version) != Some(fence.version) {
+            return (Decision::Keep, false);
+        }
+        let d = match &fence.prior {
+            Some(p) => Decision::PutRecord(from_wire(p.clone())),
+            None => Decision::Remove {
+                tombstone_version: None,
+            },
+        };
+        (d, true)
+    });
+    match restored {
+        Ok(restored) => tracing::debug!(
+            version = fence.version,
+            restored,
+            "fenced write not acknowledged; taken back"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            version = fence.version,
+            "fenced write not acknowledged, and putting the prior record back failed; \
+             the write stays here until a merge replaces it"
+        ),
+    }
+    let mut undo = fence.prior.clone().unwrap_or_else(|| WireRecord {
+        key: fence.key.clone(),
+        ..WireRecord::default()
+    });
+    undo.base = None;
+    undo.rollback_of = Some(fence.version);
+    let route = Route::HashChain(k2hash::key_hash(&fence.key));
+    match encode_request(&Request::Replicate {
+        records: vec![undo],
+    }) {
+        Ok(body) => {
+            if let Err(e) = att.send(route, &body) {
+                tracing::warn!(error = %e, "rollback of a fenced write could not be sent");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "rollback of a fenced write could not be encoded"),
+    }
+    for rec in learned {
+        if rec.key != fence.key || rec.rollback_of.is_some() || rec.version == 0 {
+            continue;
+        }
+        exec.hlc().observe(rec.version);
+        let mut r = rec.clone();
+        r.base = None;
+        if let Err(e) = store.set_if_newer(&from_wire(r)) {
+            tracing::warn!(error = %e, "storing the newer record a replica sent back failed");
+        }
     }
 }
 
@@ -200,9 +371,26 @@ pub fn replica_answer(env: &Envelope) -> Result<(), Response> {
         ));
     }
     match decode_response(&env.body) {
+        // A fenced write refused: the replica holds a write this primary never saw, newer
+        // than the version the write was computed from (two primaries at once).
+        Ok(Response::Replicated {
+            applied: 0,
+            stale: 0,
+            conflict: Some(held),
+        }) => Err(Response::error(
+            ErrorCode::Superseded,
+            format!(
+                "not acknowledged: a replica holds version {} of the key, which this primary \
+                 had not seen when it computed the write (two primaries at once); the write \
+                 is taken back, read the key again and retry",
+                held.version
+            ),
+        )),
         // The replica kept a newer version it already had: this write lost there, and merge
         // will carry that newer version back here. Saying "stored" would be a lie.
-        Ok(Response::Replicated { applied: 0, stale }) if stale > 0 => Err(Response::error(
+        Ok(Response::Replicated {
+            applied: 0, stale, ..
+        }) if stale > 0 => Err(Response::error(
             ErrorCode::Superseded,
             "written on the primary, but a replica already holds a newer version of the key",
         )),

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chmpx::attach::{AttachError, Attachment, Role};
+use crossbeam_channel::RecvTimeoutError;
 
+use super::fence::{Fences, Ready};
 use super::open::{open_store, OpenError};
 use super::replicator::AckJob;
 use super::settings::{ServerSettings, ACK_WAITER_THREADS, DISABLE_REPLICATION_ENV};
-use super::worker::{send_reply, Shared, Worker};
+use super::worker::{send_reply, Shared, Worker, RECV_POLL_MS};
 use crate::executor::Executor;
 use crate::hlc::SystemClock;
 
@@ -160,7 +162,7 @@ pub fn serve(shared: Arc<Shared>, threads: usize) -> Result<Serving, ServerError
             .name(format!("dkc-ack-{i}"))
             .spawn(move || {
                 for job in rx {
-                    let (env, answer) = job.wait(shared.rcv_timeout, shared.exec.store());
+                    let (env, answer) = job.wait(shared.rcv_timeout, &shared.exec, &shared.att);
                     send_reply(&shared.att, &env, &answer);
                 }
             })
@@ -168,11 +170,36 @@ pub fn serve(shared: Arc<Shared>, threads: usize) -> Result<Serving, ServerError
         waiters.push(t);
     }
     drop(ack_rx);
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Ready>();
+    let fences = Fences::new(ready_tx);
     let mut workers = Vec::new();
+    // Fenced writes queued behind another of their key run on this thread once the key is
+    // free (workers never block on a key).
+    let requeue = Worker {
+        shared: shared.clone(),
+        acks: ack_tx.clone(),
+        fences: fences.clone(),
+    };
+    let t = std::thread::Builder::new()
+        .name("dkc-fenced".into())
+        .spawn(move || loop {
+            match ready_rx.recv_timeout(Duration::from_millis(RECV_POLL_MS)) {
+                Ok(ready) => requeue.serve_ready(ready),
+                Err(RecvTimeoutError::Timeout) => {
+                    if requeue.shared.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        })
+        .map_err(ServerError::Thread)?;
+    workers.push(t);
     for i in 0..threads.max(1) {
         let worker = Worker {
             shared: shared.clone(),
             acks: ack_tx.clone(),
+            fences: fences.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("dkc-worker-{i}"))

@@ -12,11 +12,12 @@ use chmpx::merge::protocol::is_merge_body;
 use crossbeam_channel::Sender;
 use dkc_client::proto::{
     decode_request, encode_request, encode_response, ErrorCode, ProtoError, Request, Response,
-    WireRecord,
+    SetMode,
 };
 
-use super::replicator::{failed_to_send, AckJob, AckRule, ReplicaWait};
-use crate::executor::Executor;
+use super::fence::{Admit, Fences, Ready, Ticket, FENCE_QUEUE_WAIT_RCVTIMEOUTS};
+use super::replicator::{failed_to_send, take_back, AckJob, AckRule, ReplicaWait};
+use crate::executor::{Executed, Executor};
 use crate::merge;
 
 /// How long a worker waits for a message before it looks at the stop flag again.
@@ -49,6 +50,8 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     /// Where writes waiting for replicas go.
     pub acks: Sender<AckJob>,
+    /// Keys with a fenced write waiting for replicas (one at a time per key).
+    pub fences: Arc<Fences>,
 }
 
 impl Worker {
@@ -114,26 +117,101 @@ impl Worker {
                 return;
             }
         }
-        let done = s.exec.execute(&req);
+        let (env, ticket) = match self.fenced_key(&req, wants_reply) {
+            None => (env, None),
+            Some(key) => match self.fences.admit(key, env, Instant::now()) {
+                Admit::Go(ticket, env) => (env, Some(ticket)),
+                Admit::Queued => return,
+                Admit::Full(env) => {
+                    send_reply(&s.att, &env, &fence_queue_full());
+                    return;
+                }
+            },
+        };
+        self.execute(env, &req, wants_reply, ticket);
+    }
+
+    /// Serves a fenced write that was queued behind another one of its key, now that the key
+    /// is reserved for it.
+    pub fn serve_ready(&self, ready: Ready) {
+        let s = &self.shared;
+        let Ready { env, since, ticket } = ready;
+        let wait_max = s.rcv_timeout * FENCE_QUEUE_WAIT_RCVTIMEOUTS;
+        if since.elapsed() > wait_max {
+            let waited = since.elapsed().as_millis();
+            send_reply(
+                &s.att,
+                &env,
+                &Response::error(
+                    ErrorCode::Timeout,
+                    format!(
+                        "not executed, nothing written: it waited {waited} ms (more than \
+                         {} ms, {FENCE_QUEUE_WAIT_RCVTIMEOUTS} x RCVTIMEOUT) for the previous \
+                         conditional write of this key to be acknowledged; retry",
+                        wait_max.as_millis()
+                    ),
+                ),
+            );
+            return;
+        }
+        match decode_request(&env.body) {
+            Ok(req) => self.execute(env, &req, true, Some(ticket)),
+            // It decoded when it was queued; it cannot fail now.
+            Err(e) => send_reply(
+                &s.att,
+                &env,
+                &Response::error(ErrorCode::BadRequest, e.to_string()),
+            ),
+        }
+    }
+
+    /// The key of a request that must be fenced here: a value-dependent write whose
+    /// acknowledgements this primary waits for. `one` and events are not waited for and not
+    /// fenced (see the replicator's module doc).
+    fn fenced_key<'r>(&self, req: &'r Request, wants_reply: bool) -> Option<&'r [u8]> {
+        let s = &self.shared;
+        if !wants_reply || s.replication_disabled || s.ack_level == AckLevel::One {
+            return None;
+        }
+        fenced_key(req)
+    }
+
+    fn execute(&self, env: Envelope, req: &Request, wants_reply: bool, ticket: Option<Ticket>) {
+        let s = &self.shared;
+        let done = s.exec.execute(req);
         if done.replicate.is_empty() || matches!(req, Request::Replicate { .. }) {
             if wants_reply {
                 send_reply(&s.att, &env, &done.response);
             }
             return;
         }
-        self.replicate(env, done.response, done.replicate, wants_reply);
+        self.replicate(env, done, wants_reply, ticket);
     }
 
     /// Sends the written records to the key's other owners and answers the client as the
     /// acknowledgement level says.
-    fn replicate(&self, env: Envelope, response: Response, records: Vec<WireRecord>, reply: bool) {
+    fn replicate(&self, env: Envelope, done: Executed, reply: bool, ticket: Option<Ticket>) {
         let s = &self.shared;
+        let Executed {
+            response,
+            replicate: records,
+            fence,
+        } = done;
         if s.replication_disabled {
             if reply {
                 send_reply(&s.att, &env, &response);
             }
             return;
         }
+        // A fenced write that fails before its wait is handed over is taken back here.
+        let give_up = |answer: &Response| {
+            if let Some(f) = &fence {
+                take_back(&s.exec, &s.att, f, &[]);
+            }
+            if reply {
+                send_reply(&s.att, &env, answer);
+            }
+        };
         let mut waits = Vec::with_capacity(records.len());
         let deadline = Instant::now() + s.rcv_timeout;
         for rec in records {
@@ -142,13 +220,10 @@ impl Worker {
             let body = match encode_request(&Request::Replicate { records: vec![rec] }) {
                 Ok(b) => b,
                 Err(e) => {
-                    let r = Response::error(
+                    give_up(&Response::error(
                         ErrorCode::Unavailable,
                         format!("written on the primary, but not replicated: {e}"),
-                    );
-                    if reply {
-                        send_reply(&s.att, &env, &r);
-                    }
+                    ));
                     return;
                 }
             };
@@ -168,7 +243,7 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(error = %e, "replication could not be sent");
                     if reply && s.ack_level != AckLevel::One {
-                        send_reply(&s.att, &env, &failed_to_send(e));
+                        give_up(&failed_to_send(e));
                         return;
                     }
                 }
@@ -190,13 +265,39 @@ impl Worker {
                 level: s.ack_level,
                 replica: s.replica,
             },
+            fence,
+            ticket,
         };
         if let Err(unsent) = self.acks.send(job) {
             // The waiters are gone (shutting down): wait here instead.
-            let (env, answer) = unsent.0.wait(s.rcv_timeout, s.exec.store());
+            let (env, answer) = unsent.0.wait(s.rcv_timeout, &s.exec, &s.att);
             send_reply(&s.att, &env, &answer);
         }
     }
+}
+
+/// The key of a value-dependent write (fenced: see `crate::cmd::replicate`): cas, add,
+/// replace, append, prepend, incr, decr and delete with a CAS token. Plain set, delete and
+/// touch are last-writer-wins and not fenced.
+pub fn fenced_key(req: &Request) -> Option<&[u8]> {
+    match req {
+        Request::Set { mode, key, .. } if *mode != SetMode::Set => Some(key),
+        Request::Incr { key, .. } | Request::Decr { key, .. } => Some(key),
+        Request::Delete { key, cas: Some(_) } => Some(key),
+        _ => None,
+    }
+}
+
+/// The answer to a fenced write refused because too many wait behind in-flight ones.
+fn fence_queue_full() -> Response {
+    Response::error(
+        ErrorCode::Unavailable,
+        format!(
+            "not executed, nothing written: more than {} conditional writes are waiting for \
+             earlier ones of the same keys to be acknowledged; retry shortly",
+            super::fence::FENCE_QUEUED_MAX
+        ),
+    )
 }
 
 /// The answer to `req` when chmpx delivered it here although this node has not finished
@@ -250,7 +351,6 @@ fn reply_bytes(att: &Attachment, env: &Envelope, body: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkc_client::proto::SetMode;
 
     fn is_merging(r: Option<Response>) -> bool {
         matches!(

@@ -2,7 +2,7 @@
 
 use super::*;
 use chmpx::attach::{Kind, Route};
-use dkc_client::proto::encode_response;
+use dkc_client::proto::{encode_response, WireRecord};
 
 const T: Duration = Duration::from_millis(1000);
 
@@ -26,6 +26,7 @@ fn ack() -> Envelope {
         encode_response(&Response::Replicated {
             applied: 1,
             stale: 0,
+            conflict: None,
         })
         .unwrap(),
     )
@@ -37,6 +38,7 @@ fn superseded() -> Envelope {
         encode_response(&Response::Replicated {
             applied: 0,
             stale: 1,
+            conflict: None,
         })
         .unwrap(),
     )
@@ -328,4 +330,47 @@ fn a_newer_version_from_another_primary_is_superseded() {
         !overtaken_locally(&store, b"k", v(10, 1)),
         "another node's newer version is not our own later write"
     );
+}
+
+fn conflicted(held_version: u64) -> Envelope {
+    env(
+        0,
+        encode_response(&Response::Replicated {
+            applied: 0,
+            stale: 0,
+            conflict: Some(Box::new(WireRecord {
+                key: b"k".to_vec(),
+                value: b"theirs".to_vec(),
+                version: held_version,
+                ..WireRecord::default()
+            })),
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn a_conflict_answer_is_never_an_acknowledgement_and_carries_the_record() {
+    let got = replica_answer(&conflicted(42)).unwrap_err();
+    assert_eq!(code_of(&got), Some(&ErrorCode::Superseded));
+    let m = message_of(&got);
+    assert!(m.contains("version 42") && m.contains("taken back"), "{m}");
+    for level in [AckLevel::All, AckLevel::Quorum] {
+        // Even when the other replica's acknowledgement alone would meet quorum, a conflict
+        // that arrived first decides.
+        let p = progress(Some(2), vec![conflicted(42), ack()], false);
+        let v = verdict(rule(level, 2), &p, &STORED, T);
+        assert_eq!(
+            v.as_ref().and_then(code_of),
+            Some(&ErrorCode::Superseded),
+            "{level:?}"
+        );
+        let learned = conflicts(&p);
+        assert_eq!(learned.len(), 1);
+        assert_eq!(
+            (learned[0].version, &learned[0].value[..]),
+            (42, &b"theirs"[..])
+        );
+    }
+    assert!(conflicts(&progress(Some(1), vec![ack(), superseded()], false)).is_empty());
 }
