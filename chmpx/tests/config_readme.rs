@@ -189,6 +189,7 @@ fn absent_keys_get_the_documented_defaults() {
     assert_eq!(g.max_payload.to_string(), doc(gl, "MAXPAYLOAD"));
     assert_eq!(format!("{:04o}", g.ipc_mode), doc(gl, "IPCMODE"));
     assert_eq!(g.merge_rate_bytes_per_s.to_string(), doc(gl, "MERGERATE"));
+    assert_eq!(g.anti_entropy_s.to_string(), doc(gl, "ANTIENTROPY"));
     assert_eq!(g.data_dir, Path::new(&doc(gl, "DATADIR")));
     assert_eq!(g.data_dir, Path::new(DATADIR_DEFAULT));
 

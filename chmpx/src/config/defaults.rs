@@ -131,6 +131,11 @@ pub const MERGERATE_BYTES_PER_S_DEFAULT: u64 = 64 * 1024 * 1024;
 pub const MERGERATE_BYTES_PER_S_MIN: u64 = 64 * 1024;
 /// Largest MERGERATE (64 GiB/s, i.e. no practical limit).
 pub const MERGERATE_BYTES_PER_S_MAX: u64 = 64 * 1024 * 1024 * 1024;
+/// ANTIENTROPY default: seconds between two anti-entropy rounds (each slot's first owner
+/// compares the owners' digests and merges the slots that differ); 0 = off.
+pub const ANTIENTROPY_S_DEFAULT: u64 = 30;
+/// Largest ANTIENTROPY, seconds (one day).
+pub const ANTIENTROPY_S_MAX: u64 = 86_400;
 /// DATADIR default.
 pub const DATADIR_DEFAULT: &str = "/var/lib/dkc";
 

@@ -95,6 +95,8 @@ pub struct Global {
     pub max_payload: u64,
     pub ipc_mode: u32,
     pub merge_rate_bytes_per_s: u64,
+    /// Seconds between anti-entropy rounds; 0 = off.
+    pub anti_entropy_s: u64,
     pub data_dir: PathBuf,
 }
 
@@ -332,6 +334,13 @@ impl Global {
                 MERGERATE_BYTES_PER_S_MIN,
                 MERGERATE_BYTES_PER_S_MAX,
                 MERGERATE_BYTES_PER_S_DEFAULT,
+            )?,
+            anti_entropy_s: r.u64_or(
+                "ANTIENTROPY",
+                0,
+                ANTIENTROPY_S_MAX,
+                " (s)",
+                ANTIENTROPY_S_DEFAULT,
             )?,
             data_dir: base.join(r.text("DATADIR").unwrap_or(DATADIR_DEFAULT)),
         })

@@ -551,6 +551,15 @@ pub fn key_docs() -> Vec<KeyDoc> {
     );
     k(
         Global,
+        "ANTIENTROPY",
+        Dkc,
+        false,
+        format!("seconds 0..={ANTIENTROPY_S_MAX}"),
+        n(ANTIENTROPY_S_DEFAULT),
+        "anti-entropy: every this many seconds each slot's first owner compares the owners' digests (all owners UP, attached, SERVICE IN, no change pending, no merge running) and merges only the slots that differ, at MERGERATE; 0 = off",
+    );
+    k(
+        Global,
         "DATADIR",
         Dkc,
         false,

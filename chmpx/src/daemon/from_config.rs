@@ -161,6 +161,7 @@ pub fn settings_from_config(
         automerge: g.auto_merge,
         merge_rate_bytes_per_sec: g.merge_rate_bytes_per_s,
         merge_timeout: Duration::from_secs(g.merge_timeout_s),
+        anti_entropy_interval: Duration::from_secs(g.anti_entropy_s),
         heartbeat_interval: g.heartbeat_interval(),
         heartbeat_timeout: g.heartbeat_timeout(),
         secret: g.secret.as_ref().map(|s| s.as_bytes().to_vec()),

@@ -16,6 +16,14 @@
 //!   digest (they hold the same items and tombstones), it purges the tombstones older than the
 //!   safety age on every owner ([`MergeRequest::PurgeTombstones`]); never on a timer alone.
 //!
+//! - [`JobKind::AntiEntropy`] (every ANTIENTROPY seconds): for slots this node is first owner
+//!   of, while every owner is UP, attached, SERVICE IN, nothing is pending and no merge runs
+//!   ([`plan_antientropy`]), it compares the owners' slot digests in batches (paced at
+//!   [`ANTIENTROPY_SLOTS_PER_SEC_MAX`]) and merges exactly the slots that still differ after
+//!   [`ANTIENTROPY_RECHECK_DELAY_MS`], both ways, newer version winning (tombstones too). A
+//!   replica that missed a replicated write without going DOWN (a full disk, a timed-out or
+//!   dropped Replicate, ack `one`) so converges without waiting for a recovery merge.
+//!
 //! Every request goes through the router ([`RouterCmd::ServerRpc`]) to the server process of the
 //! node concerned, using [`crate::merge::protocol`]. A slot that cannot be reconciled (a peer or
 //! server unreachable, an error answer) is counted as failed and left to the next merge; it is
@@ -60,6 +68,27 @@ pub const HANDOFF_DELAY_MS: u64 = 2 * STATUS_GOSSIP_INTERVAL_MS;
 /// Interval of the hand-off pass that finds items of slots this node does not own (left over
 /// when an owner was unreachable at the last pass, or written by a router with an old map).
 pub const HANDOFF_PASS_INTERVAL_MS: u64 = 5_000;
+
+/// Most slots an anti-entropy round compares per second: digests are asked for
+/// [`ANTIENTROPY_BATCH_SLOTS`] slots at a time, and batches are paced to this rate, so a round
+/// over many slots never floods the links or the server processes.
+pub const ANTIENTROPY_SLOTS_PER_SEC_MAX: u32 = 256;
+
+/// Slots compared per step of an anti-entropy round (one Digest request per owner).
+pub const ANTIENTROPY_BATCH_SLOTS: usize = 64;
+
+/// A slot whose owners' digests differ is compared again after this long, and merged only if
+/// it still differs: a replicated write still in flight is not a divergence.
+pub const ANTIENTROPY_RECHECK_DELAY_MS: u64 = 250;
+
+/// Reconcile passes over the peers of one differing slot in a round. With two or more peers a
+/// second pass carries to the first peers what a later one brought; anything left (writes
+/// still arriving) is for the next round.
+pub const ANTIENTROPY_SLOT_PASSES_MAX: u32 = 2;
+
+const _: () = assert!(ANTIENTROPY_BATCH_SLOTS >= 1 && ANTIENTROPY_BATCH_SLOTS <= DIGEST_RANGES_MAX);
+const _: () = assert!(ANTIENTROPY_BATCH_SLOTS as u64 <= ANTIENTROPY_SLOTS_PER_SEC_MAX as u64);
+const _: () = assert!(ANTIENTROPY_SLOT_PASSES_MAX >= 1);
 
 /// A job that failed some slots (or timed out) is retried no sooner than this.
 pub const JOB_RETRY_DELAY_MS: u64 = 1_000;
@@ -107,6 +136,90 @@ pub enum JobKind {
         /// Newest tombstone version that may go.
         max_version: ItemVersion,
     },
+    /// The slots are this node's (first owner); the peers are the other owners: compare the
+    /// owners' digests and merge, both ways, exactly the slots that differ.
+    AntiEntropy,
+}
+
+/// What [`plan_antientropy`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AntiEntropyDecision {
+    /// ANTIENTROPY is 0.
+    Off,
+    /// The next round is not due yet.
+    NotDue,
+    /// A round is due but the cluster is not settled (a change pending, a merge pending or
+    /// running somewhere, merges suspended): skipped until the next interval.
+    Busy,
+    /// A round is due but no slot this node is first owner of has every owner ready.
+    NothingToCheck,
+    /// Start a round over these (slot, other owners).
+    Start(Vec<(u32, Vec<NodeId>)>),
+}
+
+/// When anti-entropy rounds come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AntiEntropyTimer {
+    /// ANTIENTROPY (zero = off).
+    pub interval: Duration,
+    /// When the next round is due; `None` before the first decision (the first round comes
+    /// one interval after start).
+    pub not_before: Option<Instant>,
+}
+
+/// The anti-entropy scheduling decision, a pure function of what the router knows.
+///
+/// - `timer`: ANTIENTROPY and when the next round is due;
+/// - `busy`: a membership change is pending, or a merge is pending or running on any node, or
+///   merges are suspended;
+/// - `owners(slot)`: the slot's owners under the map in force, first owner first;
+/// - `ready(owner, slot)`: the owner is UP, its server attached, and it neither gates the slot
+///   (unfinished merge) nor is returning.
+///
+/// Only a slot's first owner drives its check, so N nodes do not all compare the same slot; a
+/// slot is checked only when every owner is ready. Returns the decision and the new
+/// `not_before`.
+pub fn plan_antientropy(
+    timer: AntiEntropyTimer,
+    now: Instant,
+    busy: bool,
+    me: &NodeId,
+    slot_count: u32,
+    owners: impl Fn(u32) -> Vec<NodeId>,
+    ready: impl Fn(&NodeId, u32) -> bool,
+) -> (AntiEntropyDecision, Option<Instant>) {
+    let AntiEntropyTimer {
+        interval,
+        not_before,
+    } = timer;
+    if interval.is_zero() {
+        return (AntiEntropyDecision::Off, None);
+    }
+    let Some(due) = not_before else {
+        return (AntiEntropyDecision::NotDue, Some(now + interval));
+    };
+    if now < due {
+        return (AntiEntropyDecision::NotDue, Some(due));
+    }
+    let next = Some(now + interval);
+    if busy {
+        return (AntiEntropyDecision::Busy, next);
+    }
+    let slots: Vec<(u32, Vec<NodeId>)> = (0..slot_count)
+        .filter_map(|s| {
+            let owners = owners(s);
+            let first = owners.first()?;
+            if first != me || owners.len() < 2 || !owners.iter().all(|o| ready(o, s)) {
+                return None;
+            }
+            Some((s, owners[1..].to_vec()))
+        })
+        .collect();
+    if slots.is_empty() {
+        (AntiEntropyDecision::NothingToCheck, next)
+    } else {
+        (AntiEntropyDecision::Start(slots), next)
+    }
 }
 
 /// A merge job: slots to reconcile, each with the peers to reconcile it with.
@@ -174,6 +287,8 @@ pub struct MergeSchedule {
     pub handoff_not_before: Option<Instant>,
     /// No purge pass before this.
     pub purge_not_before: Option<Instant>,
+    /// No anti-entropy round before this.
+    pub antientropy_not_before: Option<Instant>,
 }
 
 impl MergeShared {
@@ -530,6 +645,170 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Compares this node's digests of `slots` with each peer's. Returns the slots where some
+    /// peer differs (with those peers) and how many slots could not be compared (a server
+    /// unreachable or answering an error).
+    async fn differing_slots(
+        &self,
+        slots: &[(u32, Vec<NodeId>)],
+        slot_count: u32,
+    ) -> (Vec<(u32, Vec<NodeId>)>, u32) {
+        let me = self.self_id.clone();
+        let ranges: Vec<HashRange> = slots
+            .iter()
+            .map(|(s, _)| slot_range(*s, slot_count))
+            .collect();
+        let mine = match self.digests(&me, &ranges).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("anti-entropy: cannot digest this node's slots: {e}");
+                return (Vec::new(), slots.len() as u32);
+            }
+        };
+        // Each peer is asked once for every slot of the batch it owns.
+        let mut by_peer: Vec<(NodeId, Vec<usize>)> = Vec::new();
+        for (i, (_, peers)) in slots.iter().enumerate() {
+            for p in peers {
+                match by_peer.iter_mut().find(|(q, _)| q == p) {
+                    Some((_, idx)) => idx.push(i),
+                    None => by_peer.push((p.clone(), vec![i])),
+                }
+            }
+        }
+        let mut differ: Vec<Vec<NodeId>> = vec![Vec::new(); slots.len()];
+        let mut failed = vec![false; slots.len()];
+        for (peer, idx) in by_peer {
+            let asked: Vec<HashRange> = idx.iter().map(|&i| ranges[i]).collect();
+            match self.digests(&peer, &asked).await {
+                Ok(theirs) => {
+                    for (d, &i) in theirs.iter().zip(&idx) {
+                        if *d != mine[i] {
+                            differ[i].push(peer.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, "anti-entropy: cannot digest the peer's slots: {e}");
+                    for &i in &idx {
+                        failed[i] = true;
+                    }
+                }
+            }
+        }
+        let out = slots
+            .iter()
+            .zip(differ)
+            .zip(&failed)
+            .filter(|((_, d), f)| !d.is_empty() && !**f)
+            .map(|(((s, _), d), _)| (*s, d))
+            .collect();
+        (out, failed.iter().filter(|f| **f).count() as u32)
+    }
+
+    /// Merges one slot with the peers whose digest differs (`differing`), both ways, then
+    /// checks the slot again against every peer (`peers`) and merges once more with those still
+    /// different, up to [`ANTIENTROPY_SLOT_PASSES_MAX`] passes.
+    async fn repair(
+        &mut self,
+        range: HashRange,
+        mut differing: Vec<NodeId>,
+        peers: &[NodeId],
+    ) -> Result<(), String> {
+        let me = self.self_id.clone();
+        for pass in 1..=ANTIENTROPY_SLOT_PASSES_MAX {
+            for peer in &differing {
+                self.reconcile(peer, range, false).await?;
+            }
+            // With one peer a reconcile leaves both sides equal (up to writes in flight).
+            if peers.len() < 2 || pass == ANTIENTROPY_SLOT_PASSES_MAX {
+                break;
+            }
+            let mine = self.digests(&me, &[range]).await?;
+            differing.clear();
+            for peer in peers {
+                if self.digests(peer, &[range]).await? != mine {
+                    differing.push(peer.clone());
+                }
+            }
+            if differing.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One anti-entropy round over `slots` (slot, other owners): returns (compared, repaired,
+    /// failed) slot counts. Counters are added to the shared totals as the round goes.
+    async fn antientropy(
+        &mut self,
+        slots: &[(u32, Vec<NodeId>)],
+        slot_count: u32,
+    ) -> (u64, u64, u64) {
+        let start = Instant::now();
+        let (mut compared, mut repaired, mut failed) = (0u64, 0u64, 0u64);
+        for (i, batch) in slots.chunks(ANTIENTROPY_BATCH_SLOTS).enumerate() {
+            // Pace: batch i starts no sooner than i batches' worth of the slot rate.
+            let due = Duration::from_secs_f64(
+                (i * ANTIENTROPY_BATCH_SLOTS) as f64 / f64::from(ANTIENTROPY_SLOTS_PER_SEC_MAX),
+            );
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+            let (differ, bad) = self.differing_slots(batch, slot_count).await;
+            let checked = (batch.len() as u64).saturating_sub(u64::from(bad));
+            let (mut fixed, mut bad) = (0u64, u64::from(bad));
+            if !differ.is_empty() {
+                tokio::time::sleep(Duration::from_millis(ANTIENTROPY_RECHECK_DELAY_MS)).await;
+                let again: Vec<(u32, Vec<NodeId>)> = differ
+                    .iter()
+                    .map(|(s, _)| {
+                        let all = batch
+                            .iter()
+                            .find(|(b, _)| b == s)
+                            .map(|(_, p)| p.clone())
+                            .unwrap_or_default();
+                        (*s, all)
+                    })
+                    .collect();
+                let (still, bad2) = self.differing_slots(&again, slot_count).await;
+                bad += u64::from(bad2);
+                for (slot, differing) in still {
+                    let peers = again
+                        .iter()
+                        .find(|(s, _)| *s == slot)
+                        .map(|(_, p)| p.clone())
+                        .unwrap_or_default();
+                    match self
+                        .repair(slot_range(slot, slot_count), differing, &peers)
+                        .await
+                    {
+                        Ok(()) => fixed += 1,
+                        Err(e) => {
+                            tracing::warn!(slot, "anti-entropy merge of slot failed: {e}");
+                            bad += 1;
+                        }
+                    }
+                }
+            }
+            compared += checked;
+            repaired += fixed;
+            failed += bad;
+            let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            s.totals.antientropy_slots_compared += checked;
+            s.totals.antientropy_slots_repaired += fixed;
+            s.totals.slots_failed += bad;
+        }
+        (compared, repaired, failed)
+    }
+}
+
+/// The hash range of `slot`.
+fn slot_range(slot: u32, slot_count: u32) -> HashRange {
+    let (lo, hi) = slot_hash_range(slot, slot_count);
+    HashRange { lo, hi }
+}
+
 fn variant(r: &MergeResponse) -> &'static str {
     match r {
         MergeResponse::Digests { .. } => "Digests",
@@ -558,6 +837,44 @@ pub async fn run(
         rate_bytes: 0,
         count_current: job.kind == JobKind::Merge,
     };
+    if job.kind == JobKind::AntiEntropy {
+        let before = shared.lock().unwrap_or_else(|p| p.into_inner()).totals;
+        let (compared, repaired, failed) = ctx.antientropy(&job.slots, job.slot_count).await;
+        let after = {
+            let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+            s.totals.antientropy_rounds += 1;
+            s.totals
+        };
+        if repaired > 0 {
+            tracing::info!(
+                job = job.id,
+                slots_compared = compared,
+                slots_repaired = repaired,
+                slots_failed = failed,
+                items_moved = after.items_moved.saturating_sub(before.items_moved),
+                bytes_moved = after.bytes_moved.saturating_sub(before.bytes_moved),
+                "anti-entropy round repaired slots whose owners differed"
+            );
+        } else if failed > 0 {
+            tracing::warn!(
+                job = job.id,
+                slots_compared = compared,
+                slots_failed = failed,
+                "anti-entropy round could not compare or merge some slots (server unreachable or error answer); the next round tries again"
+            );
+        } else {
+            tracing::debug!(
+                job = job.id,
+                slots_compared = compared,
+                "anti-entropy round: every owner holds the same items"
+            );
+        }
+        let _ = events.send(JobEvent::Finished {
+            job: job.id,
+            failed_slots: u32::try_from(failed).unwrap_or(u32::MAX),
+        });
+        return;
+    }
     let mut failed = 0u32;
     let (mut handed_off, mut purged) = (0u32, 0u64);
     let mut slots = job.slots.clone();
@@ -610,6 +927,8 @@ pub async fn run(
                     ok = false;
                 }
             },
+            // Runs on its own path above.
+            JobKind::AntiEntropy => {}
             JobKind::Purge { max_version } => match ctx.purge(peers, range, max_version).await {
                 Ok(n) => purged += n,
                 Err(e) => {
@@ -1058,6 +1377,261 @@ mod tests {
             299,
             "live items untouched"
         );
+    }
+
+    /// Like [`drive`], also counting the requests by kind ("Digest", "ListVersions", ...).
+    async fn drive_counting(
+        job: MergeJob,
+        stores: &mut HashMap<NodeId, Store>,
+    ) -> (Vec<JobEvent>, MergeShared, BTreeMap<&'static str, u32>) {
+        let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Mutex::new(MergeShared::default()));
+        let runner = tokio::spawn(run(job, cmd_tx, ev_tx, shared.clone()));
+        let mut kinds = BTreeMap::new();
+        while let Some(RouterCmd::ServerRpc { node, body, reply }) = cmd_rx.recv().await {
+            let kind = match decode_request(&body).unwrap() {
+                MergeRequest::Digest { .. } => "Digest",
+                MergeRequest::ListVersions { .. } => "ListVersions",
+                MergeRequest::FetchItems { .. } => "FetchItems",
+                MergeRequest::ApplyItems { .. } => "ApplyItems",
+                MergeRequest::PurgeTombstones { .. } => "PurgeTombstones",
+                MergeRequest::DropRange { .. } => "DropRange",
+            };
+            *kinds.entry(kind).or_insert(0) += 1;
+            let answer = match stores.get_mut(&node) {
+                Some(store) => Ok(answer(store, &body)),
+                None => Err(format!("cannot reach {node}")),
+            };
+            let _ = reply.send(answer);
+        }
+        runner.await.unwrap();
+        let evs = std::iter::from_fn(|| ev_rx.try_recv().ok()).collect();
+        let shared = shared.lock().unwrap().clone();
+        (evs, shared, kinds)
+    }
+
+    fn slot_of(key: &[u8], slots: u32) -> u32 {
+        let h = key_hash(key);
+        (0..slots)
+            .find(|s| {
+                let (lo, hi) = slot_hash_range(*s, slots);
+                (lo..=hi).contains(&h)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn antientropy_plan_decides_when_and_which_slots() {
+        let (a, b, c) = (NodeId::new("a:1"), NodeId::new("b:1"), NodeId::new("c:1"));
+        let nodes = [a.clone(), b.clone(), c.clone()];
+        // Slot s: owners nodes[s % 3], nodes[(s + 1) % 3]; slot 7 has a single owner.
+        let owners = |s: u32| {
+            if s == 7 {
+                vec![nodes[1].clone()]
+            } else {
+                vec![
+                    nodes[(s % 3) as usize].clone(),
+                    nodes[((s + 1) % 3) as usize].clone(),
+                ]
+            }
+        };
+        let all_ready = |_: &NodeId, _: u32| true;
+        let every = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let plan = |interval, now, nb, busy, me: &NodeId, ready: &dyn Fn(&NodeId, u32) -> bool| {
+            let timer = AntiEntropyTimer {
+                interval,
+                not_before: nb,
+            };
+            plan_antientropy(timer, now, busy, me, 12, owners, ready)
+        };
+
+        // Off: nothing is ever scheduled.
+        assert_eq!(
+            plan(Duration::ZERO, t0, Some(t0), false, &a, &all_ready),
+            (AntiEntropyDecision::Off, None)
+        );
+        // The first decision schedules the first round one interval later.
+        assert_eq!(
+            plan(every, t0, None, false, &a, &all_ready),
+            (AntiEntropyDecision::NotDue, Some(t0 + every))
+        );
+        // Not due yet: the due time stays.
+        assert_eq!(
+            plan(every, t0, Some(t0 + every), false, &a, &all_ready),
+            (AntiEntropyDecision::NotDue, Some(t0 + every))
+        );
+        let due = t0 + every;
+        // Due but busy (change pending, merge somewhere): skipped for one interval.
+        assert_eq!(
+            plan(every, due, Some(t0 + every), true, &a, &all_ready),
+            (AntiEntropyDecision::Busy, Some(due + every))
+        );
+        // Due and idle: exactly the slots `a` is first owner of, each with its other owner.
+        let (d, next) = plan(every, due, Some(t0 + every), false, &a, &all_ready);
+        assert_eq!(next, Some(due + every));
+        assert_eq!(
+            d,
+            AntiEntropyDecision::Start(vec![
+                (0, vec![b.clone()]),
+                (3, vec![b.clone()]),
+                (6, vec![b.clone()]),
+                (9, vec![b.clone()]),
+            ])
+        );
+        // Slot 7 (one owner, `b`) is never checked; b's other first-owner slots are.
+        let (d, _) = plan(every, due, Some(due), false, &b, &all_ready);
+        assert_eq!(
+            d,
+            AntiEntropyDecision::Start(vec![
+                (1, vec![c.clone()]),
+                (4, vec![c.clone()]),
+                (10, vec![c.clone()]),
+            ])
+        );
+        // A slot with an owner not ready (DOWN, detached, gating or returning) is left out.
+        let b_gates_3 = |o: &NodeId, s: u32| !(*o == b && s == 3);
+        let (d, _) = plan(every, due, Some(due), false, &a, &b_gates_3);
+        assert_eq!(
+            d,
+            AntiEntropyDecision::Start(vec![
+                (0, vec![b.clone()]),
+                (6, vec![b.clone()]),
+                (9, vec![b.clone()]),
+            ])
+        );
+        // Nobody ready but this node: nothing to check, next round one interval later.
+        let only_a = |o: &NodeId, _: u32| *o == a;
+        assert_eq!(
+            plan(every, due, Some(due), false, &a, &only_a),
+            (AntiEntropyDecision::NothingToCheck, Some(due + every))
+        );
+        // Each slot with two or more owners is driven by exactly one node.
+        let mut driven = Vec::new();
+        for me in &nodes {
+            if let (AntiEntropyDecision::Start(s), _) =
+                plan(every, due, Some(due), false, me, &all_ready)
+            {
+                driven.extend(s.into_iter().map(|(slot, _)| slot));
+            }
+        }
+        driven.sort();
+        assert_eq!(driven, vec![0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11]);
+    }
+
+    #[tokio::test]
+    async fn antientropy_merges_only_the_differing_slots() {
+        let (me, p1, p2) = (NodeId::new("a:1"), NodeId::new("b:1"), NodeId::new("c:1"));
+        let slots = 16;
+        let base = items(3_000, 10, false);
+        let mut stores = HashMap::new();
+        // p1 missed two writes (one slot); p2 holds a live item that every other owner
+        // deleted later (a tombstone it missed, another slot): newer wins, tombstones too.
+        let mut b = base.clone();
+        b.remove(b"key1".as_slice());
+        b.remove(b"key2".as_slice());
+        let mut a = base.clone();
+        a.insert(b"key3".to_vec(), (v(50), true, vec![]));
+        b.insert(b"key3".to_vec(), (v(50), true, vec![]));
+        let c = base.clone();
+        stores.insert(me.clone(), a.clone());
+        stores.insert(p1.clone(), b);
+        stores.insert(p2.clone(), c);
+        let differing: std::collections::BTreeSet<u32> = [b"key1", b"key2", b"key3"]
+            .iter()
+            .map(|k| slot_of(k.as_slice(), slots))
+            .collect();
+        let job = |id| MergeJob {
+            kind: JobKind::AntiEntropy,
+            id,
+            self_id: me.clone(),
+            slot_count: slots,
+            slots: (0..slots)
+                .map(|s| (s, vec![p1.clone(), p2.clone()]))
+                .collect(),
+            rate_bytes_per_sec: 0,
+        };
+        let (evs, shared, kinds) = drive_counting(job(1), &mut stores).await;
+        assert_eq!(
+            evs,
+            vec![JobEvent::Finished {
+                job: 1,
+                failed_slots: 0
+            }]
+        );
+        assert_eq!(stores[&me], a, "this node held the newest of everything");
+        assert_eq!(stores[&p1], a, "the missed writes reached p1");
+        assert_eq!(stores[&p2], a, "the tombstone reached p2 and won");
+        let t = shared.totals();
+        assert_eq!(t.antientropy_rounds, 1);
+        assert_eq!(t.antientropy_slots_compared, u64::from(slots));
+        assert_eq!(t.antientropy_slots_repaired, differing.len() as u64);
+        assert_eq!(
+            t.items_moved, 3,
+            "only the missing and older items move: {t:?}"
+        );
+        assert_eq!(t.jobs, 0, "a round is not a merge job");
+        assert!(kinds["ListVersions"] > 0);
+
+        // Every owner now equal: a second round compares and copies nothing.
+        let (evs, shared, kinds) = drive_counting(job(2), &mut stores).await;
+        assert_eq!(
+            evs,
+            vec![JobEvent::Finished {
+                job: 2,
+                failed_slots: 0
+            }]
+        );
+        let t = shared.totals();
+        assert_eq!(
+            (
+                t.antientropy_slots_compared,
+                t.antientropy_slots_repaired,
+                t.items_moved
+            ),
+            (u64::from(slots), 0, 0)
+        );
+        assert_eq!(
+            kinds.keys().copied().collect::<Vec<_>>(),
+            vec!["Digest"],
+            "equal digests: no listing, no copy: {kinds:?}"
+        );
+        assert_eq!(kinds["Digest"], 3, "one batched Digest per owner");
+    }
+
+    #[tokio::test]
+    async fn antientropy_counts_an_unreachable_peer_as_failed_and_still_checks_the_rest() {
+        let (me, p1, gone) = (NodeId::new("a:1"), NodeId::new("b:1"), NodeId::new("z:1"));
+        let slots = 8;
+        let mut stores = HashMap::new();
+        let a = items(200, 10, false);
+        stores.insert(me.clone(), a.clone());
+        stores.insert(p1.clone(), Store::new());
+        let job = MergeJob {
+            kind: JobKind::AntiEntropy,
+            id: 9,
+            self_id: me.clone(),
+            slot_count: slots,
+            slots: (0..slots)
+                .map(|s| (s, vec![if s < 2 { gone.clone() } else { p1.clone() }]))
+                .collect(),
+            rate_bytes_per_sec: 0,
+        };
+        let (evs, shared, _) = drive_counting(job, &mut stores).await;
+        assert_eq!(
+            evs,
+            vec![JobEvent::Finished {
+                job: 9,
+                failed_slots: 2
+            }]
+        );
+        let t = shared.totals();
+        assert_eq!((t.antientropy_slots_compared, t.slots_failed), (6, 2));
+        for s in 2..slots {
+            assert_eq!(in_slot(&stores[&p1], s, slots), in_slot(&a, s, slots));
+        }
+        assert_eq!(in_slot(&stores[&p1], 0, slots), 0);
     }
 
     #[test]

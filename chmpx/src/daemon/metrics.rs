@@ -237,6 +237,21 @@ impl Metrics {
                 "Merge jobs stopped by MERGETIMEOUT (retried).",
                 t.jobs_timed_out,
             ),
+            (
+                "chmpx_antientropy_rounds_total",
+                "Anti-entropy rounds this node ran over the slots it is first owner of.",
+                t.antientropy_rounds,
+            ),
+            (
+                "chmpx_antientropy_slots_compared_total",
+                "Slots whose owners' digests anti-entropy compared.",
+                t.antientropy_slots_compared,
+            ),
+            (
+                "chmpx_antientropy_slots_repaired_total",
+                "Slots whose owners differed and that anti-entropy merged.",
+                t.antientropy_slots_repaired,
+            ),
         ] {
             counter(&mut out, name, help, v);
         }
@@ -306,11 +321,17 @@ mod tests {
                 items_dropped: 12,
                 tombstones_purged: 4,
                 jobs_timed_out: 1,
+                antientropy_rounds: 5,
+                antientropy_slots_compared: 640,
+                antientropy_slots_repaired: 2,
                 ..Default::default()
             },
             ..Default::default()
         });
         let text = m.render();
+        assert!(text.contains("chmpx_antientropy_rounds_total 5\n"));
+        assert!(text.contains("chmpx_antientropy_slots_compared_total 640\n"));
+        assert!(text.contains("chmpx_antientropy_slots_repaired_total 2\n"));
         assert!(text.contains("chmpx_merge_items_moved 3\n"));
         assert!(text.contains(
             "# TYPE chmpx_merge_items_moved_total counter\nchmpx_merge_items_moved_total 70\n"

@@ -1468,6 +1468,47 @@ impl Router {
                 self.start_pass(JobKind::Purge { max_version }, slots);
             }
         }
+        if self.merge_job.is_none() {
+            self.start_antientropy(&me_id, now);
+        }
+    }
+
+    /// Starts an anti-entropy round when one is due (ANTIENTROPY; the decision is
+    /// [`merge_engine::plan_antientropy`]).
+    fn start_antientropy(&mut self, me_id: &NodeId, now: Instant) {
+        let busy = self.ring.membership.pending_epoch().is_some()
+            || self.ring.merge_suspended
+            || self
+                .nodes
+                .iter()
+                .any(|n| n.up && matches!(n.merge, MergeState::Pending | MergeState::Doing));
+        let not_before = self
+            .merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sched
+            .antientropy_not_before;
+        let timer = merge_engine::AntiEntropyTimer {
+            interval: self.s.anti_entropy_interval,
+            not_before,
+        };
+        let (decision, next) = merge_engine::plan_antientropy(
+            timer,
+            now,
+            busy,
+            me_id,
+            self.s.slot_count,
+            |s| self.map.owners(s).to_vec(),
+            |o, s| self.owner_rank(o, s) == Some(OwnerRank::Current),
+        );
+        self.merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sched
+            .antientropy_not_before = next;
+        if let merge_engine::AntiEntropyDecision::Start(slots) = decision {
+            self.start_pass(JobKind::AntiEntropy, slots);
+        }
     }
 
     /// Starts a hand-off or purge pass (no merge state, no read gating, no progress reset).

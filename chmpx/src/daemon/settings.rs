@@ -75,6 +75,8 @@ pub struct DaemonSettings {
     pub merge_rate_bytes_per_sec: u64,
     /// MERGETIMEOUT (zero = none): a merge running longer is reported in the log.
     pub merge_timeout: Duration,
+    /// ANTIENTROPY (zero = off): interval of the anti-entropy rounds.
+    pub anti_entropy_interval: Duration,
     /// Heartbeat interval of the links.
     pub heartbeat_interval: Duration,
     /// Silence after which a peer is DOWN.

@@ -98,6 +98,15 @@ pub struct MergeTotals {
     /// Merge jobs stopped by MERGETIMEOUT (they are retried).
     #[serde(default)]
     pub jobs_timed_out: u64,
+    /// Anti-entropy rounds this node ran (ANTIENTROPY; it drives the slots it is first owner of).
+    #[serde(default)]
+    pub antientropy_rounds: u64,
+    /// Slots whose owners' digests anti-entropy rounds compared.
+    #[serde(default)]
+    pub antientropy_slots_compared: u64,
+    /// Slots whose owners' digests differed and that anti-entropy merged.
+    #[serde(default)]
+    pub antientropy_slots_repaired: u64,
 }
 
 /// One node as the reporting daemon sees it.
@@ -251,11 +260,18 @@ fn progress_text(node: &NodeStatus) -> String {
 }
 
 fn timeouts_text(t: &MergeTotals) -> String {
-    if t.jobs_timed_out > 0 {
+    let mut out = if t.jobs_timed_out > 0 {
         format!(" (MERGETIMEOUT x{})", t.jobs_timed_out)
     } else {
         String::new()
+    };
+    if t.antientropy_slots_repaired > 0 {
+        out.push_str(&format!(
+            ", anti-entropy repaired {} of {} slots compared",
+            t.antientropy_slots_repaired, t.antientropy_slots_compared
+        ));
     }
+    out
 }
 
 /// The node table as text, one row per node, with a header line above.
@@ -435,6 +451,29 @@ mod tests {
         let old = r#"{"slots_done":1,"slots_total":2,"items_moved":3,"bytes_moved":4,"elapsed_secs":1.0,"eta_secs":null}"#;
         let p: MergeProgress = serde_json::from_str(old).unwrap();
         assert_eq!(p.totals, MergeTotals::default());
+    }
+
+    #[test]
+    fn antientropy_repairs_show_in_the_table() {
+        let mut r = report();
+        r.nodes[0].merge = MergeState::Nothing;
+        r.nodes[0].progress = Some(MergeProgress {
+            totals: MergeTotals {
+                items_moved: 4,
+                antientropy_rounds: 3,
+                antientropy_slots_compared: 640,
+                antientropy_slots_repaired: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let t = render_table(&r);
+        assert!(
+            t.contains("anti-entropy repaired 2 of 640 slots compared"),
+            "{t}"
+        );
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"antientropy_slots_repaired\":2"), "{text}");
     }
 
     #[test]
