@@ -8,6 +8,9 @@
 //! a batch fetched before some keys were deleted puts their old live values back on that owner
 //! while its co-owner holds the newer tombstones (a replica that missed deletes). No process
 //! stops, no link goes DOWN, nobody types a command: only the periodic rounds can repair it.
+//! A third scenario (root only, for the tmpfs) fills one node's disk until it refuses writes
+//! as a replica (`E_NO_SPACE`, applied on the primary only), frees the space, and expects the
+//! owners to converge with no restart. With ANTIENTROPY = 0 both repair scenarios fail.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,7 @@ use chmpx::placement::{slot_hash_range, NodeId, PlacementMap};
 use dkc_tests::control;
 use dkc_tests::direct::digest_mismatches;
 use dkc_tests::{AttachKv, Cluster, ClusterSpec, Kv};
+use dkc_tools::netns::disk::Tmpfs;
 
 /// Anti-entropy interval of the convergence scenario, seconds.
 const ANTIENTROPY_CONVERGE_S: u64 = 2;
@@ -36,13 +40,28 @@ const QUIET_ROUNDS: u64 = 2;
 const SETTLE_MAX: Duration = Duration::from_secs(30);
 /// Poll interval of the waits.
 const POLL_MS: u64 = 200;
+/// Size of the full-disk node's tmpfs, bytes (its k2hash file starts at 4 MiB).
+const TMPFS_BYTES: u64 = 8 * 1024 * 1024;
+/// Ballast on that tmpfs, removed to free space, bytes.
+const BALLAST_BYTES: usize = 2 * 1024 * 1024;
+/// Bytes of every value of the full-disk scenario.
+const FULL_VALUE_BYTES: usize = 8 * 1024;
+/// Writes the full node refused as a replica (acknowledged nowhere else but applied on the
+/// primary) after which filling stops.
+const REPLICA_REFUSALS: usize = 10;
+/// Bound on the fill writes (the disk holds a few hundred values).
+const FILL_WRITES_MAX: u32 = 5_000;
+/// The node whose disk fills (index into the cluster's servers).
+const FULL: usize = 1;
 /// Bound on each scenario.
 const RUN_MAX: Duration = Duration::from_secs(90);
 
-/// Starts a 3-node cluster with ANTIENTROPY = `interval_s` (the harness's config, with the key
-/// added to [GLOBAL]).
-fn start(interval_s: u64) -> Cluster {
-    let mut c = Cluster::configure(ClusterSpec::new(3)).unwrap_or_else(|e| panic!("{e}"));
+const _: () = assert!(REPLICA_REFUSALS * (FULL_VALUE_BYTES + 1024) < BALLAST_BYTES);
+
+/// A 3-node cluster configured with ANTIENTROPY = `interval_s` (the harness's config, with the
+/// key added to [GLOBAL]); nothing started.
+fn configure(interval_s: u64) -> Cluster {
+    let c = Cluster::configure(ClusterSpec::new(3)).unwrap_or_else(|e| panic!("{e}"));
     let ini = std::fs::read_to_string(&c.conf).expect("the harness wrote the config");
     let ini = ini.replacen(
         "[GLOBAL]\n",
@@ -52,11 +71,22 @@ fn start(interval_s: u64) -> Cluster {
     chmpx::config::Config::parse_str(&ini, &c.conf)
         .unwrap_or_else(|e| panic!("config with ANTIENTROPY refused: {e}"));
     std::fs::write(&c.conf, ini).expect("rewrite the config");
+    c
+}
+
+/// Starts every process of `c` and waits until the cluster is ready and settled.
+fn start_all(c: &mut Cluster) {
     for n in c.servers.iter_mut().chain(c.slaves.iter_mut()) {
         n.start().unwrap_or_else(|e| panic!("{e}"));
     }
     c.wait_ready();
     c.wait_settled(SETTLE_MAX);
+}
+
+/// A started 3-node cluster with ANTIENTROPY = `interval_s`.
+fn start(interval_s: u64) -> Cluster {
+    let mut c = configure(interval_s);
+    start_all(&mut c);
     c
 }
 
@@ -361,5 +391,101 @@ fn owners_that_agree_copy_nothing() {
             .sum::<u64>(),
         t0.elapsed().as_secs_f64()
     );
+    assert!(t0.elapsed() < RUN_MAX, "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn a_replica_that_refused_writes_on_a_full_disk_converges_once_space_frees() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped full-disk anti-entropy: mounting a tmpfs needs root");
+        return;
+    }
+    let t0 = Instant::now();
+    let mut c = configure(ANTIENTROPY_CONVERGE_S);
+    let full = c.servers[FULL].id.clone();
+    let data_dir = c
+        .dir()
+        .join("data")
+        .join(format!("{}-{}", c.group, c.servers[FULL].ctlport));
+    // Declared after the cluster: unmounted first, then the cluster's processes are killed.
+    let fs = Tmpfs::mount(&data_dir, TMPFS_BYTES).unwrap_or_else(|e| panic!("{e}"));
+    let ballast = fs.mount.join("ballast");
+    std::fs::write(&ballast, vec![0x5a; BALLAST_BYTES]).expect("ballast file");
+    start_all(&mut c);
+    let kv = c.client();
+    let map = c.placement();
+
+    // Fill until the full node refused enough writes as a replica: each of those is applied
+    // on its primary only ("written on the primary"), so the owners differ.
+    let mut refused: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut i = 0u32;
+    while refused.len() < REPLICA_REFUSALS {
+        assert!(
+            i < FILL_WRITES_MAX,
+            "{FILL_WRITES_MAX} writes and the {TMPFS_BYTES}-byte disk refused only {} as replica",
+            refused.len()
+        );
+        let k = format!("fd-{i:06}").into_bytes();
+        let mut v = format!("full-{i}-").into_bytes();
+        v.resize(FULL_VALUE_BYTES, b'a' + (i % 26) as u8);
+        i += 1;
+        if let Err(e) = kv.set(&k, &v, 0) {
+            let text = e.to_string();
+            assert!(
+                text.contains("no space"),
+                "write {i}: expected E_NO_SPACE: {text}"
+            );
+            let rank = map
+                .chain_for(k2hash::key_hash(&k))
+                .iter()
+                .position(|o| *o == full);
+            if rank.is_some_and(|r| r > 0) {
+                refused.push((k, v));
+            }
+        }
+    }
+    let diverged = digest_mismatches(&kv, &map);
+    assert!(
+        !diverged.is_empty(),
+        "refused replica writes leave owners different"
+    );
+    let merges_before = log_count(&c, "merge started");
+    let repairs_before = log_count(&c, "anti-entropy round repaired slots");
+
+    // Free space. Nothing restarts, no link goes down, nobody types a command.
+    std::fs::remove_file(&ballast).expect("remove the ballast");
+    let (bad, took) = wait_converged(&kv, &map, CONVERGE_MAX);
+    println!(
+        "{} slots differed after {i} fill writes ({} refused by the replica); converged {:.1}s \
+         after freeing space with ANTIENTROPY={ANTIENTROPY_CONVERGE_S}",
+        diverged.len(),
+        refused.len(),
+        took.as_secs_f64()
+    );
+    assert!(
+        bad.is_empty(),
+        "owners still differ {CONVERGE_MAX:?} after space was freed: {bad:#?}\n{}",
+        c.logs()
+    );
+    for (k, v) in &refused {
+        let held = kv.get_from(&full, k).expect("read from the full node");
+        assert_eq!(
+            held.map(|it| it.value).as_ref(),
+            Some(v),
+            "the write the full node refused reached it"
+        );
+    }
+    assert_eq!(
+        log_count(&c, "merge started"),
+        merges_before,
+        "no merge job ran: anti-entropy did it"
+    );
+    assert!(
+        log_count(&c, "anti-entropy round repaired slots") > repairs_before,
+        "no chmpx logged the repair\n{}",
+        c.logs()
+    );
+    println!("run {:.1}s", t0.elapsed().as_secs_f64());
     assert!(t0.elapsed() < RUN_MAX, "took {:?}", t0.elapsed());
 }
