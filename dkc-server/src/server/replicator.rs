@@ -371,12 +371,12 @@ pub fn replica_answer(env: &Envelope) -> Result<(), Response> {
         ));
     }
     match decode_response(&env.body) {
-        // A fenced write refused: the replica holds a write this primary never saw, newer
-        // than the version the write was computed from (two primaries at once).
+        // A fenced write refused: the replica holds a write this primary had not seen when it
+        // computed it (newer than its base: two primaries at once), or a newer one.
         Ok(Response::Replicated {
             applied: 0,
-            stale: 0,
             conflict: Some(held),
+            ..
         }) => Err(Response::error(
             ErrorCode::Superseded,
             format!(

@@ -373,4 +373,21 @@ fn a_conflict_answer_is_never_an_acknowledgement_and_carries_the_record() {
         );
     }
     assert!(conflicts(&progress(Some(1), vec![ack(), superseded()], false)).is_empty());
+    // A fenced record older than what the replica holds comes back stale with that record.
+    let stale_fenced = env(
+        0,
+        encode_response(&Response::Replicated {
+            applied: 0,
+            stale: 1,
+            conflict: Some(Box::new(WireRecord {
+                key: b"k".to_vec(),
+                version: 99,
+                ..WireRecord::default()
+            })),
+        })
+        .unwrap(),
+    );
+    let got = replica_answer(&stale_fenced).unwrap_err();
+    assert_eq!(code_of(&got), Some(&ErrorCode::Superseded));
+    assert!(message_of(&got).contains("taken back"), "{got:?}");
 }
