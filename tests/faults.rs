@@ -203,10 +203,11 @@ fn faults_host_left_down_loses_no_acknowledged_write() {
 
 /// A server host's disk full (its data directory a tmpfs of `FULL_DISK_TMPFS_BYTES`, filled
 /// by a filler file, then large writes until the host refuses some with `E_NO_SPACE`) under
-/// load, twice (the seed picks the host each time); heal: the filler is removed and the
-/// host's dkc-server restarted, whose recovery merge copies what it refused (nothing else
-/// would: there is no periodic anti-entropy yet). Refused writes are not acknowledged, so they
-/// are never losses; every promise holds and every owner ends with the same data.
+/// load, twice (the seed picks the host each time); heal: the filler is removed, nothing
+/// else — the host stayed UP, so no recovery merge runs, and chmpx's anti-entropy
+/// (ANTIENTROPY 2 s in this lab) must find and repair the slots where it refused writes that
+/// its primary kept. Refused writes are not acknowledged, so they are never losses; every
+/// promise holds, every owner ends with the same data, and anti-entropy repaired slots.
 #[test]
 fn faults_full_disk_loses_no_acknowledged_write() {
     let Some(out) = run(Scenario::new("full-disk", 3, &[FaultKind::FullDisk], 2)) else {
@@ -221,6 +222,12 @@ fn faults_full_disk_loses_no_acknowledged_write() {
     assert!(
         out.digests.as_ref().is_some_and(|d| d.converged()),
         "the owners' digests must be equal after the heal (seed {})",
+        out.facts.seed
+    );
+    assert!(
+        out.facts.antientropy_repaired > 0,
+        "the owners converged, yet anti-entropy repaired no slot (seed {}): what refused \
+         writes while full was never behind, so the fault did not test the repair",
         out.facts.seed
     );
 }

@@ -364,6 +364,8 @@ pub struct RunFacts {
     pub wall: Duration,
     /// How the clients reach the cluster (the driver, or memcached through dkc-memcached).
     pub clients: String,
+    /// Slots anti-entropy found differing and merged, over every live server (ANTIENTROPY).
+    pub antientropy_repaired: u64,
 }
 
 impl Findings {
@@ -427,6 +429,10 @@ impl Findings {
                 ),
             ),
             ("time to converge after heal", conv),
+            (
+                "slots repaired by anti-entropy",
+                facts.antientropy_repaired.to_string(),
+            ),
             (
                 "client errors",
                 format!(

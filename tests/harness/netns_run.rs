@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use chmpx::daemon::status::{MergeState, Ring, StatusReport};
 use dkc_tools::netns::chmpx_lab::{
-    all_servers_up, settled, ChmpxLab, LabOptions, ServerKind, LAB_GROUP, LAB_PORT,
+    all_servers_up, settled, ChmpxLab, LabOptions, ServerKind, LAB_CTLPORT, LAB_GROUP, LAB_PORT,
 };
 use dkc_tools::netns::delay_proxy::{delay_links_into, Delay};
 use dkc_tools::netns::lab::HostProcess;
@@ -82,8 +82,11 @@ pub const FULL_DISK_REFUSALS: usize = 20;
 pub const FULL_DISK_WRITES_MAX: usize = 6000;
 /// Client id of the filling writes (after the preload's).
 pub const FULL_DISK_CLIENT: usize = PRELOAD_CLIENT + 1;
-/// Longest wait for a dkc-server to exit after SIGTERM before it is killed, ms.
-pub const SERVER_TERMINATE_WAIT_MS: u64 = 10_000;
+/// ANTIENTROPY of labs whose scenario may fill a disk, seconds: after the heal, the next
+/// anti-entropy round copies to the full host what it refused (well within
+/// [`CONVERGE_WAIT_MS`]).
+pub const FULL_DISK_ANTIENTROPY_S: u64 = 2;
+const _: () = assert!(4 * FULL_DISK_ANTIENTROPY_S * 1000 < CONVERGE_WAIT_MS);
 const _: () =
     assert!((FULL_DISK_WRITES_MAX * FULL_DISK_VALUE_BYTES) as u64 > 2 * FULL_DISK_TMPFS_BYTES);
 
@@ -118,9 +121,9 @@ pub enum FaultKind {
     /// [`LabSpec::data_tmpfs_bytes`]) filled by a filler file, then a client host writes
     /// values of [`FULL_DISK_VALUE_BYTES`] until [`FULL_DISK_REFUSALS`] were refused with
     /// `E_NO_SPACE` (recorded and checked like every write; a refusal is not an
-    /// acknowledgement). Heal: the filler is removed and that host's dkc-server restarted
-    /// (SIGTERM): its recovery merge copies what it refused — nothing else triggers a merge
-    /// of a replica that stayed UP (no periodic anti-entropy yet).
+    /// acknowledgement). Heal: the filler is removed, nothing else: the host stayed UP, so no
+    /// recovery merge runs; chmpx's anti-entropy (ANTIENTROPY = [`FULL_DISK_ANTIENTROPY_S`]
+    /// in such labs) finds the slots whose owners differ and copies what it refused.
     FullDisk,
 }
 
@@ -634,21 +637,11 @@ impl Run {
                 // The rest of the hold with the disk still full, under the workload.
                 std::thread::sleep(hold.saturating_sub(t.elapsed()));
                 self.c.lab.free_disk(self.c.servers[v].host)?;
-                let graceful = self.c.servers[v]
-                    .server
-                    .as_mut()
-                    .is_none_or(|p| p.terminate(SERVER_TERMINATE_WAIT_MS));
-                self.c.restart_server_process(v)?;
                 format!(
-                    "disk of h{v} full ({} MiB tmpfs, filler {:.1} MiB; {fill}) for {hold:?}; \
-                     space freed, dkc-server h{v} restarted ({})",
+                    "disk of h{v} full ({} MiB tmpfs, filler {:.1} MiB; {fill}) for {hold:?}, \
+                     then space freed (repair: anti-entropy every {FULL_DISK_ANTIENTROPY_S} s)",
                     FULL_DISK_TMPFS_BYTES >> 20,
                     filler as f64 / (1 << 20) as f64,
-                    if graceful {
-                        "SIGTERM"
-                    } else {
-                        "SIGTERM, then kill -9"
-                    }
                 )
             }
             FaultKind::KillForever => {
@@ -721,6 +714,18 @@ impl Run {
         ))
     }
 
+    /// Slots the live servers' anti-entropy rounds repaired so far (their chmpx's totals).
+    fn antientropy_repaired(&self) -> u64 {
+        self.live_servers()
+            .into_iter()
+            .filter_map(|s| self.c.status(self.c.servers[s].host, LAB_CTLPORT).ok())
+            .filter_map(|r| {
+                let me = r.nodes.iter().find(|n| n.is_self)?;
+                Some(me.progress?.totals.antientropy_slots_repaired)
+            })
+            .sum()
+    }
+
     fn converge(&self) -> (Option<Duration>, Option<DigestReport>) {
         let host = client_host(self.scenario.servers, 0);
         let addr = format!(
@@ -779,6 +784,10 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         replica: scenario.replica,
         ack_level: scenario.ack_level.clone(),
         server_env: scenario.server_env.clone(),
+        antientropy_s: scenario
+            .menu
+            .contains(&FaultKind::FullDisk)
+            .then_some(FULL_DISK_ANTIENTROPY_S),
     };
     let c = ChmpxLab::start_opts(lab, scenario.servers, ServerKind::DkcServer, opts)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -900,6 +909,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         (None, None)
     };
     let converge_failed = run.down_forever.is_empty() && converge.is_none();
+    let antientropy_repaired = run.antientropy_repaired();
     let clients_total = CLIENT_HOSTS * THREADS_PER_CLIENT_HOST;
     let counters: Vec<String> = (0..COUNTERS).map(counter_key).collect();
     let mut keys: Vec<String> = (0..clients_total)
@@ -927,6 +937,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         converge_failed,
         recover,
         wall: t0.elapsed(),
+        antientropy_repaired,
         clients: if scenario.memcached {
             format!(
                 "memcached protocol to dkc-memcached on each client host (127.0.0.1:{MEMCACHED_PORT})"

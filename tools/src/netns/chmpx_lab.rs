@@ -79,6 +79,9 @@ pub struct LabOptions {
     pub ack_level: Option<String>,
     /// Environment given to every dkc-server (e.g. test-only switches).
     pub server_env: Vec<(String, String)>,
+    /// ANTIENTROPY, seconds between two anti-entropy rounds (0 = off); `None` leaves chmpx's
+    /// default.
+    pub antientropy_s: Option<u64>,
 }
 
 impl Default for LabOptions {
@@ -87,6 +90,7 @@ impl Default for LabOptions {
             replica: 1,
             ack_level: None,
             server_env: Vec::new(),
+            antientropy_s: None,
         }
     }
 }
@@ -129,6 +133,9 @@ pub fn render_config_with(lab: &Lab, servers: usize, opts: &LabOptions) -> Strin
     );
     if let Some(ack) = &opts.ack_level {
         s.push_str(&format!("ACKLEVEL = {ack}\n"));
+    }
+    if let Some(secs) = opts.antientropy_s {
+        s.push_str(&format!("ANTIENTROPY = {secs}\n"));
     }
     for h in &lab.hosts()[..servers] {
         s.push_str(&format!("\n[SVRNODE]\nNAME = {}\n", h.addr()));

@@ -23,8 +23,6 @@ use super::{NetnsError, HOSTS_MAX, HOST_SHM_SIZE_MIB};
 
 /// Longest wait for the processes of a dropped lab to disappear.
 pub const TEARDOWN_WAIT_MS: u64 = 5000;
-/// Pause between two checks of a terminated process, ms.
-const TERMINATE_POLL_MS: u64 = 20;
 /// Name of each host's interface.
 pub const HOST_IFACE: &str = "eth0";
 /// Name of the bridge in the bridge namespace.
@@ -443,25 +441,6 @@ impl HostProcess {
             let _ = self.child.kill();
             self.exited = self.child.wait().ok();
         }
-    }
-
-    /// SIGTERM (after SIGCONT, should it be stopped), then up to `wait_ms` for it to exit;
-    /// kill -9 if it has not. Whether it exited by itself.
-    pub fn terminate(&mut self, wait_ms: u64) -> bool {
-        if !self.is_running() {
-            return true;
-        }
-        signal(self.pid(), libc::SIGCONT);
-        signal(self.pid(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_millis(wait_ms);
-        while Instant::now() < deadline {
-            if !self.is_running() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(TERMINATE_POLL_MS));
-        }
-        self.kill9();
-        false
     }
 
     /// SIGSTOP (the process hangs).
