@@ -8,6 +8,9 @@ use chmpx::config::{Config, LocalAddrs};
 
 const FILE: &str = "conf/ae.ini";
 
+// Anti-entropy is on by default.
+const _: () = assert!(ANTIENTROPY_S_DEFAULT > 0);
+
 fn ini(extra: &str) -> String {
     format!(
         "[GLOBAL]\nGROUP = T\n{extra}\n[SVRNODE]\nNAME = 127.0.0.1\nPORT = 8020\nCTLPORT = 8021\n\
@@ -19,7 +22,6 @@ fn ini(extra: &str) -> String {
 fn absent_zero_and_set_values() {
     let c = Config::parse_str(&ini(""), FILE).unwrap();
     assert_eq!(c.global.anti_entropy_s, ANTIENTROPY_S_DEFAULT);
-    assert!(ANTIENTROPY_S_DEFAULT > 0, "anti-entropy is on by default");
     let c = Config::parse_str(&ini("ANTIENTROPY = 0"), FILE).unwrap();
     assert_eq!(c.global.anti_entropy_s, 0, "0 turns it off");
     let c = Config::parse_str(&ini("ANTIENTROPY = 5"), FILE).unwrap();
