@@ -89,6 +89,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(FREEZE_WATCH_STEP_MS));
             gap = w.take_longest_gap();
         }
-        assert!(gap >= Duration::from_millis(FREEZE_WATCH_STEP_MS), "{gap:?}");
+        assert!(
+            gap >= Duration::from_millis(FREEZE_WATCH_STEP_MS),
+            "{gap:?}"
+        );
     }
 }
