@@ -9,8 +9,9 @@
 //! - every acknowledged write reads back (routed, and from each of its owners);
 //! - once the ballast is removed, writes to keys node 2 owns succeed again;
 //! - after node 2's dkc-server is restarted (its recovery merge copies what it refused while
-//!   full; nothing else triggers a merge today), every owner of every slot reports the same
-//!   digest and every acknowledged write is still there on each owner.
+//!   full), every owner of every slot reports the same digest and every acknowledged write is
+//!   still there on each owner. (Without a restart, chmpx's periodic anti-entropy repairs such
+//!   a replica too: `tests/antientropy.rs` and the lab's full-disk fault in `tests/faults.rs`.)
 //!
 //! Needs root to mount the tmpfs (CI runs as root); without it the test says why and returns,
 //! like the other root-only scenarios of this crate (tests/faults.rs).
