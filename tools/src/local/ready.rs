@@ -22,14 +22,18 @@ pub fn status(ctlport: u16) -> Option<StatusReport> {
     )
 }
 
-/// True when `report` shows `servers` server nodes, every one UP with its dkc-server attached.
+/// True when `report` shows `servers` server nodes, every one UP with its dkc-server attached
+/// and no start-up merge pending or under way. While the start-up (recovery) merges of a
+/// restart on existing data run, the first owner of a slot changes as each node finishes, so
+/// CAS and incr meet two primaries in turn and some answer with an unknown outcome; clients are
+/// let in once that has settled.
 pub fn all_servers_serving(report: &StatusReport, servers: usize) -> bool {
     let listed = report
         .nodes
         .iter()
         .filter(|n| n.ring != Ring::Slave)
         .count();
-    listed == servers && control::servers_ready(report)
+    listed == servers && control::servers_ready(report) && control::merges_idle(report)
 }
 
 fn read_line(r: &mut impl BufRead) -> Result<String, String> {

@@ -436,7 +436,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     let slave_ctl = plan.slave_ctlport;
     wait_for(
         &mut run,
-        "every server node UP with its dkc-server attached",
+        "every server node UP with its dkc-server attached and start-up merges done",
         deadline,
         || ready::status(slave_ctl).is_some_and(|r| ready::all_servers_serving(&r, nodes)),
     )?;

@@ -277,7 +277,8 @@ impl Local {
         }
     }
 
-    /// Waits until the slave sees every server UP with its dkc-server attached.
+    /// Waits until the slave sees every server UP with its dkc-server attached and no merge
+    /// pending or under way.
     pub fn wait_all_serving(&self, bound: Duration) {
         let deadline = Instant::now() + bound;
         loop {
