@@ -1000,6 +1000,19 @@ mod tests {
         }
     }
 
+    /// The answer of `node`'s server process to a merge request, or the error chmpx gives
+    /// when `node` is not among `stores` (unreachable).
+    fn answer_at(
+        stores: &mut HashMap<NodeId, Store>,
+        node: &NodeId,
+        body: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        match stores.get_mut(node) {
+            Some(store) => Ok(answer(store, body)),
+            None => Err(format!("cannot reach {node}")),
+        }
+    }
+
     /// Answers a merge request the way a server process holding `store` would.
     fn answer(store: &mut Store, body: &[u8]) -> Vec<u8> {
         let in_range = |k: &[u8], lo: u64, hi: u64| (lo..=hi).contains(&key_hash(k));
@@ -1181,11 +1194,7 @@ mod tests {
         let shared = Arc::new(Mutex::new(MergeShared::default()));
         let runner = tokio::spawn(run(job, cmd_tx, ev_tx, shared.clone()));
         while let Some(RouterCmd::ServerRpc { node, body, reply }) = cmd_rx.recv().await {
-            let answer = match stores.get_mut(&node) {
-                Some(store) => Ok(answer(store, &body)),
-                None => Err(format!("cannot reach {node}")),
-            };
-            let _ = reply.send(answer);
+            let _ = reply.send(answer_at(stores, &node, &body));
         }
         runner.await.unwrap();
         let evs = std::iter::from_fn(|| ev_rx.try_recv().ok()).collect();
@@ -1399,11 +1408,7 @@ mod tests {
                 MergeRequest::DropRange { .. } => "DropRange",
             };
             *kinds.entry(kind).or_insert(0) += 1;
-            let answer = match stores.get_mut(&node) {
-                Some(store) => Ok(answer(store, &body)),
-                None => Err(format!("cannot reach {node}")),
-            };
-            let _ = reply.send(answer);
+            let _ = reply.send(answer_at(stores, &node, &body));
         }
         runner.await.unwrap();
         let evs = std::iter::from_fn(|| ev_rx.try_recv().ok()).collect();

@@ -48,6 +48,16 @@ fn unreachable() -> Envelope {
     env(FLAG_CHMPX_ERROR, b"cannot reach n2".to_vec())
 }
 
+/// The version node `node` mints at `ms` (logical counter 0).
+fn v(ms: u64, node: u8) -> u64 {
+    dkc_client::proto::version::VersionParts {
+        physical_ms: ms,
+        logical: 0,
+        node,
+    }
+    .pack()
+}
+
 fn rule(level: AckLevel, replica: u32) -> AckRule {
     AckRule { level, replica }
 }
@@ -282,14 +292,6 @@ fn a_replica_holding_our_own_later_write_is_not_a_lost_write() {
         version,
         ..k2hash::Record::default()
     };
-    let v = |ms: u64, node: u8| {
-        dkc_client::proto::version::VersionParts {
-            physical_ms: ms,
-            logical: 0,
-            node,
-        }
-        .pack()
-    };
     assert!(
         !overtaken_locally(&store, b"k", v(10, 1)),
         "nothing held here"
@@ -309,14 +311,6 @@ fn a_replica_holding_our_own_later_write_is_not_a_lost_write() {
 #[test]
 fn a_newer_version_from_another_primary_is_superseded() {
     let store = k2hash::OpenOptions::memory().open().unwrap();
-    let v = |ms: u64, node: u8| {
-        dkc_client::proto::version::VersionParts {
-            physical_ms: ms,
-            logical: 0,
-            node,
-        }
-        .pack()
-    };
     // Node 1 wrote at 10; node 2, acting as primary too, wrote at 12 and replicated it here.
     store
         .set_if_newer(&k2hash::Record {
