@@ -10,11 +10,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use chmpx::daemon::status::{Live, MergeState, StatusReport};
+use chmpx::daemon::status::{Live, StatusReport};
 use chmpx::placement::{NodeId, PlacementMap};
 use dkc_tools::netns::chmpx_lab::{
-    all_servers_up, expected_owner, placement, sees, settled, summary, ChmpxLab,
-    LAB_HEARTBEAT_INTERVAL_MS, LAB_HEARTBEAT_TIMEOUT_MS,
+    expected_owner, placement, sees, settled, summary, ChmpxLab, LAB_HEARTBEAT_INTERVAL_MS,
+    LAB_HEARTBEAT_TIMEOUT_MS,
 };
 use dkc_tools::netns::{Lab, LabSpec, Seed};
 
@@ -53,28 +53,9 @@ fn start(name: &str) -> Scenario {
     let mut seed = Seed::from_env_or_clock(name);
     let lab = Lab::new(LabSpec::new(HOSTS)).unwrap_or_else(|e| panic!("{e}"));
     let c = ChmpxLab::start(lab, SERVERS).unwrap_or_else(|e| panic!("{e}"));
-    let mut report = None;
-    for h in 0..HOSTS {
-        let ready = |r: &StatusReport| all_servers_up(r) && settled(r);
-        match c.wait_status(h, START_WAIT_MS, "all servers UP, settled", ready) {
-            Ok((r, _)) => report = Some(r),
-            Err(e) => fail(&c, e),
-        }
-    }
-    // Each server starts a recovery merge once its echo attaches, and the status shows nothing
-    // pending before the job starts; so wait until every server has done its own.
-    for h in 0..SERVERS {
-        let merged = |r: &StatusReport| {
-            r.nodes
-                .iter()
-                .any(|n| n.is_self && n.merge == MergeState::Done)
-                && settled(r)
-        };
-        if let Err(e) = c.wait_status(h, START_WAIT_MS, "own recovery merge done", merged) {
-            fail(&c, e);
-        }
-    }
-    let map = placement(&report.expect("hosts > 0")).unwrap_or_else(|e| fail(&c, e));
+    let map = c
+        .wait_started(START_WAIT_MS)
+        .unwrap_or_else(|e| fail(&c, e));
     assert_eq!(map.members().len(), SERVERS, "members: {:?}", map.members());
     let tag = seed.next_u64();
     let keys: Vec<String> = (0..PROBE_KEYS).map(|i| format!("k{tag:x}-{i}")).collect();

@@ -14,6 +14,7 @@ use dkc_tools::netns::chmpx_lab::{
     all_servers_up, expected_owner, placement, sees, settled, ChmpxLab, LAB_HEARTBEAT_TIMEOUT_MS,
     LAB_PORT,
 };
+use dkc_tools::netns::delay_proxy::{delay_links_into, Delay};
 use dkc_tools::netns::{Lab, LabSpec};
 
 const HOSTS: usize = 4;
@@ -21,9 +22,6 @@ const SERVERS: usize = 3;
 const CLIENT: usize = 3;
 /// The victim: the highest id, so every other node dials it (the lower id dials).
 const VICTIM: usize = 2;
-const PROXY_PORT: u16 = 9020;
-/// The proxies run as `nobody`, so the DNAT rule can leave their own connections alone.
-const PROXY_UID: &str = "65534";
 const DELAY_MS: u64 = 150;
 const WAIT_MS: u64 = 20_000;
 /// How long the victim must stay UP everywhere while delayed.
@@ -38,54 +36,15 @@ fn fail(c: &ChmpxLab, msg: String) -> ! {
 #[test]
 fn netns_delay_below_heartbeat_timeout_keeps_node_up_and_routing() {
     let lab = Lab::new(LabSpec::new(HOSTS)).unwrap_or_else(|e| panic!("{e}"));
-    let victim_addr = lab.host(VICTIM).addr();
-    // In every host that dials the victim (the lower ids and the slave): a proxy running as
-    // `nobody`, and a DNAT rule sending the host's own connections to the victim's data port
-    // through it — except the proxy's own (by uid). The victim still sees each peer's own
-    // address, which chmpx checks.
-    let proxy_bin = dkc_tools::netns::bins::path("dkc-hosts").unwrap();
-    let mut proxies = Vec::new();
-    for d in (0..HOSTS).filter(|d| *d != VICTIM) {
-        let h = lab.host(d);
-        let local = format!("{}:{PROXY_PORT}", h.addr());
-        let mut cmd = h.command("setpriv");
-        cmd.args(["--reuid", PROXY_UID, "--regid", PROXY_UID, "--clear-groups"])
-            .args(["--pdeathsig", "KILL", "--"])
-            .arg(&proxy_bin)
-            .args(["delay-proxy", "--listen", &local])
-            .args(["--to", &format!("{victim_addr}:{LAB_PORT}")])
-            .args(["--delay-ms", &DELAY_MS.to_string()]);
-        proxies.push(h.spawn("delay-proxy", cmd).unwrap());
-        let port = LAB_PORT.to_string();
-        let va = victim_addr.to_string();
-        h.run(
-            "iptables",
-            &[
-                "-w",
-                "5",
-                "-t",
-                "nat",
-                "-A",
-                "OUTPUT",
-                "-p",
-                "tcp",
-                "-d",
-                &va,
-                "--dport",
-                &port,
-                "-m",
-                "owner",
-                "!",
-                "--uid-owner",
-                PROXY_UID,
-                "-j",
-                "DNAT",
-                "--to-destination",
-                &local,
-            ],
-        )
-        .unwrap();
-    }
+    // In every host that dials the victim (the lower ids and the slave): a proxy and a DNAT
+    // rule sending the host's own connections to the victim's data port through it. The victim
+    // still sees each peer's own address, which chmpx checks.
+    let delay = Delay {
+        fixed_ms: DELAY_MS,
+        jitter_ms: 0,
+    };
+    let _proxies =
+        delay_links_into(&lab, VICTIM, LAB_PORT, delay, 0).unwrap_or_else(|e| panic!("{e}"));
     let c = ChmpxLab::start(lab, SERVERS).unwrap_or_else(|e| panic!("{e}"));
     let vid: NodeId = c.servers[VICTIM].id.clone();
     let mut report = None;

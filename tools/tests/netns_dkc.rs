@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chmpx::daemon::status::{Live, MergeState, StatusReport};
 use chmpx::placement::{key_hash, NodeId, PlacementMap};
 use dkc_tools::netns::chmpx_lab::{
-    all_servers_up, kv_value, placement, sees, settled, summary, ChmpxLab, ProbeAnswer, ServerKind,
+    all_servers_up, kv_value, sees, settled, summary, ChmpxLab, ProbeAnswer, ServerKind,
 };
 use dkc_tools::netns::{Lab, LabSpec, Seed};
 
@@ -101,26 +101,9 @@ fn writes_survive_and_victim_catches_up(name: &str, fault: Fault) {
     let lab = Lab::new(LabSpec::new(HOSTS)).unwrap_or_else(|e| panic!("{e}"));
     let c =
         ChmpxLab::start_with(lab, SERVERS, ServerKind::DkcServer).unwrap_or_else(|e| panic!("{e}"));
-    let mut report = None;
-    for h in 0..HOSTS {
-        let ready = |r: &StatusReport| all_servers_up(r) && settled(r);
-        match c.wait_status(h, START_WAIT_MS, "all servers UP, settled", ready) {
-            Ok((r, _)) => report = Some(r),
-            Err(e) => fail(&c, e),
-        }
-    }
-    for h in 0..SERVERS {
-        let merged = |r: &StatusReport| {
-            r.nodes
-                .iter()
-                .any(|n| n.is_self && n.merge == MergeState::Done)
-                && settled(r)
-        };
-        if let Err(e) = c.wait_status(h, START_WAIT_MS, "own recovery merge done", merged) {
-            fail(&c, e);
-        }
-    }
-    let map = placement(&report.expect("hosts > 0")).unwrap_or_else(|e| fail(&c, e));
+    let map = c
+        .wait_started(START_WAIT_MS)
+        .unwrap_or_else(|e| fail(&c, e));
     let run = Run { c, map };
     let tag = seed.next_u64();
     let before: Vec<String> = (0..KEYS_BEFORE).map(|i| format!("b{tag:x}-{i}")).collect();

@@ -366,6 +366,31 @@ impl ChmpxLab {
         }
     }
 
+    /// Waits until every host sees every server UP and settled, then until every server has
+    /// finished its own start-up recovery merge (each starts one when its server process
+    /// attaches, and the status shows nothing pending before the job starts); at most
+    /// `limit_ms` per wait. The placement map the last host works with, or what was not seen.
+    pub fn wait_started(&self, limit_ms: u64) -> Result<PlacementMap, String> {
+        let mut report = None;
+        for h in 0..self.lab.hosts().len() {
+            let ready = |r: &StatusReport| all_servers_up(r) && settled(r);
+            report = Some(
+                self.wait_status(h, limit_ms, "all servers UP, settled", ready)?
+                    .0,
+            );
+        }
+        for s in &self.servers {
+            let merged = |r: &StatusReport| {
+                r.nodes
+                    .iter()
+                    .any(|n| n.is_self && n.merge == MergeState::Done)
+                    && settled(r)
+            };
+            self.wait_status(s.host, limit_ms, "own recovery merge done", merged)?;
+        }
+        placement(&report.ok_or("a lab without hosts")?)
+    }
+
     /// Runs a routing probe of `keys` from a client attached to host `host`'s chmpx.
     pub fn probe(&self, host: usize, keys: &[String]) -> Result<Vec<ProbeAnswer>, NetnsError> {
         let h = self.lab.host(host);
