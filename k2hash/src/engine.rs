@@ -608,6 +608,22 @@ impl Engine {
         }
     }
 
+    /// Starts loading the cache lines a write of key hash `h` touches first: its home index
+    /// slot (found through the published directory entry, read without the shard lock: an
+    /// entry replaced meanwhile only makes the hint useless) and its digest cell. Lets those
+    /// misses overlap the record encoding that the caller does next.
+    #[inline]
+    pub(crate) fn prefetch_for(&self, h: u64) {
+        let doff = HEADER_BYTES + self.shard_of(h) as u64 * DIR_ENTRY_BYTES;
+        if let Ok(w) = self.region.word(doff) {
+            if let Some((toff, bits)) = dir_entry_parts(w.load(Ordering::Relaxed)) {
+                let mask = (1u64 << bits.min(TABLE_BITS_MAX)) - 1;
+                self.region.prefetch(toff + home_slot(h, mask) * SLOT_BYTES);
+            }
+        }
+        crate::region::prefetch_ptr(&self.cells[(h >> (64 - DIGEST_CELL_BITS)) as usize]);
+    }
+
     #[inline]
     pub(crate) fn shard_of(&self, h: u64) -> usize {
         ((h >> 48) as usize) >> (16 - self.shard_bits)

@@ -39,6 +39,18 @@ pub(crate) enum Action<'v> {
     Delete,
 }
 
+/// A record `set` encoded (checksum included) into this thread's `SCRATCH` before taking the
+/// shard lock, so that the encoding overlaps the index slot's cache miss. `modify` writes
+/// these bytes as they are only if the write it is asked for has exactly these fields and no
+/// subkey list (otherwise it encodes again).
+pub(crate) struct Prepared<'v> {
+    value: &'v [u8],
+    meta: Meta,
+    block_bytes: u32,
+    /// `digest_term(key, meta.version)`.
+    term: u64,
+}
+
 /// The current record as seen by a `modify` callback.
 pub(crate) struct Cur<'a> {
     pub(crate) loc: Loc<'a>,
@@ -157,10 +169,22 @@ impl Engine {
         f: impl FnOnce(Option<&Cur<'_>>) -> Result<(Action<'v>, T)>,
     ) -> Result<T> {
         check_key(key)?;
+        self.modify_hashed(key, crate::key_hash(key), None, full, f)
+    }
+
+    /// `modify` for a checked key whose hash `h` is known, with an optional record already
+    /// encoded in `SCRATCH` (see `Prepared`).
+    fn modify_hashed<'v, T>(
+        &self,
+        key: &[u8],
+        h: u64,
+        pre: Option<Prepared<'_>>,
+        full: bool,
+        f: impl FnOnce(Option<&Cur<'_>>) -> Result<(Action<'v>, T)>,
+    ) -> Result<T> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let h = crate::key_hash(key);
         let si = self.shard_of(h);
         let mut t = self.shards[si].t.write();
         // A table that cannot grow because the disk is full only matters to a write that
@@ -188,6 +212,7 @@ impl Engine {
         let old = cur
             .as_ref()
             .map(|c| (c.loc.hdr, p.found.map(|x| x.1).unwrap_or(0)));
+        let mut new_term = None;
         let (pos, slot_new, new_hdr) = match action {
             Action::Keep => return Ok(out),
             Action::Delete => {
@@ -254,6 +279,15 @@ impl Engine {
                     tombstone,
                 };
                 let bb = block_bytes_for(key.len(), value.len(), sk.len(), self.granule);
+                // The prepared bytes are used only if they encode exactly this write.
+                let pre = pre.filter(|p| {
+                    !tombstone
+                        && sk.is_empty()
+                        && std::ptr::eq(p.value, value)
+                        && p.meta == meta
+                        && u64::from(p.block_bytes) == bb
+                });
+                new_term = pre.as_ref().map(|p| p.term);
                 let bb32 = u32::try_from(bb).map_err(|_| Error::LimitExceeded {
                     limit: "record block size (u32)",
                     max: u32::MAX as u64,
@@ -277,7 +311,9 @@ impl Engine {
                 let off = self.alloc.alloc(&self.region, si, bb)?;
                 let hdr = SCRATCH.with(|s| -> Result<RecHeader> {
                     let mut s = s.borrow_mut();
-                    encode_record(&fields, bb32, &mut s);
+                    if pre.is_none() {
+                        encode_record(&fields, bb32, &mut s);
+                    }
                     self.region.write(off, &s, true)?;
                     Ok(RecHeader {
                         block_bytes: bb32,
@@ -310,11 +346,12 @@ impl Engine {
                 (pos, slot_entry(off, h), Some(hdr))
             }
         };
-        // Publish: one aligned 8-byte store.
-        let prev = self
-            .region
-            .slot(t.slot_off(pos))
-            .swap(slot_new, Ordering::AcqRel);
+        // Publish: one aligned 8-byte store, ordered after the record's bytes (Release). Only
+        // this shard's write-lock holder changes its slots, so the previous value is read
+        // first; a plain store (unlike a swap) does not wait for the record's stores to drain.
+        let slot = self.region.slot(t.slot_off(pos));
+        let prev = slot.load(Ordering::Relaxed);
+        slot.store(slot_new, Ordering::Release);
         match (p.found.is_some(), new_hdr.is_some()) {
             (false, true) => {
                 t.used += 1;
@@ -340,7 +377,8 @@ impl Engine {
             );
         }
         if let Some(nh) = &new_hdr {
-            self.account(&mut t, h, nh, crate::digest_term(key, nh.version), true);
+            let term = new_term.unwrap_or_else(|| crate::digest_term(key, nh.version));
+            self.account(&mut t, h, nh, term, true);
         }
         if self.sync {
             drop(t);
@@ -354,7 +392,36 @@ impl Engine {
     }
 
     pub(crate) fn set(&self, key: &[u8], value: &[u8], meta: Meta) -> Result<()> {
-        self.modify(key, false, |_| {
+        check_key(key)?;
+        let h = crate::key_hash(key);
+        self.prefetch_for(h);
+        // Encode the record (no subkey list: the usual case) while the prefetches run.
+        let bb = block_bytes_for(key.len(), value.len(), 0, self.granule);
+        let pre = match u32::try_from(bb) {
+            Ok(block_bytes) if value.len() <= self.value_size_max => {
+                SCRATCH.with(|s| {
+                    let fields = RecFields {
+                        key_hash: h,
+                        key,
+                        value,
+                        subkeys: &[],
+                        flags: meta.flags,
+                        expire_at: meta.expire_at,
+                        version: meta.version,
+                        tombstone: false,
+                    };
+                    encode_record(&fields, block_bytes, &mut s.borrow_mut());
+                });
+                Some(Prepared {
+                    value,
+                    meta,
+                    block_bytes,
+                    term: crate::digest_term(key, meta.version),
+                })
+            }
+            _ => None,
+        };
+        self.modify_hashed(key, h, pre, false, |_| {
             Ok((
                 Action::Write {
                     value: Some(Cow::Borrowed(value)),
