@@ -30,6 +30,9 @@ pub(crate) struct Alloc {
     tail: Mutex<u64>,
     granule: u64,
     tail_pos: AtomicU64,
+    /// Per arena, where its next bump allocation would start (a prefetch hint only: read
+    /// without the arena lock, possibly stale, never used to place anything).
+    next_hint: Vec<AtomicU64>,
 }
 
 impl Arena {
@@ -113,12 +116,20 @@ impl Alloc {
             tail: Mutex::new(tail),
             granule: g,
             tail_pos: AtomicU64::new(tail),
+            next_hint: (0..ARENA_COUNT).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
     /// Bytes in free lists and unused arena chunks (not counting the file's unused tail).
     pub(crate) fn free_bytes(&self) -> u64 {
         self.arenas.iter().map(|a| a.lock().free_bytes).sum()
+    }
+
+    /// Where arena `a`'s next block would start if its free lists have none of the size (a
+    /// hint for prefetching the bytes a new record is about to be written to; 0 if unknown).
+    #[inline]
+    pub(crate) fn next_hint(&self, a: usize) -> u64 {
+        self.next_hint[a % ARENA_COUNT].load(Ordering::Relaxed)
     }
 
     /// First never-allocated byte.
@@ -180,6 +191,7 @@ impl Alloc {
         let off = ar.chunk_cur;
         ar.chunk_cur += len;
         ar.free_bytes -= len;
+        self.next_hint[a % ARENA_COUNT].store(ar.chunk_cur, Ordering::Relaxed);
         Ok(off)
     }
 

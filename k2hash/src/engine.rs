@@ -608,13 +608,25 @@ impl Engine {
         }
     }
 
-    /// Starts loading the cache lines a write of key hash `h` touches first: its home index
-    /// slot (found through the published directory entry, read without the shard lock: an
-    /// entry replaced meanwhile only makes the hint useless) and its digest cell. Lets those
-    /// misses overlap the record encoding that the caller does next.
+    /// Starts loading the cache lines a write of key hash `h` and a record of `rec_bytes`
+    /// touches first: its home index slot (found through the published directory entry, read
+    /// without the shard lock: an entry replaced meanwhile only makes the hint useless), its
+    /// digest cell and the first lines of where the shard's arena would place a new block.
+    /// Lets those misses overlap the record encoding that the caller does next.
     #[inline]
-    pub(crate) fn prefetch_for(&self, h: u64) {
-        let doff = HEADER_BYTES + self.shard_of(h) as u64 * DIR_ENTRY_BYTES;
+    pub(crate) fn prefetch_for(&self, h: u64, rec_bytes: u64) {
+        let si = self.shard_of(h);
+        // Index-map mode writes records with pwrite, not through the mapping.
+        let next = self.alloc.next_hint(si);
+        if next != 0 && self.region.mode != Mode::IndexMap {
+            let end = next + rec_bytes.min(PREFETCH_RECORD_BYTES_MAX);
+            let mut line = next & !(CACHE_LINE_BYTES - 1);
+            while line < end {
+                self.region.prefetch(line);
+                line += CACHE_LINE_BYTES;
+            }
+        }
+        let doff = HEADER_BYTES + si as u64 * DIR_ENTRY_BYTES;
         if let Ok(w) = self.region.word(doff) {
             if let Some((toff, bits)) = dir_entry_parts(w.load(Ordering::Relaxed)) {
                 let mask = (1u64 << bits.min(TABLE_BITS_MAX)) - 1;

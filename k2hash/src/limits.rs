@@ -48,6 +48,11 @@ pub const ARENA_COUNT: usize = 16;
 pub const ARENA_CHUNK_BYTES: u64 = 256 * 1024;
 /// The file grows by at least this many bytes at a time.
 pub const FILE_GROW_BYTES_MIN: u64 = 4 * 1024 * 1024;
+/// Cache line size assumed by the write path's prefetch hints.
+pub const CACHE_LINE_BYTES: u64 = 64;
+/// A write prefetches at most this many bytes of where its new record will go (longer
+/// records are sequential stores the hardware prefetcher follows).
+pub const PREFETCH_RECORD_BYTES_MAX: u64 = 256;
 /// Bytes read at once when locating a record in index-map mode (covers small records whole).
 pub const INDEX_MAP_READ_BYTES: usize = 512;
 /// Depth limit of `remove_with_children` recursion.

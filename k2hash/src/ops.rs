@@ -394,9 +394,9 @@ impl Engine {
     pub(crate) fn set(&self, key: &[u8], value: &[u8], meta: Meta) -> Result<()> {
         check_key(key)?;
         let h = crate::key_hash(key);
-        self.prefetch_for(h);
-        // Encode the record (no subkey list: the usual case) while the prefetches run.
         let bb = block_bytes_for(key.len(), value.len(), 0, self.granule);
+        self.prefetch_for(h, bb);
+        // Encode the record (no subkey list: the usual case) while the prefetches run.
         let pre = match u32::try_from(bb) {
             Ok(block_bytes) if value.len() <= self.value_size_max => {
                 SCRATCH.with(|s| {
