@@ -18,6 +18,7 @@ pub struct Metrics {
     routed_bytes: AtomicU64,
     errors: AtomicU64,
     no_owner: AtomicU64,
+    refused_unconfirmed: AtomicU64,
     dropped: AtomicU64,
     bad_input: AtomicU64,
     control_commands: AtomicU64,
@@ -46,6 +47,15 @@ impl Metrics {
     /// A request with no live owner.
     pub fn add_no_owner(&self) {
         bump(&self.no_owner, 1);
+    }
+    /// A replication request refused for one owner that is unreachable here but not confirmed
+    /// DOWN by a majority of the server nodes ([`super::down_votes`]).
+    pub fn add_refused_unconfirmed(&self) {
+        bump(&self.refused_unconfirmed, 1);
+    }
+    /// How many [`Self::add_refused_unconfirmed`] so far.
+    pub fn refused_unconfirmed(&self) -> u64 {
+        self.refused_unconfirmed.load(Ordering::Relaxed)
     }
     /// A message that could not be delivered and had nobody to tell.
     pub fn add_dropped(&self) {
@@ -120,6 +130,13 @@ impl Metrics {
             "chmpx_no_owner_total",
             "Requests for which no owner was live.",
             get(&self.no_owner),
+        );
+        counter(
+            &mut out,
+            "chmpx_writes_refused_owner_unconfirmed_total",
+            "Replication requests refused for an owner unreachable here but not confirmed \
+             DOWN by a majority of the server nodes (the write is not acknowledged).",
+            get(&self.refused_unconfirmed),
         );
         counter(
             &mut out,

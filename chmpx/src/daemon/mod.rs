@@ -21,6 +21,7 @@
 
 pub mod command;
 pub mod control;
+pub mod down_votes;
 pub mod freeze;
 pub mod from_config;
 pub mod limits;

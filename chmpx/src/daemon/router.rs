@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::Command;
+use super::down_votes::{confirmed_down, DownVotes};
 use super::freeze::FreezeWatch;
 use super::limits::*;
 use super::merge_engine::{self, JobKind, MergeJob, MergeShared};
@@ -54,6 +55,10 @@ const RECOVERY_GRACE_MS: u64 = 600;
 /// a merge: a safety net, so a peer that never merges (AUTOMERGE off, no shared slot) is not
 /// avoided for ever.
 pub const RETURN_GATE_MAX_MS: u64 = 30_000;
+
+/// A peer's DOWN view counts as a vote for at least this many status gossip intervals
+/// ([`STATUS_GOSSIP_INTERVAL_MS`]), however short the heartbeat timeout.
+pub const VOTE_GOSSIP_INTERVALS: u64 = 3;
 
 /// What the local attach transport reports.
 #[derive(Debug)]
@@ -144,6 +149,9 @@ struct NodeState {
     /// it knows it was cut off or frozen. Only such an owner's reads are refused
     /// ([`FLAG_UNMERGED`]); at a cold start nobody is behind and reads are served.
     behind: bool,
+    /// A status arrived since its link last came UP: only then does `server_attached ==
+    /// false` mean the peer said it has no server (and so cannot act as a primary).
+    heard_since_up: bool,
 }
 
 impl NodeState {
@@ -175,6 +183,7 @@ impl NodeState {
             returning_until: None,
             returning_merge_seen: false,
             behind: false,
+            heard_since_up: false,
         }
     }
 }
@@ -236,6 +245,10 @@ pub struct Router {
     /// Measures whether the whole process was frozen (SIGSTOP, a stalled host) for longer than
     /// the heartbeat timeout, so the others went on without it (see [`Router::watch_freezes`]).
     freeze: Option<FreezeWatch>,
+    /// The DOWN views the server peers gossiped: an owner this node cannot reach is left out
+    /// of a write's acknowledgements only when a majority confirms it DOWN
+    /// ([`super::down_votes`]).
+    down_votes: DownVotes,
     cmd_tx: mpsc::Sender<RouterCmd>,
     merge_done_tx: mpsc::UnboundedSender<merge_engine::JobEvent>,
     snapshot: Arc<Mutex<Option<StatusReport>>>,
@@ -331,6 +344,7 @@ impl Router {
             away: false,
             last_tick: Instant::now(),
             freeze: None,
+            down_votes: DownVotes::new(),
             cmd_tx,
             merge_done_tx,
             snapshot,
@@ -397,20 +411,87 @@ impl Router {
         Some((target.clone(), chain.len() > 1 && behind && !stayed))
     }
 
-    /// Every usable owner of `hash` in the current and pending maps, except this node.
-    fn chain_targets(&self, hash: u64) -> Vec<NodeId> {
-        let mut out: Vec<NodeId> = Vec::new();
+    /// The owners of `hash` in the current and pending maps, except this node: the usable
+    /// ones (a `HashChain` message goes to them), and the ones whose link is DOWN here but that
+    /// a majority of the server nodes does not confirm DOWN, or whose link just came UP and
+    /// that has not said yet whether its server is attached (a `HashChain` request is refused
+    /// for them, see [`Self::route_chain`]). An owner that said it has no server attached, or
+    /// that a majority sees DOWN, is left out: it cannot act as a primary.
+    fn chain_targets(&self, hash: u64) -> (Vec<NodeId>, Vec<NodeId>) {
+        let mut usable: Vec<NodeId> = Vec::new();
+        let mut unconfirmed: Vec<NodeId> = Vec::new();
+        let unheard = |n: &NodeId| {
+            self.by_id
+                .get(n)
+                .is_some_and(|&i| self.nodes[i].up && !self.nodes[i].heard_since_up)
+        };
         let pending = self
             .pending_map
             .as_ref()
             .map(|m| m.chain_for(hash))
             .unwrap_or(&[]);
+        let now = Instant::now();
         for n in self.map.chain_for(hash).iter().chain(pending) {
-            if !self.is_self(n) && self.usable(n) && !out.contains(n) {
-                out.push(n.clone());
+            if self.is_self(n) || usable.contains(n) || unconfirmed.contains(n) {
+                continue;
+            }
+            if self.usable(n) {
+                usable.push(n.clone());
+            } else if self.unconfirmed_down(n, now) || unheard(n) {
+                unconfirmed.push(n.clone());
             }
         }
-        out
+        (usable, unconfirmed)
+    }
+
+    /// Whether this node sees server node `n` DOWN, for its vote: its link is DOWN and it was
+    /// seen to go (or this daemon has run for a heartbeat timeout, long enough to connect).
+    fn sees_down(&self, n: &NodeState) -> bool {
+        n.mode == Mode::Server
+            && n.num != self.self_num
+            && !n.up
+            && (n.reconcile_on_return || self.started.elapsed() >= self.s.heartbeat_timeout)
+    }
+
+    /// How old a peer's DOWN view may be and still count: the heartbeat timeout, and at least
+    /// [`VOTE_GOSSIP_INTERVALS`] gossip intervals so a busy router's late status still counts.
+    fn vote_max_age(&self) -> Duration {
+        self.s.heartbeat_timeout.max(Duration::from_millis(
+            VOTE_GOSSIP_INTERVALS * STATUS_GOSSIP_INTERVAL_MS,
+        ))
+    }
+
+    /// Whether `id`'s link is DOWN here but a majority of the server nodes does not confirm it
+    /// DOWN (fresh views only, this node's own included when it is a server node).
+    fn unconfirmed_down(&self, id: &NodeId, now: Instant) -> bool {
+        let Some(&i) = self.by_id.get(id) else {
+            return false;
+        };
+        let n = &self.nodes[i];
+        if n.up || n.mode != Mode::Server {
+            return false;
+        }
+        let mut voters = self
+            .down_votes
+            .voters_seeing_down(n.num, now, self.vote_max_age(), |v| {
+                self.by_num.get(&v).is_some_and(|&j| self.nodes[j].up)
+            });
+        if self.s.mode == Mode::Server && self.sees_down(n) {
+            voters.push(self.self_num);
+        }
+        let servers: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|m| m.mode == Mode::Server)
+            .map(|m| m.num)
+            .collect();
+        let tie_break = self
+            .nodes
+            .iter()
+            .filter(|m| m.mode == Mode::Server)
+            .min_by(|a, b| a.id.cmp(&b.id))
+            .map_or(0, |m| m.num);
+        !confirmed_down(&servers, tie_break, n.num, &voters)
     }
 
     /// Other server nodes whose link is down, and other server nodes in all.
@@ -524,10 +605,7 @@ impl Router {
                     );
                 }
             },
-            Route::HashChain(hash) => {
-                let targets = self.chain_targets(hash);
-                self.fan_out(targets, origin, origin_attachment, env);
-            }
+            Route::HashChain(hash) => self.route_chain(hash, origin, origin_attachment, env),
             Route::AllServers => {
                 let targets = self.all_server_targets();
                 self.fan_out(targets, origin, origin_attachment, env);
@@ -561,6 +639,50 @@ impl Router {
         }
     }
 
+    /// A `HashChain` message goes to every usable owner. A request (the sender counts the
+    /// answers: ACKLEVEL `all` and `quorum`) whose chain also holds owners that are unreachable
+    /// here but not confirmed DOWN by a majority counts them as reached and gets a refusal for
+    /// each: the sender must not take "not live here" for "not live", or two owners that only
+    /// lost the link between them would both acknowledge writes alone (see
+    /// [`super::down_votes`]). `quorum` still succeeds when enough other owners answer; `all`
+    /// fails (the primary takes a fenced write back). Events (ACKLEVEL `one`, rollbacks) are
+    /// not answered and go to the usable owners only.
+    fn route_chain(&mut self, hash: u64, origin: u64, origin_attachment: u64, env: Envelope) {
+        let (targets, unconfirmed) = self.chain_targets(hash);
+        if env.kind != Kind::Request || unconfirmed.is_empty() {
+            self.fan_out(targets, origin, origin_attachment, env);
+            return;
+        }
+        let (msg_id, kind) = (env.msg_id, env.kind);
+        let notice = target_count_notice(
+            msg_id,
+            origin,
+            origin_attachment,
+            (targets.len() + unconfirmed.len()) as u32,
+        );
+        self.send_back(notice);
+        for n in &unconfirmed {
+            self.metrics.add_refused_unconfirmed();
+            let me = &self.nodes[self.self_idx].id;
+            let reason = if self.by_id.get(n).is_some_and(|&i| self.nodes[i].up) {
+                format!(
+                    "owner {n}'s link to {me} just came back and it has not reported yet \
+                     whether its server is attached; the write cannot be acknowledged \
+                     without it, retry"
+                )
+            } else {
+                format!(
+                    "owner {n} is unreachable from {me} but a majority of the server nodes \
+                     does not see it DOWN (a partial cut, or it just died: confirmed within \
+                     about a heartbeat timeout); the write cannot be acknowledged without it, \
+                     retry"
+                )
+            };
+            self.error_to(origin, origin_attachment, msg_id, kind, &reason);
+        }
+        self.deliver_all(targets, origin, origin_attachment, env);
+    }
+
     fn fan_out(
         &mut self,
         targets: Vec<NodeId>,
@@ -571,19 +693,20 @@ impl Router {
         let count = targets.len() as u32;
         if env.kind == Kind::Request || count == 0 {
             // Tell the sender how many answers to expect, before any of them can arrive.
-            let notice = Envelope {
-                msg_id: env.msg_id,
-                kind: Kind::Event,
-                route: Route::Reply {
-                    node: origin,
-                    attachment: origin_attachment,
-                    msg_id: env.msg_id,
-                },
-                flags: FLAG_TARGET_COUNT,
-                body: count.to_le_bytes().to_vec(),
-            };
+            let notice = target_count_notice(env.msg_id, origin, origin_attachment, count);
             self.send_back(notice);
         }
+        self.deliver_all(targets, origin, origin_attachment, env);
+    }
+
+    /// Delivers `env` to every target (a copy each, the last one moved).
+    fn deliver_all(
+        &mut self,
+        targets: Vec<NodeId>,
+        origin: u64,
+        origin_attachment: u64,
+        env: Envelope,
+    ) {
         let last = targets.len().saturating_sub(1);
         let mut env = Some(env);
         for (i, t) in targets.iter().enumerate() {
@@ -836,6 +959,7 @@ impl Router {
                         tracing::info!(peer = %id, "server peer returned: not chosen as first owner until it has caught up");
                     }
                     n.up = true;
+                    n.heard_since_up = false;
                     self.metrics.set_peer_up(&id, true);
                     let status = self.status_msg();
                     let _ = self.send_peer(&NodeId::new(&id), Outgoing::Control(status));
@@ -846,13 +970,21 @@ impl Router {
                     tracing::warn!(peer = %id, "peer DOWN");
                     let n = &mut self.nodes[i];
                     n.up = false;
+                    n.heard_since_up = false;
                     n.server_attached = false;
                     n.unfinished.clear();
                     n.reconcile_on_return = true;
                     n.returning_until = None;
                     n.behind = false;
                     let server = n.mode == Mode::Server;
+                    let num = n.num;
                     self.metrics.set_peer_up(&id, false);
+                    self.down_votes.forget(num);
+                    if server && self.s.mode == Mode::Server {
+                        // Say it at once: the owners that cannot reach it wait for a majority
+                        // to confirm it DOWN before they acknowledge writes without it.
+                        self.broadcast_status();
+                    }
                     if server && self.s.mode == Mode::Server && !self.away && self.cut_off() {
                         tracing::warn!("lost the links to more than half of the other server nodes: this node's reads are gated until it has reconciled with them");
                         self.away = true;
@@ -917,9 +1049,20 @@ impl Router {
                     self.adopt_ring(st.ring.clone());
                 }
                 if let Some(&i) = self.by_id.get(&from_id) {
+                    if self.nodes[i].mode == Mode::Server {
+                        let down: Vec<u64> = st
+                            .down
+                            .iter()
+                            .filter_map(|d| self.by_id.get(&NodeId::new(d)))
+                            .map(|&j| self.nodes[j].num)
+                            .collect();
+                        self.down_votes
+                            .record(self.nodes[i].num, Instant::now(), down);
+                    }
                     let n = &mut self.nodes[i];
                     let attached_before = n.up && n.server_attached;
                     n.up = true;
+                    n.heard_since_up = true;
                     n.server_attached = st.server_attached;
                     n.merge = st.merge;
                     n.merge_epoch = st.merge_epoch;
@@ -1776,6 +1919,12 @@ impl Router {
             progress: me.progress,
             unfinished: me.unfinished.iter().copied().collect(),
             msgs_per_sec: me.msgs_per_sec,
+            down: self
+                .nodes
+                .iter()
+                .filter(|n| self.sees_down(n))
+                .map(|n| n.id.to_string())
+                .collect(),
         })
         .encode()
     }
@@ -1793,6 +1942,7 @@ impl Router {
     /// The status as this node sees it.
     pub fn report(&self) -> StatusReport {
         let pmap = self.pending_map.as_ref();
+        let now = Instant::now();
         let nodes = self
             .nodes
             .iter()
@@ -1814,6 +1964,8 @@ impl Router {
                 } else {
                     0
                 };
+                let down_confirmed = (n.mode == Mode::Server && !n.up && n.num != self.self_num)
+                    .then(|| !self.unconfirmed_down(&n.id, now));
                 let primary = if n.mode == Mode::Server {
                     self.map.primary_slots_of(&n.id).len() as u32
                 } else {
@@ -1834,6 +1986,7 @@ impl Router {
                     slots_owned: owned,
                     slots_primary: primary,
                     msgs_per_sec: n.msgs_per_sec,
+                    down_confirmed,
                 }
             })
             .collect();
@@ -1854,8 +2007,25 @@ impl Router {
                 clients: (self.attachments.len() - self.servers.len()) as u32,
                 servers: self.servers.len() as u32,
             },
+            writes_refused_unconfirmed: self.metrics.refused_unconfirmed(),
             nodes,
         }
+    }
+}
+
+/// The `FLAG_TARGET_COUNT` event telling the sender of request `msg_id` how many answers to
+/// count.
+fn target_count_notice(msg_id: u64, origin: u64, origin_attachment: u64, count: u32) -> Envelope {
+    Envelope {
+        msg_id,
+        kind: Kind::Event,
+        route: Route::Reply {
+            node: origin,
+            attachment: origin_attachment,
+            msg_id,
+        },
+        flags: FLAG_TARGET_COUNT,
+        body: count.to_le_bytes().to_vec(),
     }
 }
 
@@ -2048,6 +2218,7 @@ mod tests {
             returning_until: returning.then(|| Instant::now() + Duration::from_secs(30)),
             returning_merge_seen: false,
             behind: false,
+            heard_since_up: true,
         }
     }
 

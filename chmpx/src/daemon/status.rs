@@ -140,6 +140,12 @@ pub struct NodeStatus {
     pub slots_primary: u32,
     /// Messages per second it routed (last window), as it last reported.
     pub msgs_per_sec: f64,
+    /// For a server node the reporting node cannot reach: whether a majority of the server
+    /// nodes sees it DOWN (`true`: writes go on without it), or not (`false`: writes on the
+    /// slots the reporter shares with it are refused, see `chmpx::daemon::down_votes`).
+    /// `None` for a reachable node, a slave or the reporter itself.
+    #[serde(default)]
+    pub down_confirmed: Option<bool>,
 }
 
 /// Counts of processes attached to the reporting daemon.
@@ -180,6 +186,10 @@ pub struct StatusReport {
     pub coordinator: Option<String>,
     /// Processes attached here.
     pub attachments: AttachCounts,
+    /// Replication requests this node refused since it started because an owner was
+    /// unreachable here but not confirmed DOWN by a majority of the server nodes.
+    #[serde(default)]
+    pub writes_refused_unconfirmed: u64,
     /// Every configured node.
     pub nodes: Vec<NodeStatus>,
 }
@@ -321,7 +331,7 @@ pub fn render_table(report: &StatusReport) -> String {
             name,
             n.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             n.ctlport,
-            n.live.word(),
+            live_text(n),
             n.ring.word(),
             n.action.word(),
             n.merge.word(),
@@ -336,6 +346,42 @@ pub fn render_table(report: &StatusReport) -> String {
             progress_text(n),
         ));
     }
+    out.push_str(&unconfirmed_text(report));
+    out
+}
+
+/// LIVE as the table shows it: `DOWN?` for a node unreachable here that a majority of the
+/// server nodes does not see DOWN.
+fn live_text(n: &NodeStatus) -> &'static str {
+    match (n.live, n.down_confirmed) {
+        (Live::Down, Some(false)) => "DOWN?",
+        (live, _) => live.word(),
+    }
+}
+
+/// The note under the table about owners unreachable here but not confirmed DOWN.
+fn unconfirmed_text(report: &StatusReport) -> String {
+    let unconfirmed: Vec<&str> = report
+        .nodes
+        .iter()
+        .filter(|n| n.down_confirmed == Some(false))
+        .map(|n| n.id.as_str())
+        .collect();
+    if unconfirmed.is_empty() && report.writes_refused_unconfirmed == 0 {
+        return String::new();
+    }
+    let mut out = String::new();
+    if !unconfirmed.is_empty() {
+        out.push_str(&format!(
+            "DOWN? unreachable from here, not confirmed DOWN by a majority of the server nodes \
+             (writes on the slots shared with it are refused): {}\n",
+            unconfirmed.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "writes refused for an unconfirmed owner since start: {}\n",
+        report.writes_refused_unconfirmed
+    ));
     out
 }
 
@@ -374,6 +420,7 @@ pub fn render_self(report: &StatusReport) -> String {
             progress_text(n),
         ));
     }
+    out.push_str(&unconfirmed_text(report));
     out
 }
 
@@ -399,6 +446,7 @@ mod tests {
                 clients: 1,
                 servers: 1,
             },
+            writes_refused_unconfirmed: 0,
             nodes: vec![NodeStatus {
                 id: "127.0.0.1:8021".into(),
                 host: "127.0.0.1".into(),
@@ -418,6 +466,7 @@ mod tests {
                 slots_owned: 600,
                 slots_primary: 300,
                 msgs_per_sec: 12.5,
+                down_confirmed: None,
             }],
         }
     }
@@ -485,5 +534,44 @@ mod tests {
         assert!(t.contains("3/9 slots"));
         let s = render_self(&report());
         assert!(s.contains("[UP] [SERVICE IN] [ADD] [Doing] [NoSuspend]"));
+        assert!(!t.contains("DOWN?") && !t.contains("writes refused"));
+    }
+
+    #[test]
+    fn unconfirmed_down_owners_show_with_the_refused_count() {
+        let mut r = report();
+        let mut peer = r.nodes[0].clone();
+        peer.id = "127.0.0.1:8031".into();
+        peer.is_self = false;
+        peer.live = Live::Down;
+        peer.down_confirmed = Some(false);
+        r.nodes.push(peer);
+        r.writes_refused_unconfirmed = 7;
+        let t = render_table(&r);
+        assert!(t.contains("DOWN? "), "{t}");
+        assert!(t.contains("majority of the server nodes"), "{t}");
+        assert!(t.contains(": 127.0.0.1:8031\n"), "{t}");
+        assert!(t.contains("since start: 7"), "{t}");
+        let s = render_self(&r);
+        assert!(s.contains("since start: 7"), "{s}");
+        // Confirmed DOWN: plain DOWN, no note about it.
+        r.nodes[1].down_confirmed = Some(true);
+        let t = render_table(&r);
+        assert!(
+            !t.contains("DOWN?") && !t.contains("127.0.0.1:8031\n"),
+            "{t}"
+        );
+        // A report from an older daemon (no such fields) still reads.
+        let mut v = serde_json::to_value(&r).unwrap();
+        v.as_object_mut()
+            .unwrap()
+            .remove("writes_refused_unconfirmed");
+        v["nodes"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("down_confirmed");
+        let old: StatusReport = serde_json::from_value(v).unwrap();
+        assert_eq!(old.writes_refused_unconfirmed, 0);
+        assert_eq!(old.nodes[1].down_confirmed, None);
     }
 }

@@ -129,6 +129,10 @@ pub struct PeerStatus {
     pub unfinished: Vec<u32>,
     /// Messages per second the sender routed.
     pub msgs_per_sec: f64,
+    /// The server nodes the sender sees DOWN (ids): its vote in
+    /// [`super::down_votes`]. Absent from an older sender: it votes for nobody.
+    #[serde(default)]
+    pub down: Vec<String>,
 }
 
 /// A ring command forwarded to the coordinator.
@@ -256,6 +260,7 @@ mod tests {
             progress: None,
             unfinished: vec![1, 2],
             msgs_per_sec: 1.5,
+            down: vec!["b:1".into()],
         });
         assert_eq!(PeerMsg::decode(&m.encode()).unwrap(), m);
         let r = PeerMsg::ServerRpc {

@@ -13,12 +13,22 @@
 //! | `one`    | at once: the primary applied it; the Replicate goes as an event (asynchronous) | — |
 //!
 //! - `all` counts only the owners that are live: with a node DOWN (after the heartbeat
-//!   timeout), writes go on with the owners left, like kumofs. An owner chmpx still counts as
-//!   live but that does not answer (a hung dkc-server) makes the write fail with `E_TIMEOUT`
-//!   after RCVTIMEOUT.
+//!   timeout), writes go on with the owners left, like kumofs. "DOWN" is the cluster's word,
+//!   not one node's: chmpx leaves out an owner it cannot reach only when a majority of the
+//!   server nodes sees it DOWN (`chmpx::daemon::down_votes`). An owner unreachable from the
+//!   primary's chmpx but not confirmed DOWN (only the link between the two is cut, or it just
+//!   died and the others have not timed it out yet) is counted as reached and answers with a
+//!   chmpx refusal, so the write fails (`E_UNAVAILABLE`, an unknown outcome; a fenced write is
+//!   taken back) instead of being acknowledged by one of two owners that each see the other
+//!   DOWN. The window after a real death is about a heartbeat timeout plus a gossip interval.
+//!   An owner chmpx still counts as live but that does not answer (a hung dkc-server) makes
+//!   the write fail with `E_TIMEOUT` after RCVTIMEOUT.
 //! - `quorum` answers as soon as enough acknowledgements are in, without waiting for the
 //!   others; when fewer owners are live than a majority, it fails at once with
-//!   `E_UNAVAILABLE` ("written on the primary only: ACKLEVEL quorum needs ...").
+//!   `E_UNAVAILABLE` ("written on the primary only: ACKLEVEL quorum needs ..."). It already
+//!   needs a majority of the owners, so the DOWN votes change nothing for it: an unconfirmed
+//!   owner's refusal only stands for the answer it could not give. `one` is asynchronous by
+//!   definition (its Replicate is an event): the votes do not apply to it.
 //! - An owner that refuses (chmpx cannot reach it, it is read-only, ...) is not an
 //!   acknowledgement: the write fails as soon as the level can no longer be met, with that
 //!   owner's reason. An owner that already holds a newer version ("superseded") fails the
@@ -56,11 +66,11 @@
 //!
 //! What this does not close (it needs leases or a consensus protocol):
 //!
-//! - `all` counts only the owners chmpx sees live. In a partition where each side sees the
-//!   other DOWN, each side's primary acknowledges alone (no replica hears of it), and when the
-//!   sides meet again merge keeps the newest version per key: one side's acknowledged fenced
-//!   writes are lost. `quorum` closes that for a minority side (it cannot reach a majority and
-//!   takes its write back), not for a one-way partition in which both sides reach a majority.
+//! - The DOWN votes are views at most a heartbeat timeout old, not leases: a node whose clock
+//!   or process stalls longer than that can still act on a view the others have revised (the
+//!   freeze watch gates its reads after such a stall). With two server nodes, or a 2/2 split
+//!   of four, the half holding the lowest node id goes on and the other half's writes on
+//!   shared slots fail until the cut heals.
 //! - ACKLEVEL `one` and writes sent as events are not waited for, so they are neither
 //!   serialized nor taken back; replicas still refuse conflicting records.
 //! - A rollback is an unacknowledged event: an owner it does not reach (or reaches before the
@@ -427,6 +437,28 @@ pub fn verdict(
         Ok(n) => n,
         Err(short) => return Some(short),
     };
+    if rule.level == AckLevel::Quorum {
+        // Owners chmpx counted but could not deliver to (unreachable and not confirmed DOWN
+        // by a majority, see the module doc) are not live: quorum fails at once, as when
+        // chmpx leaves them out.
+        let undelivered: Vec<&Envelope> = progress
+            .responses
+            .iter()
+            .filter(|env| env.flags & FLAG_CHMPX_ERROR != 0)
+            .collect();
+        let live = reached.saturating_sub(undelivered.len() as u32);
+        if let (Err(Response::Error { code, message }), Some(first)) =
+            (rule.needed(live), undelivered.first())
+        {
+            return Some(Response::error(
+                code,
+                format!(
+                    "{message} (chmpx: {})",
+                    String::from_utf8_lossy(&first.body)
+                ),
+            ));
+        }
+    }
     let mut acked = 0u32;
     let mut refusal = None;
     for env in &progress.responses {

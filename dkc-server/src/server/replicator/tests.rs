@@ -201,6 +201,40 @@ fn quorum_answers_at_the_majority_without_the_slow_owner() {
 }
 
 #[test]
+fn quorum_takes_owners_chmpx_could_not_deliver_to_for_not_live() {
+    // chmpx counts an owner it cannot reach but a majority does not see DOWN, and refuses it:
+    // for quorum it is not live, so too few live owners fail at once with quorum's reason.
+    let r = rule(AckLevel::Quorum, 1);
+    let v = verdict(
+        r,
+        &progress(Some(1), vec![unreachable()], false),
+        &STORED,
+        T,
+    )
+    .unwrap();
+    assert_eq!(code_of(&v), Some(&ErrorCode::Unavailable));
+    let m = message_of(&v);
+    for part in [
+        "written on the primary only",
+        "only 1 are live",
+        "cannot reach n2",
+    ] {
+        assert!(m.contains(part), "{m}");
+    }
+    // With REPLICA 2 one undelivered owner leaves a majority possible: wait for the other.
+    let r = rule(AckLevel::Quorum, 2);
+    let p = progress(Some(2), vec![unreachable()], false);
+    assert_eq!(verdict(r, &p, &STORED, T), None);
+    // `all` is not changed by it: the refusal fails the write with the owner's reason.
+    let r = rule(AckLevel::All, 1);
+    let v = verdict(r, &p, &STORED, T).unwrap();
+    assert!(
+        message_of(&v).contains("chmpx could not replicate it"),
+        "{v:?}"
+    );
+}
+
+#[test]
 fn a_refusal_fails_all_at_once_with_the_owners_reason() {
     let r = rule(AckLevel::All, 2);
     let v = verdict(
