@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use chmpx::daemon::status::{MergeState, Ring, StatusReport};
 use dkc_tools::netns::chmpx_lab::{
-    all_servers_up, settled, ChmpxLab, LabOptions, ServerKind, LAB_CTLPORT, LAB_GROUP, LAB_PORT,
+    all_servers_up, expected_owner, placement, settled, ChmpxLab, LabOptions, ServerKind,
+    LAB_CTLPORT, LAB_GROUP, LAB_PORT,
 };
 use dkc_tools::netns::delay_proxy::{delay_links_into, Delay};
 use dkc_tools::netns::lab::HostProcess;
@@ -111,6 +112,13 @@ pub enum FaultKind {
     Minority,
     /// kill -9 of a server host that is never restarted (the run ends with it down).
     KillForever,
+    /// The two owners of counter `ctr-0` cut from each other (DROP both ways between them
+    /// only: each still reaches the third server host and the client hosts, which see both
+    /// UP), held; then the counter's primary killed -9 with the cut still held and left down,
+    /// so its other owner takes over. A primary that acknowledged increments alone during the
+    /// cut (taking "not reachable from here" for "DOWN") loses them here: the counter ends
+    /// below its acknowledged increments.
+    CutOwnersThenKill,
     /// SERVICEIN of the spare server host (started SERVICE OUT, see [`Scenario::spare`])
     /// under load; waits for the merge to finish.
     ServiceIn,
@@ -644,6 +652,21 @@ impl Run {
                     filler as f64 / (1 << 20) as f64,
                 )
             }
+            FaultKind::CutOwnersThenKill => {
+                let key = counter_key(0);
+                let (p, s) = self.owners_of(&key).map_err(NetnsError::Bad)?;
+                self.c.lab.partition(p, s, Direction::Both)?;
+                std::thread::sleep(hold);
+                self.c.kill_server(p);
+                self.down_forever.push(p);
+                std::thread::sleep(hold);
+                self.c.lab.heal()?;
+                format!(
+                    "DROP both ways between h{p} and h{s} (the owners of {key}) for {hold:?}, \
+                     then kill -9 chmpx+dkc-server h{p} (its primary) with the cut held, left \
+                     down; heal after {hold:?} more"
+                )
+            }
             FaultKind::KillForever => {
                 self.c.kill_server(v);
                 self.down_forever.push(v);
@@ -655,6 +678,28 @@ impl Run {
         let text = format!("{text} [t+{began:.1}s..t+{:.1}s]", self.since_start());
         eprintln!("{}: fault: {text}", self.scenario.name);
         Ok((text, merged))
+    }
+
+    /// The server hosts that own `key` (REPLICA 1): its primary and its other owner, from the
+    /// placement map the first live server host works with.
+    fn owners_of(&self, key: &str) -> Result<(usize, usize), String> {
+        let first = *self.live_servers().first().ok_or("no live server host")?;
+        let r = self
+            .c
+            .status(self.c.servers[first].host, LAB_CTLPORT)
+            .map_err(|e| e.to_string())?;
+        let map = placement(&r)?;
+        let index = |id: &chmpx::placement::NodeId| {
+            self.c
+                .servers
+                .iter()
+                .position(|s| s.id == *id)
+                .ok_or_else(|| format!("owner {id} of {key} is no server host of the lab"))
+        };
+        let primary = expected_owner(&map, key, &[]).ok_or_else(|| format!("{key}: no owner"))?;
+        let other = expected_owner(&map, key, std::slice::from_ref(&primary))
+            .ok_or_else(|| format!("{key} has a single owner: the scenario needs REPLICA 1"))?;
+        Ok((index(&primary)?, index(&other)?))
     }
 
     /// Writes values of [`FULL_DISK_VALUE_BYTES`] from the first client host (recorded, keys
