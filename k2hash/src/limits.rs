@@ -53,6 +53,8 @@ pub const CACHE_LINE_BYTES: u64 = 64;
 /// A write prefetches at most this many bytes of where its new record will go (longer
 /// records are sequential stores the hardware prefetcher follows).
 pub const PREFETCH_RECORD_BYTES_MAX: u64 = 256;
+/// Keys up to this many bytes get their digest term hashed from a stack copy in one call.
+pub const DIGEST_TERM_STACK_KEY_MAX: usize = 248;
 /// Bytes read at once when locating a record in index-map mode (covers small records whole).
 pub const INDEX_MAP_READ_BYTES: usize = 512;
 /// Depth limit of `remove_with_children` recursion.
