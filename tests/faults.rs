@@ -351,6 +351,26 @@ fn faults_owners_cut_from_each_other_never_acknowledge_alone() {
         "no increment was acknowledged at all (seed {}): the counters were not tested",
         out.facts.seed
     );
+    let cut = out.cut.as_ref().expect("the cut-owners fault ran");
+    assert!(
+        cut.unconfirmed_shown && cut.refused > 0,
+        "during the cut each owner must show the other DOWN? and the primary refuse writes \
+         for its co-owner (seed {}): {cut:?}",
+        out.facts.seed
+    );
+    let after = cut.confirmed_after.unwrap_or_else(|| {
+        panic!(
+            "the dead primary was never confirmed DOWN by its co-owner (seed {})",
+            out.facts.seed
+        )
+    });
+    // kill -9 closes the primary's TCP links, so the third server sees it DOWN at once and
+    // its vote completes the majority; a host that vanishes without closing them is confirmed
+    // once the third server's heartbeat timeout passes.
+    eprintln!(
+        "cut-owners-then-kill: primary confirmed DOWN {:.2} s after its kill -9",
+        after.as_secs_f64()
+    );
 }
 
 /// Every how many soak runs one is a membership run.

@@ -198,6 +198,20 @@ impl Scenario {
     }
 }
 
+/// What a [`FaultKind::CutOwnersThenKill`] fault saw of the DOWN votes in the owners' status.
+#[derive(Debug, Clone, Default)]
+pub struct CutSeen {
+    /// During the cut, each owner showed the other as unreachable but not confirmed DOWN by a
+    /// majority (`DOWN?`): neither may acknowledge writes of their shared slots alone.
+    pub unconfirmed_shown: bool,
+    /// Replication requests the primary's chmpx refused for that reason, just before the
+    /// kill.
+    pub refused: u64,
+    /// How long after the kill -9 of the primary its co-owner showed it confirmed DOWN (from
+    /// then on writes of the slots they shared are acknowledged again), when seen at all.
+    pub confirmed_after: Option<Duration>,
+}
+
 /// The outcome of a run: the checker's findings, the facts of the run, and the logs' tails for
 /// a failure message.
 pub struct RunOutcome {
@@ -211,6 +225,8 @@ pub struct RunOutcome {
     pub digests: Option<DigestReport>,
     /// What of the lab was still alive after it was dropped (must be empty).
     pub leftovers: Vec<String>,
+    /// What the last [`FaultKind::CutOwnersThenKill`] fault saw, if one ran.
+    pub cut: Option<CutSeen>,
 }
 
 impl RunOutcome {
@@ -285,6 +301,8 @@ struct Run {
     full_disk_keys: usize,
     /// Delay proxies (they die with the lab).
     _proxies: Vec<HostProcess>,
+    /// What the last [`FaultKind::CutOwnersThenKill`] fault saw.
+    cut: Option<CutSeen>,
 }
 
 fn client_host(servers: usize, i: usize) -> usize {
@@ -655,17 +673,63 @@ impl Run {
             FaultKind::CutOwnersThenKill => {
                 let key = counter_key(0);
                 let (p, s) = self.owners_of(&key).map_err(NetnsError::Bad)?;
+                let (p_id, s_id) = (
+                    self.c.servers[p].id.to_string(),
+                    self.c.servers[s].id.to_string(),
+                );
+                let cut_at = Instant::now();
                 self.c.lab.partition(p, s, Direction::Both)?;
-                std::thread::sleep(hold);
+                let mut seen = CutSeen::default();
+                let shows = |r: &StatusReport, id: &str, confirmed: bool| {
+                    r.nodes
+                        .iter()
+                        .any(|n| n.id == id && n.down_confirmed == Some(confirmed))
+                };
+                let limit = hold.as_millis() as u64;
+                seen.unconfirmed_shown = self
+                    .c
+                    .wait_status(self.c.servers[p].host, limit, "co-owner DOWN?", |r| {
+                        shows(r, &s_id, false)
+                    })
+                    .is_ok()
+                    && self
+                        .c
+                        .wait_status(self.c.servers[s].host, limit, "primary DOWN?", |r| {
+                            shows(r, &p_id, false)
+                        })
+                        .is_ok();
+                std::thread::sleep(hold.saturating_sub(cut_at.elapsed()));
+                seen.refused = self
+                    .c
+                    .status(self.c.servers[p].host, LAB_CTLPORT)
+                    .map_or(0, |r| r.writes_refused_unconfirmed);
                 self.c.kill_server(p);
                 self.down_forever.push(p);
-                std::thread::sleep(hold);
+                let killed = Instant::now();
+                seen.confirmed_after = self
+                    .c
+                    .wait_status(
+                        self.c.servers[s].host,
+                        RECOVER_WAIT_MS,
+                        "primary confirmed DOWN",
+                        |r| shows(r, &p_id, true),
+                    )
+                    .ok()
+                    .map(|_| killed.elapsed());
+                std::thread::sleep(hold.saturating_sub(killed.elapsed()));
                 self.c.lab.heal()?;
-                format!(
-                    "DROP both ways between h{p} and h{s} (the owners of {key}) for {hold:?}, \
-                     then kill -9 chmpx+dkc-server h{p} (its primary) with the cut held, left \
-                     down; heal after {hold:?} more"
-                )
+                let text = format!(
+                    "DROP both ways between h{p} and h{s} (the owners of {key}) for {hold:?} \
+                     (each showed the other DOWN?: {}; h{p} refused {} replications for it), then \
+                     kill -9 chmpx+dkc-server h{p} (its primary) with the cut held, left down \
+                     (h{s} saw it confirmed DOWN after {}); heal after {hold:?} more",
+                    seen.unconfirmed_shown,
+                    seen.refused,
+                    seen.confirmed_after
+                        .map_or("never".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+                );
+                self.cut = Some(seen);
+                text
             }
             FaultKind::KillForever => {
                 self.c.kill_server(v);
@@ -849,6 +913,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         work_started_us: 0,
         full_disk_keys: 0,
         _proxies: proxies,
+        cut: None,
     };
     for h in 0..hosts {
         if let Err(e) = run
@@ -993,6 +1058,7 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
     };
     println!("{}", findings.table(&facts));
     let logs = run.logs();
+    let cut = run.cut.take();
     // Tear the lab down here and check that nothing of it is left (namespaces, processes).
     let footprint = run.c.lab.footprint();
     drop(run);
@@ -1003,5 +1069,6 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutcome {
         logs,
         digests,
         leftovers,
+        cut,
     }
 }
