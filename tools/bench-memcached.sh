@@ -24,12 +24,18 @@
 #             --node-base-port + 100).
 #   cluster   a running `dkc-local up` whose memcached front listens on --cluster-port (started
 #             by you; this script neither starts nor stops it).
+#   node1-base, node1direct-base  node1 and node1direct run with the binaries of --base-dir (a
+#             second 1-node cluster, ports from --node-base-port + 200, group MCBENCH1B): a
+#             before/after comparison in the same run. Added by --base-dir for node1 and
+#             node1direct.
 # The clusters started here are stopped (`dkc-local down`) when the script ends.
 #
 # Usage: tools/bench-memcached.sh [--target LIST] [--reps N] [--duration 30s]
 #          [--warmup 2s] [--keys 100000] [--connections 32] [--value-size 1024]
 #          [--memcached-port 21211] [--dkc-port 21212] [--cluster-port 11211]
-#          [--node-base-port 21300]
+#          [--node-base-port 21300] [--base-dir DIR]
+#   --base-dir DIR: a folder holding dkc-local, dkc-memcached, chmpx and dkc-server of another
+#          build (say target/release of the commit before a change); adds the -base targets.
 # Environment: OUT_DIR (/tmp/memcached-bench), CARGO_TARGET_DIR (cargo's default),
 #   BENCH_THREADS (dkc-bench runtime threads, 1), NO_BUILD=1 (use the binaries already built).
 # Needs: memcached, python3; optional memcaslap.
@@ -48,6 +54,7 @@ MC_PORT=21211
 DKC_PORT=21212
 CLUSTER_PORT=11211
 NODE_BASE_PORT=21300
+BASE_DIR=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --target) TARGETS="$2"; shift 2 ;;
@@ -61,22 +68,23 @@ while [ $# -gt 0 ]; do
     --dkc-port) DKC_PORT="$2"; shift 2 ;;
     --cluster-port) CLUSTER_PORT="$2"; shift 2 ;;
     --node-base-port) NODE_BASE_PORT="$2"; shift 2 ;;
+    --base-dir) BASE_DIR="$2"; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-memcached: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 IFS=, read -r -a TARGET_LIST <<<"$TARGETS"
 [ "${#TARGET_LIST[@]}" -gt 0 ] || { echo "bench-memcached: --target is empty" >&2; exit 2; }
+if [ -n "$BASE_DIR" ]; then
+    for b in dkc-local dkc-memcached chmpx dkc-server; do
+        [ -x "$BASE_DIR/$b" ] || { echo "bench-memcached: --base-dir $BASE_DIR has no $b" >&2; exit 2; }
+    done
+    for t in "${TARGET_LIST[@]}"; do
+        case "$t" in node1 | node1direct) TARGET_LIST+=("$t-base") ;; esac
+    done
+fi
 # Each target: a label for the table and the port its memcached front listens on.
 declare -A LABEL PORT
-# The 1-node cluster, started once whether node1, node1direct or both are targets.
-NODE1_STARTED=0
-start_node1() {
-    if [ "$NODE1_STARTED" = 0 ]; then
-        start_cluster node1 1 0 "$NODE_BASE_PORT" $((NODE_BASE_PORT + 50))
-        NODE1_STARTED=1
-    fi
-}
 for t in "${TARGET_LIST[@]}"; do
     case "$t" in
     memory) LABEL[$t]="dkc-memcached, memory backend (not the cluster)"; PORT[$t]="$DKC_PORT" ;;
@@ -87,6 +95,11 @@ for t in "${TARGET_LIST[@]}"; do
         ;;
     cluster3) LABEL[$t]="dkc 3 nodes, REPLICA=1 (dkc-local)"; PORT[$t]=$((NODE_BASE_PORT + 150)) ;;
     cluster) LABEL[$t]="dkc cluster via a running dkc-local"; PORT[$t]="$CLUSTER_PORT" ;;
+    node1-base) LABEL[$t]="node1 with the binaries of $BASE_DIR"; PORT[$t]=$((NODE_BASE_PORT + 250)) ;;
+    node1direct-base)
+        LABEL[$t]="node1direct with the binaries of $BASE_DIR"
+        PORT[$t]=$((NODE_BASE_PORT + 260))
+        ;;
     *) echo "bench-memcached: unknown target $t (memory, node1, node1direct, cluster3, cluster)" >&2; exit 2 ;;
     esac
 done
@@ -153,13 +166,15 @@ PIDS+=($!)
 wait_ready "$MC_PORT" memcached
 MC_VERSION="$(memcached -V)"
 
-# start_cluster NAME NODES REPLICA BASE_PORT FRONT_PORT: a local cluster in the background.
+# start_cluster NAME NODES REPLICA BASE_PORT FRONT_PORT [DKC_LOCAL GROUP]: a local cluster in
+# the background.
 start_cluster() {
     local name="$1" nodes="$2" replica="$3" base="$4" port="$5"
+    local local_bin="${6:-$DKC_LOCAL}" group="${7:-MCBENCH$nodes}"
     local dir="$OUT_DIR/$name"
     rm -rf "$dir"
-    local cmd=("$DKC_LOCAL" up --detach --nodes "$nodes" --replica "$replica" --dir "$dir"
-        --base-port "$base" --port "$port" --group "MCBENCH$nodes")
+    local cmd=("$local_bin" up --detach --nodes "$nodes" --replica "$replica" --dir "$dir"
+        --base-port "$base" --port "$port" --group "$group")
     echo "${cmd[*]}" >>"$COMMANDS"
     echo "== starting $name: ${cmd[*]}" >&2
     CLUSTER_DIRS+=("$dir")
@@ -175,6 +190,15 @@ start_node1() {
     if [ "$NODE1_STARTED" = 0 ]; then
         start_cluster node1 1 0 "$NODE_BASE_PORT" $((NODE_BASE_PORT + 50))
         NODE1_STARTED=1
+    fi
+}
+# The same with the binaries of --base-dir.
+NODE1_BASE_STARTED=0
+start_node1_base() {
+    if [ "$NODE1_BASE_STARTED" = 0 ]; then
+        start_cluster node1-base 1 0 $((NODE_BASE_PORT + 200)) $((NODE_BASE_PORT + 250)) \
+            "$BASE_DIR/dkc-local" MCBENCH1B
+        NODE1_BASE_STARTED=1
     fi
 }
 for t in "${TARGET_LIST[@]}"; do
@@ -197,6 +221,16 @@ for t in "${TARGET_LIST[@]}"; do
         PIDS+=($!)
         ;;
     cluster3) start_cluster cluster3 3 1 $((NODE_BASE_PORT + 100)) "${PORT[$t]}" ;;
+    node1-base) start_node1_base ;;
+    node1direct-base)
+        start_node1_base
+        DIRECT_CMD=("$BASE_DIR/dkc-memcached" --backend cluster
+            --conf "$OUT_DIR/node1-base/server.ini" --ctlport $((NODE_BASE_PORT + 201))
+            -p "${PORT[$t]}" -l 127.0.0.1)
+        echo "${DIRECT_CMD[*]}" >>"$COMMANDS"
+        RUST_LOG=warn "${DIRECT_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached-direct-base.log" &
+        PIDS+=($!)
+        ;;
     esac
     wait_ready "${PORT[$t]}" "${LABEL[$t]}"
 done
