@@ -321,7 +321,12 @@ mod tests {
         m.add_routed(10);
         m.add_routed(5);
         m.set_peer_up("a\"b:1", true);
+        m.add_refused_unconfirmed();
+        m.add_refused_unconfirmed();
+        assert_eq!(m.refused_unconfirmed(), 2);
         let text = m.render();
+        assert!(text.contains("chmpx_writes_refused_owner_unconfirmed_total 2"));
+        assert!(text.contains("# TYPE chmpx_writes_refused_owner_unconfirmed_total counter"));
         assert!(text.contains("chmpx_messages_routed_total 2"));
         assert!(text.contains("chmpx_message_bytes_total 15"));
         assert!(text.contains("chmpx_peer_up{peer=\"a\\\"b:1\"} 1"));
