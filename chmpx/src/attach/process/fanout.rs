@@ -178,7 +178,7 @@ impl PendingFanout {
             if !d.consumer_busy {
                 d.consumer_busy = true;
                 drop(d);
-                let r = inner.pump(deadline, false);
+                let r = inner.pump(deadline, false, false);
                 inner.release_consumer();
                 if let Err(e) = r {
                     tracing::debug!("pump: {e}");
