@@ -13,6 +13,9 @@ const BODY_BYTES: usize = 64 * 1024;
 /// Loopback socket buffers can hold a few MiB; with 64 KiB bodies the queue must be full long
 /// before this many messages.
 const ATTEMPTS_MAX: usize = 20_000;
+/// Heartbeat timeout of the throughput test's links: long enough that a scheduling stall on a
+/// loaded host does not end the link mid-run.
+const THROUGHPUT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn data(origin: &str, id: u64, len: usize) -> Outgoing {
     Outgoing::Data(DataMsg {
@@ -178,8 +181,12 @@ async fn link_throughput_of_small_data_messages_between_two_managers() {
     let mut ns = nodes(2).await;
     let peers = specs(&ns);
     let ids: Vec<String> = ns.iter().map(|n| n.id.clone()).collect();
-    let (a, mut rx_a) = start(&mut ns[0], peers.clone(), opts());
-    let (b, mut rx_b) = start(&mut ns[1], peers, opts());
+    // Not a failure-detection test: with the short test timeout a loaded host (CI runs other
+    // tests beside it) stalled one side past it and the link went DOWN mid-run.
+    let mut o = opts();
+    o.heartbeat_timeout = THROUGHPUT_HEARTBEAT_TIMEOUT;
+    let (a, mut rx_a) = start(&mut ns[0], peers.clone(), o.clone());
+    let (b, mut rx_b) = start(&mut ns[1], peers, o);
     wait_all_up(&mut rx_a, &[&ids[1]]).await;
     wait_all_up(&mut rx_b, &[&ids[0]]).await;
     let t0 = Instant::now();
