@@ -1223,6 +1223,24 @@ mod tests {
     use super::*;
     use crate::attach::AttachListener;
 
+    /// A current-thread runtime and a listener bound for the cluster `{prefix}{pid}` on a
+    /// control port `port_base + pid % 20000` (tests of one process do not collide).
+    pub(super) fn bound_listener(
+        prefix: &str,
+        port_base: u16,
+    ) -> (String, u16, tokio::runtime::Runtime, AttachListener) {
+        let cluster = format!("{prefix}{}", std::process::id());
+        let ctlport = port_base + (std::process::id() % 20_000) as u16;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(async { AttachListener::bind(&cluster, ctlport, AttachOptions::default()) })
+            .unwrap();
+        (cluster, ctlport, rt, listener)
+    }
+
     /// Requests chmpx sends in the first burst.
     const BURST: u64 = 16;
     /// Requests sent one by one while a receiver holds a request.
@@ -1236,15 +1254,7 @@ mod tests {
     /// that the others still take the ring over.
     #[test]
     fn receivers_lose_no_request_and_a_held_one_does_not_block_the_rest() {
-        let cluster = format!("rcv{}", std::process::id());
-        let ctlport = 33_000 + (std::process::id() % 20_000) as u16;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut listener = rt
-            .block_on(async { AttachListener::bind(&cluster, ctlport, AttachOptions::default()) })
-            .unwrap();
+        let (cluster, ctlport, rt, mut listener) = bound_listener("rcv", 33_000);
         // The handshake needs the listener to accept meanwhile.
         let c2 = cluster.clone();
         let connecting = std::thread::spawn(move || {

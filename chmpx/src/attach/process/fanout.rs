@@ -276,16 +276,9 @@ mod tests {
     /// request sends the count notice `announced` and then `answers` responses.
     #[test]
     fn fanout_over_the_transport_collects_the_notice_and_every_answer() {
-        use crate::attach::{AttachListener, AttachOptions, Role, FLAG_TARGET_COUNT};
-        let cluster = format!("fan{}", std::process::id());
-        let ctlport = 31_000 + (std::process::id() % 20_000) as u16;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut listener = rt
-            .block_on(async { AttachListener::bind(&cluster, ctlport, AttachOptions::default()) })
-            .unwrap();
+        use crate::attach::{AttachOptions, Role, FLAG_TARGET_COUNT};
+        let (cluster, ctlport, rt, mut listener) =
+            super::super::tests::bound_listener("fan", 31_000);
         let (c2, done) = (
             cluster.clone(),
             Arc::new(std::sync::atomic::AtomicBool::new(false)),
