@@ -204,8 +204,17 @@ impl AttachListener {
             }
         }
         let id = self.next_attach_id;
+        if !seg.accept(self.pid, self.generation, id) {
+            // The process gave up waiting and withdrew the offer between our state check and
+            // now: accepting anyway would leave an attachment that nobody reads.
+            return Err(AttachError::Runtime(format!(
+                "hello for {} withdrawn by the process before chmpx answered (state {:?}); \
+                 ignored",
+                names.segment,
+                seg.state()
+            )));
+        }
         self.next_attach_id += 1;
-        seg.accept(self.pid, self.generation, id);
         down_q.send(&Doorbell::Accepted.encode())?;
         let up_q = register(up_q)?;
         tracing::info!(id, pid = hello.pid, ?role, "process attached");

@@ -646,7 +646,7 @@ impl Inner {
     }
 
     /// Creates a fresh set of objects and runs the handshake until `deadline`.
-    fn connect_once(&self, deadline: Instant) -> Result<Arc<Conn>, AttachError> {
+    fn connect_once(&self, mut deadline: Instant) -> Result<Arc<Conn>, AttachError> {
         let o = &self.options;
         let start = Instant::now();
         let pid = std::process::id();
@@ -688,9 +688,17 @@ impl Inner {
                 Err(IpcError::NotFound { .. }) => false,
                 Err(e) => return Err(e.into()),
             };
-            ever_sent |= sent;
             let now = Instant::now();
-            if now >= deadline {
+            if sent && !ever_sent {
+                // A caller near its deadline (a receiver's poll) still gives chmpx one retry
+                // interval to answer the first hello, rather than offering and withdrawing.
+                deadline = deadline.max(now + Duration::from_millis(o.hello_retry_interval_ms));
+            }
+            ever_sent |= sent;
+            // Out of time. An offer chmpx may still read from its accept queue is withdrawn
+            // first; if chmpx answered meanwhile, its answer is taken below (an attachment it
+            // accepted must be used or left, never dropped unread).
+            if now >= deadline && (!ever_sent || seg.withdraw()) {
                 let waited_ms = (now - start).as_millis() as u64;
                 return Err(if ever_sent {
                     AttachError::HandshakeTimeout { waited_ms }
@@ -728,7 +736,14 @@ impl Inner {
                     SegmentState::Refused => {
                         return Err(AttachError::Refused(seg.refuse_reason()));
                     }
-                    _ => {}
+                    SegmentState::Offered => {}
+                    other => {
+                        return Err(AttachError::Runtime(format!(
+                            "our attachment segment {} is in state {other:?} before chmpx \
+                             answered",
+                            names.segment
+                        )))
+                    }
                 }
                 let now = Instant::now();
                 if now >= until {

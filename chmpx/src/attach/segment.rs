@@ -231,14 +231,7 @@ impl Segment {
 
     /// Moves Accepted -> `to`; returns false if the state was something else.
     pub fn leave_accepted(&self, to: SegmentState) -> bool {
-        self.u32_at(OFF_STATE)
-            .compare_exchange(
-                SegmentState::Accepted.code(),
-                to.code(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+        self.transition(SegmentState::Accepted, to)
     }
 
     /// The body limit the process declared.
@@ -246,15 +239,36 @@ impl Segment {
         self.u64_at(OFF_BODY_MAX).load(Ordering::Relaxed)
     }
 
-    /// chmpx side: records who accepted and sets Accepted.
-    pub fn accept(&self, chmpx_pid: u32, generation: u64, attach_id: u64) {
+    /// Moves `from` -> `to`; false if the state was something else.
+    fn transition(&self, from: SegmentState, to: SegmentState) -> bool {
+        self.u32_at(OFF_STATE)
+            .compare_exchange(from.code(), to.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// chmpx side: records who accepted and moves Offered -> Accepted. False, and nothing
+    /// accepted, if the offer is no longer open: the process withdrew it (gave up waiting,
+    /// see [`Segment::withdraw`]) or it was answered already. Only the listener that read the
+    /// hello calls this, once (the process never writes the fields set here).
+    #[must_use]
+    pub fn accept(&self, chmpx_pid: u32, generation: u64, attach_id: u64) -> bool {
+        // Written before the state (Release in the exchange): a process that sees Accepted
+        // sees them. Harmless if the exchange fails: nobody reads them then.
         self.u32_at(OFF_CHMPX_PID)
             .store(chmpx_pid, Ordering::Relaxed);
         self.u64_at(OFF_GENERATION)
             .store(generation, Ordering::Relaxed);
         self.u64_at(OFF_ATTACH_ID)
             .store(attach_id, Ordering::Relaxed);
-        self.set_state(SegmentState::Accepted);
+        self.transition(SegmentState::Offered, SegmentState::Accepted)
+    }
+
+    /// Process side: withdraws an offer chmpx has not answered (Offered -> Detached), so that
+    /// a hello still in the accept queue cannot make chmpx accept a segment nobody will read.
+    /// False if chmpx answered first: then [`Segment::state`] says how.
+    #[must_use]
+    pub fn withdraw(&self) -> bool {
+        self.transition(SegmentState::Offered, SegmentState::Detached)
     }
 
     /// chmpx side: records a refusal.
@@ -341,5 +355,48 @@ impl ChmpxMarker {
         m.u64_at(16).store(generation, Ordering::Relaxed);
         m.u64_at(0).store(MARKER_MAGIC, Ordering::Release);
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process segment and chmpx's mapping of it, under a name unique to this test.
+    fn offered(tag: &str) -> (Segment, Segment) {
+        let pid = std::process::id();
+        let name = format!("/dkc.segtest.{tag}.{pid}");
+        let _ = SharedMemory::unlink(&name);
+        let capacity = RING_CAPACITY_MIN_BYTES;
+        let process = Segment::create(&name, Role::Server, pid, 7, 1024, capacity, 0o600)
+            .expect("create the segment");
+        let (chmpx, role) = Segment::open_checked(&name, pid, 7, 1 << 20)
+            .map_err(|f| f.error)
+            .expect("chmpx maps it");
+        assert_eq!(role, Role::Server);
+        (process, chmpx)
+    }
+
+    /// The race behind a never-read attachment: the process gives up waiting while chmpx is
+    /// about to accept its hello. Exactly one side wins the Offered state.
+    #[test]
+    fn a_withdrawn_offer_cannot_be_accepted() {
+        let (process, chmpx) = offered("withdraw");
+        assert!(process.withdraw(), "nobody answered yet");
+        assert!(
+            !chmpx.accept(4242, 1, 9),
+            "accepted after the process withdrew"
+        );
+        assert_eq!(process.state(), SegmentState::Detached);
+        assert_eq!(chmpx.state(), SegmentState::Detached);
+    }
+
+    #[test]
+    fn an_accepted_offer_cannot_be_withdrawn_and_says_who_accepted() {
+        let (process, chmpx) = offered("accept");
+        assert!(chmpx.accept(4242, 3, 9));
+        assert!(!process.withdraw(), "withdrew an offer chmpx had accepted");
+        assert_eq!(process.state(), SegmentState::Accepted);
+        assert_eq!(process.accepted_by(), (4242, 3, 9));
     }
 }
