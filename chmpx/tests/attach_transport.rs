@@ -743,6 +743,7 @@ fn attach_full_ring_towards_a_process_is_backpressure_never_a_block() {
                 route: Route::Node(0),
                 flags: 0,
                 body: vec![i as u8; 64 << 10],
+                queued_ns: 0,
             };
             // The process does not read: sends succeed until the ring is full, then fail
             // at once with Backpressure.

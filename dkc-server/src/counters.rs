@@ -51,6 +51,7 @@ counters!(
     errors,
     errors_storage,
     errors_no_space,
+    refused_queued_too_long,
 );
 
 /// Adds one to a counter.

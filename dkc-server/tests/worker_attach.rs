@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chmpx::attach::envelope::monotonic_now_ns;
 use chmpx::attach::{
     AttachListener, AttachOptions, AttachedProcess, Attachment, Envelope, Kind, Role, Route,
 };
@@ -25,6 +26,11 @@ const CLIENT_ATTACHMENT: u64 = 999;
 /// Our node number in routes.
 const NODE: u64 = 7;
 const RCV_TIMEOUT: Duration = Duration::from_millis(300);
+/// The server's limit on a command's wait on its host (from chmpx's queue stamp). Above the
+/// fence-queue waits of these tests (one RCV_TIMEOUT), so only the tests that stamp their
+/// requests old meet it.
+const QUEUE_AGE_MAX: Duration = Duration::from_millis(1000);
+const _: () = assert!(QUEUE_AGE_MAX.as_millis() > 2 * RCV_TIMEOUT.as_millis());
 const WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// What the fake chmpx does with a Replicate request from the server.
@@ -59,6 +65,12 @@ struct FakeChmpx {
 
 impl FakeChmpx {
     fn request(&mut self, body: Vec<u8>) -> u64 {
+        self.request_queued_at(body, 0)
+    }
+
+    /// Delivers a client request whose queue stamp is `queued_ns` (0: stamped on delivery, as
+    /// the daemon's router does; else the time chmpx took it in, which the transport keeps).
+    fn request_queued_at(&mut self, body: Vec<u8>, queued_ns: u64) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         let env = Envelope {
@@ -71,6 +83,7 @@ impl FakeChmpx {
             },
             flags: 0,
             body,
+            queued_ns,
         };
         self.p.send(&env).unwrap();
         id
@@ -120,6 +133,7 @@ impl FakeChmpx {
                             route: reply,
                             flags: FLAG_TARGET_COUNT,
                             body: n.to_le_bytes().to_vec(),
+                            queued_ns: 0,
                         };
                         let response = |flags: u16, body: Vec<u8>| Envelope {
                             msg_id: env.msg_id,
@@ -127,6 +141,7 @@ impl FakeChmpx {
                             route: reply,
                             flags,
                             body,
+                            queued_ns: 0,
                         };
                         let ok = Response::Replicated {
                             applied: 1,
@@ -231,6 +246,7 @@ fn start_server(
             replica: setup.replica,
             replication_disabled: setup.replication_disabled,
             rcv_timeout: RCV_TIMEOUT,
+            queue_age_max: QUEUE_AGE_MAX,
             stop: stop.clone(),
         });
         let serving = serve(shared, 2).unwrap();
@@ -593,6 +609,136 @@ async fn worker_a_second_fenced_write_of_a_key_waits_for_the_first() {
             let undo_at = sent.iter().position(|r| r.rollback_of.is_some()).unwrap();
             let second_at = sent.iter().position(|r| r == fenced[1]).unwrap();
             assert!(undo_at < second_at, "rolled back before the next one ran");
+        },
+    )
+    .await;
+}
+
+/// A queue stamp `ago` before now (this host's CLOCK_MONOTONIC, as chmpx stamps).
+fn stamped_ago(ago: Duration) -> u64 {
+    let ago = u64::try_from(ago.as_nanos()).unwrap();
+    let now = monotonic_now_ns();
+    assert!(
+        now > ago,
+        "the host has been up longer than the stamp's age"
+    );
+    now - ago
+}
+
+/// The answer to a command refused for its wait on the host: `E_TIMEOUT`, saying it was not
+/// executed and naming the limit.
+fn assert_refused_as_queued_too_long(body: &[u8]) {
+    let (code, message) = error_of(body);
+    assert_eq!(code, ErrorCode::Timeout, "{message}");
+    assert!(
+        message.contains("not executed") && message.contains("local queue"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("more than {} ms", QUEUE_AGE_MAX.as_millis())),
+        "{message}"
+    );
+}
+
+/// The fix of the SIGSTOP counter case: a command chmpx queued for this server longer ago than
+/// a takeover needs (the host was stopped with it in the ring) is refused unexecuted, whatever
+/// it is; a fresh one, or one without a stamp, runs; a Replicate from another owner is applied
+/// whatever its age (it carries its own version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_refuses_a_command_queued_past_the_limit_and_serves_a_fresh_one() {
+    scenario(
+        "stale",
+        Setup::new(AckLevel::All, 1),
+        async |fake: &mut FakeChmpx| {
+            let id = fake.request(set("c", "10"));
+            let Response::Stored { version: v0 } =
+                decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap()
+            else {
+                panic!("set stored")
+            };
+            let old = || stamped_ago(QUEUE_AGE_MAX * 3);
+            let sent_before = fake.replicated.len();
+            // A conditional write, a plain write and a read, each queued too long ago.
+            for body in [incr("c", 1), set("c", "99"), get("c")] {
+                let id = fake.request_queued_at(body, old());
+                assert_refused_as_queued_too_long(&fake.answer(id, Chain::OneAcks).await);
+            }
+            assert_eq!(
+                fake.replicated.len(),
+                sent_before,
+                "nothing was executed, so nothing was replicated"
+            );
+            // Nothing was written: the value and its version are the set's.
+            let id = fake.request(get("c"));
+            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+                Response::Value(item) => {
+                    assert_eq!((&item.value[..], item.version), (&b"10"[..], v0));
+                }
+                other => panic!("{other:?}"),
+            }
+            // Fresh ones run: stamped a little while ago (within the limit), and stamped by
+            // the transport on delivery.
+            let id = fake.request_queued_at(incr("c", 1), stamped_ago(QUEUE_AGE_MAX / 4));
+            assert_eq!(
+                decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap(),
+                Response::Number(11)
+            );
+            let id = fake.request(incr("c", 1));
+            assert_eq!(
+                decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap(),
+                Response::Number(12)
+            );
+            // Another owner's Replicate, however old, is applied (newest version wins).
+            let record = WireRecord {
+                key: b"r".to_vec(),
+                value: b"from-the-primary".to_vec(),
+                version: v0 + 1000,
+                ..Default::default()
+            };
+            let body = encode_request(&Request::Replicate {
+                records: vec![record],
+            })
+            .unwrap();
+            let id = fake.request_queued_at(body, old());
+            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+                Response::Replicated { applied: 1, .. } => {}
+                other => panic!("an old Replicate is still applied: {other:?}"),
+            }
+        },
+    )
+    .await;
+}
+
+/// The wait in the server's own fence queue counts too: a conditional write that was fresh
+/// when it arrived, then waited behind another write of its key until its whole wait on the
+/// host passed the limit, is refused unexecuted instead of running against a value a takeover
+/// may have changed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_a_fenced_write_that_aged_in_the_fence_queue_is_refused() {
+    scenario(
+        "fqstale",
+        Setup::new(AckLevel::All, 1),
+        async |fake: &mut FakeChmpx| {
+            let id = fake.request(set("q", "10"));
+            decode_response(&fake.answer(id, Chain::OneAcks).await).unwrap();
+            // The first incr's replica never answers: it holds the key for RCV_TIMEOUT. The
+            // second arrives with room left (MARGIN) but less than that wait.
+            const MARGIN: Duration = Duration::from_millis(150);
+            const _: () = assert!(MARGIN.as_millis() < RCV_TIMEOUT.as_millis());
+            fake.silent_next = 1;
+            let _first = fake.request(incr("q", 1));
+            let second = fake.request_queued_at(incr("q", 1), stamped_ago(QUEUE_AGE_MAX - MARGIN));
+            assert_refused_as_queued_too_long(&fake.answer(second, Chain::OneAcks).await);
+            let fenced = sent_for(fake, b"q")
+                .into_iter()
+                .filter(|r| r.base.is_some())
+                .count();
+            assert_eq!(fenced, 1, "only the first incr ran");
+            let id = fake.request(get("q"));
+            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+                Response::Value(item) => assert_eq!(&item.value[..], b"10", "first taken back"),
+                other => panic!("{other:?}"),
+            }
         },
     )
     .await;

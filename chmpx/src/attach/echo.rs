@@ -47,6 +47,7 @@ async fn echo_one(mut p: AttachedProcess) {
                 },
                 flags: 0,
                 body: e.body,
+                queued_ns: 0,
             })
             .collect();
         let mut done = 0;

@@ -1,4 +1,4 @@
-//! The message model chmpx moves: a fixed 48-byte header and an opaque body. chmpx reads only
+//! The message model chmpx moves: a fixed 56-byte header and an opaque body. chmpx reads only
 //! the header (kind, route, correlation id); what the body means is the business of dkc-server
 //! and dkc-client.
 //!
@@ -6,18 +6,77 @@
 //!  0 magic u32 "DKCE"   4 version u8   5 kind u8   6 route tag u8   7 reserved u8 (0)
 //!  8 flags u16          10 reserved u16 (0)        12 body_len u32
 //! 16 msg_id u64
-//! 24 route a u64        32 route b u64             40 route c u64      48 body ...
+//! 24 route a u64        32 route b u64             40 route c u64
+//! 48 queued_ns u64      56 body ...
 //! ```
 //! All integers little-endian. Route fields a/b/c per tag: HashFirst/HashChain (hash, 0, 0),
 //! AllServers (0, 0, 0), Node (node, 0, 0), Reply (origin node, origin attachment, msg_id).
 //! Unused fields must be zero, so a garbage header is very unlikely to pass.
+//!
+//! `queued_ns` is the queue time of the chmpx -> process direction: chmpx writes the host's
+//! CLOCK_MONOTONIC ([`monotonic_now_ns`]) when it puts a message into a process's ring, so the
+//! process can tell how long the message waited on this host (chmpx and the process share the
+//! clock, which keeps running while either is stopped). Processes write 0 (unknown); 0 is never
+//! a stamp. Version 1 had no such field (48-byte header) and is refused.
+
+// Offsets of the header fields (the layout above); every encode and decode uses these.
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 4;
+const OFF_KIND: usize = 5;
+const OFF_ROUTE_TAG: usize = 6;
+const OFF_RESERVED_U8: usize = 7;
+const OFF_FLAGS: usize = 8;
+const OFF_RESERVED_U16: usize = 10;
+const OFF_BODY_LEN: usize = 12;
+const OFF_MSG_ID: usize = 16;
+const OFF_ROUTE_A: usize = 24;
+const OFF_ROUTE_B: usize = 32;
+const OFF_ROUTE_C: usize = 40;
+const OFF_QUEUED_NS: usize = 48;
 
 /// Bytes of the encoded header.
-pub const ENVELOPE_HEADER_BYTES: usize = 48;
+pub const ENVELOPE_HEADER_BYTES: usize = OFF_QUEUED_NS + 8;
 /// First four bytes of every header ("DKCE").
 pub const ENVELOPE_MAGIC: u32 = 0x4543_4B44;
-/// Version of this header layout.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// Version of this header layout (2: `queued_ns` added).
+pub const ENVELOPE_VERSION: u8 = 2;
+
+const _: () = assert!(
+    OFF_VERSION == OFF_MAGIC + 4
+        && OFF_KIND == OFF_VERSION + 1
+        && OFF_ROUTE_TAG == OFF_KIND + 1
+        && OFF_RESERVED_U8 == OFF_ROUTE_TAG + 1
+        && OFF_FLAGS == OFF_RESERVED_U8 + 1
+        && OFF_RESERVED_U16 == OFF_FLAGS + 2
+        && OFF_BODY_LEN == OFF_RESERVED_U16 + 2
+        && OFF_MSG_ID == OFF_BODY_LEN + 4
+        && OFF_ROUTE_A == OFF_MSG_ID + 8
+        && OFF_ROUTE_B == OFF_ROUTE_A + 8
+        && OFF_ROUTE_C == OFF_ROUTE_B + 8
+        && OFF_QUEUED_NS == OFF_ROUTE_C + 8
+        && ENVELOPE_HEADER_BYTES == 56
+);
+
+/// This host's CLOCK_MONOTONIC in nanoseconds, never 0 (0 means "no stamp" in `queued_ns`).
+/// Every process on the host reads the same clock, and it keeps running while a process is
+/// stopped (SIGSTOP), so a stamp written by chmpx measures the wait in a process's ring.
+pub fn monotonic_now_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => {
+            let ns = i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec());
+            u64::try_from(ns).unwrap_or(u64::MAX).max(1)
+        }
+        // CLOCK_MONOTONIC cannot fail on Linux; were it to, "no stamp" never refuses anything.
+        Err(_) => 0,
+    }
+}
+
+/// How long a message stamped `queued_ns` has waited at `now_ns` (both from
+/// [`monotonic_now_ns`] on this host): `None` without a stamp (0); zero for a stamp from the
+/// future, which only a damaged header can carry.
+pub fn queue_age(queued_ns: u64, now_ns: u64) -> Option<std::time::Duration> {
+    (queued_ns != 0).then(|| std::time::Duration::from_nanos(now_ns.saturating_sub(queued_ns)))
+}
 
 /// Flag on a [`Kind::Response`] made by chmpx itself because the request could not be
 /// delivered (no live owner, peer unreachable, no server process): the body is a UTF-8 reason.
@@ -141,6 +200,8 @@ pub struct Header {
     pub route: Route,
     pub flags: u16,
     pub body_len: u32,
+    /// See [`Envelope::queued_ns`].
+    pub queued_ns: u64,
 }
 
 /// A whole message.
@@ -151,6 +212,18 @@ pub struct Envelope {
     pub route: Route,
     pub flags: u16,
     pub body: Vec<u8>,
+    /// When chmpx put this message into the receiving process's ring ([`monotonic_now_ns`]
+    /// of this host), 0 if unknown. Only chmpx sets it, on delivery to a process: whatever a
+    /// sender puts here is replaced (chmpx) or sent as 0 (a process).
+    pub queued_ns: u64,
+}
+
+impl Envelope {
+    /// How long this message has waited since chmpx queued it for this process (see
+    /// [`queue_age`]); `None` if it carries no stamp.
+    pub fn queue_age(&self, now_ns: u64) -> Option<std::time::Duration> {
+        queue_age(self.queued_ns, now_ns)
+    }
 }
 
 /// Why bytes are not a message.
@@ -188,16 +261,18 @@ impl Header {
     pub fn encode(&self) -> [u8; ENVELOPE_HEADER_BYTES] {
         let mut out = [0u8; ENVELOPE_HEADER_BYTES];
         let (tag, a, b, c) = self.route.encode();
-        out[0..4].copy_from_slice(&ENVELOPE_MAGIC.to_le_bytes());
-        out[4] = ENVELOPE_VERSION;
-        out[5] = self.kind.code();
-        out[6] = tag;
-        out[8..10].copy_from_slice(&self.flags.to_le_bytes());
-        out[12..16].copy_from_slice(&self.body_len.to_le_bytes());
-        out[16..24].copy_from_slice(&self.msg_id.to_le_bytes());
-        out[24..32].copy_from_slice(&a.to_le_bytes());
-        out[32..40].copy_from_slice(&b.to_le_bytes());
-        out[40..48].copy_from_slice(&c.to_le_bytes());
+        let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
+        put(OFF_MAGIC, &ENVELOPE_MAGIC.to_le_bytes());
+        put(OFF_VERSION, &[ENVELOPE_VERSION]);
+        put(OFF_KIND, &[self.kind.code()]);
+        put(OFF_ROUTE_TAG, &[tag]);
+        put(OFF_FLAGS, &self.flags.to_le_bytes());
+        put(OFF_BODY_LEN, &self.body_len.to_le_bytes());
+        put(OFF_MSG_ID, &self.msg_id.to_le_bytes());
+        put(OFF_ROUTE_A, &a.to_le_bytes());
+        put(OFF_ROUTE_B, &b.to_le_bytes());
+        put(OFF_ROUTE_C, &c.to_le_bytes());
+        put(OFF_QUEUED_NS, &self.queued_ns.to_le_bytes());
         out
     }
 
@@ -215,19 +290,24 @@ impl Header {
             b.copy_from_slice(&buf[i..i + 8]);
             u64::from_le_bytes(b)
         };
-        let magic = u32_at(0);
+        let magic = u32_at(OFF_MAGIC);
         if magic != ENVELOPE_MAGIC {
             return Err(InvalidEnvelope::Magic(magic).into());
         }
-        if buf[4] != ENVELOPE_VERSION {
-            return Err(InvalidEnvelope::Version(buf[4]).into());
+        if buf[OFF_VERSION] != ENVELOPE_VERSION {
+            return Err(InvalidEnvelope::Version(buf[OFF_VERSION]).into());
         }
-        let kind = Kind::from_code(buf[5]).ok_or(InvalidEnvelope::Kind(buf[5]))?;
-        if buf[7] != 0 || u16_at(10) != 0 {
+        let kind = Kind::from_code(buf[OFF_KIND]).ok_or(InvalidEnvelope::Kind(buf[OFF_KIND]))?;
+        if buf[OFF_RESERVED_U8] != 0 || u16_at(OFF_RESERVED_U16) != 0 {
             return Err(InvalidEnvelope::Reserved.into());
         }
-        let route = Route::decode(buf[6], u64_at(24), u64_at(32), u64_at(40))?;
-        let body_len = u32_at(12);
+        let route = Route::decode(
+            buf[OFF_ROUTE_TAG],
+            u64_at(OFF_ROUTE_A),
+            u64_at(OFF_ROUTE_B),
+            u64_at(OFF_ROUTE_C),
+        )?;
+        let body_len = u32_at(OFF_BODY_LEN);
         if body_len as usize > body_len_max {
             return Err(InvalidEnvelope::BodyTooLarge {
                 len: body_len as usize,
@@ -236,11 +316,12 @@ impl Header {
             .into());
         }
         Ok(Header {
-            msg_id: u64_at(16),
+            msg_id: u64_at(OFF_MSG_ID),
             kind,
             route,
-            flags: u16_at(8),
+            flags: u16_at(OFF_FLAGS),
             body_len,
+            queued_ns: u64_at(OFF_QUEUED_NS),
         })
     }
 }
@@ -254,6 +335,7 @@ impl Envelope {
             route: self.route,
             flags: self.flags,
             body_len: u32::try_from(self.body.len()).unwrap_or(u32::MAX),
+            queued_ns: self.queued_ns,
         }
     }
 
@@ -280,6 +362,7 @@ impl Envelope {
             route: h.route,
             flags: h.flags,
             body: buf[ENVELOPE_HEADER_BYTES..total].to_vec(),
+            queued_ns: h.queued_ns,
         };
         Ok((env, total))
     }
@@ -316,6 +399,7 @@ impl Envelope {
             route: h.route,
             flags: h.flags,
             body,
+            queued_ns: h.queued_ns,
         })
     }
 
@@ -349,6 +433,7 @@ mod tests {
             route: Route::AllServers,
             flags,
             body,
+            queued_ns: 0,
         };
         let three = 3u32.to_le_bytes().to_vec();
         assert_eq!(
@@ -381,6 +466,7 @@ mod tests {
             },
             flags: 5,
             body: b"hello".to_vec(),
+            queued_ns: 0x0102_0304_0506_0708,
         }
     }
 
@@ -390,10 +476,16 @@ mod tests {
         assert_eq!(Envelope::decode_exact(&bytes, 100).unwrap(), sample());
         assert_eq!(
             Envelope::decode(&bytes[..10], 100),
-            Err(DecodeError::Incomplete { needed: 38 })
+            Err(DecodeError::Incomplete {
+                needed: ENVELOPE_HEADER_BYTES - 10
+            })
         );
         assert_eq!(
-            Envelope::decode(&bytes[..50], 100),
+            Envelope::decode(&bytes[..ENVELOPE_HEADER_BYTES - 1], 100),
+            Err(DecodeError::Incomplete { needed: 1 })
+        );
+        assert_eq!(
+            Envelope::decode(&bytes[..ENVELOPE_HEADER_BYTES + 2], 100),
             Err(DecodeError::Incomplete { needed: 3 })
         );
         assert!(matches!(
@@ -423,6 +515,9 @@ mod tests {
             sample()
         );
         assert!(Envelope::from_parts(&head[..40], body.to_vec(), 100).is_err());
+        assert!(
+            Envelope::from_parts(&bytes[..ENVELOPE_HEADER_BYTES + 1], Vec::new(), 100).is_err()
+        );
         assert!(Envelope::from_parts(head, body[..2].to_vec(), 100).is_err());
         let mut long = bytes.clone();
         long.push(0);
@@ -432,6 +527,76 @@ mod tests {
                 extra: 1
             }))
         ));
+    }
+
+    #[test]
+    fn the_queue_stamp_round_trips_and_sits_after_the_route() {
+        let mut env = sample();
+        for stamp in [0, 1, 12_345_678_901, u64::MAX] {
+            env.queued_ns = stamp;
+            let bytes = env.encode();
+            assert_eq!(bytes.len(), ENVELOPE_HEADER_BYTES + env.body.len());
+            assert_eq!(
+                &bytes[OFF_QUEUED_NS..OFF_QUEUED_NS + 8],
+                &stamp.to_le_bytes(),
+                "little-endian at its offset"
+            );
+            assert_eq!(bytes[OFF_VERSION], ENVELOPE_VERSION);
+            assert_eq!(Envelope::decode_exact(&bytes, 100).unwrap(), env);
+            let (head, body) = bytes.split_at(ENVELOPE_HEADER_BYTES);
+            let h = Header::decode(head, 100).unwrap();
+            assert_eq!(h.queued_ns, stamp);
+            assert_eq!(h.encode().as_slice(), head, "the header alone re-encodes");
+            assert_eq!(
+                Envelope::from_parts(head, body.to_vec(), 100)
+                    .unwrap()
+                    .queued_ns,
+                stamp
+            );
+        }
+    }
+
+    #[test]
+    fn an_old_version_header_is_refused_not_misread() {
+        let mut bytes = sample().encode();
+        bytes[OFF_VERSION] = 1;
+        assert_eq!(
+            Envelope::decode(&bytes, 100),
+            Err(DecodeError::Invalid(InvalidEnvelope::Version(1)))
+        );
+    }
+
+    #[test]
+    fn queue_age_without_a_stamp_is_unknown_and_never_negative() {
+        assert_eq!(queue_age(0, 5_000_000_000), None, "0 is no stamp");
+        assert_eq!(queue_age(0, 0), None);
+        assert_eq!(
+            queue_age(1_000_000_000, 3_500_000_000),
+            Some(std::time::Duration::from_millis(2500))
+        );
+        assert_eq!(
+            queue_age(u64::MAX, 7),
+            Some(std::time::Duration::ZERO),
+            "a stamp from the future (damaged) ages 0, no panic"
+        );
+        assert_eq!(
+            queue_age(1, u64::MAX),
+            Some(std::time::Duration::from_nanos(u64::MAX - 1))
+        );
+        let mut env = sample();
+        env.queued_ns = 0;
+        assert_eq!(env.queue_age(u64::MAX), None);
+        env.queued_ns = 10;
+        assert_eq!(env.queue_age(25), Some(std::time::Duration::from_nanos(15)));
+    }
+
+    #[test]
+    fn the_monotonic_clock_is_stamped_and_does_not_go_back() {
+        let a = monotonic_now_ns();
+        let b = monotonic_now_ns();
+        assert!(a != 0 && b >= a, "{a} then {b}");
+        let age = queue_age(a, b).unwrap();
+        assert!(age < std::time::Duration::from_secs(60), "{age:?}");
     }
 
     fn route_strategy() -> impl Strategy<Value = Route> {
@@ -455,14 +620,29 @@ mod tests {
         fn garbage_never_panics_and_what_parses_reencodes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             if let Ok((env, used)) = Envelope::decode(&bytes, 1 << 20) {
                 prop_assert_eq!(&env.encode()[..], &bytes[..used]);
+                // Whatever stamp garbage carries, its age is computed without a panic.
+                let _ = env.queue_age(monotonic_now_ns());
+                let _ = env.queue_age(0);
             }
         }
 
         #[test]
+        fn a_valid_header_with_any_stamp_decodes(stamp in any::<u64>(), now in any::<u64>(),
+                                                 body in proptest::collection::vec(any::<u8>(), 0..16)) {
+            let env = Envelope { queued_ns: stamp, body, ..sample() };
+            let back = Envelope::decode_exact(&env.encode(), 64).unwrap();
+            prop_assert_eq!(back.queued_ns, stamp);
+            let age = back.queue_age(now);
+            prop_assert_eq!(age.is_none(), stamp == 0);
+            prop_assert!(age.unwrap_or_default().as_nanos() <= u128::from(now));
+        }
+
+        #[test]
         fn every_envelope_round_trips(msg_id in any::<u64>(), route in route_strategy(),
-                                      flags in any::<u16>(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
+                                      flags in any::<u16>(), body in proptest::collection::vec(any::<u8>(), 0..64),
+                                      queued_ns in any::<u64>()) {
             for kind in [Kind::Request, Kind::Response, Kind::Event] {
-                let env = Envelope { msg_id, kind, route, flags, body: body.clone() };
+                let env = Envelope { msg_id, kind, route, flags, body: body.clone(), queued_ns };
                 prop_assert_eq!(Envelope::decode_exact(&env.encode(), 64).unwrap(), env);
             }
         }

@@ -13,7 +13,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::cleanup::{cleanup_stale, CleanupReport};
-use super::envelope::{Envelope, ENVELOPE_HEADER_BYTES};
+use super::envelope::{monotonic_now_ns, Envelope, Header, ENVELOPE_HEADER_BYTES};
 use super::error::{AttachError, RefuseReason};
 use super::liveness::pid_alive;
 use super::names::{AttachmentNames, ChmpxNames};
@@ -536,6 +536,9 @@ impl AttachSender {
     }
 
     /// Sends one message; `Backpressure` when the process's ring is full (it is not reading).
+    /// Every message goes out with a queue time: `env.queued_ns` if set (when chmpx took it
+    /// in), else now ([`crate::attach::envelope::monotonic_now_ns`]). The same holds for every
+    /// way of sending below.
     pub fn send(&self, env: &Envelope) -> Result<(), AttachError> {
         self.shared.send(env)
     }
@@ -584,7 +587,12 @@ impl Shared {
             ) {
                 Ok(Some((head, body))) => {
                     match Envelope::from_parts(&head, body, self.body_size_max) {
-                        Ok(env) => out.push(env),
+                        // A process has no say in the queue time of the message chmpx will
+                        // deliver: it is stamped when chmpx puts it in the receiver's ring.
+                        Ok(env) => out.push(Envelope {
+                            queued_ns: 0,
+                            ..env
+                        }),
                         Err(e) => {
                             tracing::warn!(id = self.id, pid = self.pid, "message refused: {e}")
                         }
@@ -614,7 +622,18 @@ impl Shared {
                 max: self.body_size_max,
             });
         }
-        let header = env.header().encode();
+        // The queue time of this direction: the process measures from it how long the
+        // message waited on this host. A stamp the daemon already set (when it took the
+        // message in, earlier) is kept; what processes send never carries one (see `pop`).
+        let queued_ns = match env.queued_ns {
+            0 => monotonic_now_ns(),
+            earlier => earlier,
+        };
+        let header = Header {
+            queued_ns,
+            ..env.header()
+        }
+        .encode();
         self.seg
             .down()
             .push(&[&header, &env.body])

@@ -819,6 +819,8 @@ impl Inner {
             route,
             flags: 0,
             body_len: body.len() as u32,
+            // No queue time in this direction: chmpx stamps what it delivers to processes.
+            queued_ns: 0,
         }
         .encode();
         let ring = conn.seg.up();
@@ -1256,6 +1258,77 @@ mod tests {
         (cluster, ctlport, rt, listener)
     }
 
+    /// The queue time of the chmpx -> process direction: chmpx stamps what it delivers (now,
+    /// or the earlier time the daemon took the message in), the process receives the stamp,
+    /// and whatever a process writes there never reaches chmpx's side.
+    #[test]
+    fn the_queue_stamp_reaches_the_process_and_only_chmpx_sets_it() {
+        use crate::attach::envelope::monotonic_now_ns;
+        let (cluster, ctlport, rt, mut listener) = bound_listener("stamp", 34_000);
+        let c2 = cluster.clone();
+        let connecting = std::thread::spawn(move || {
+            Attachment::connect(&c2, ctlport, Role::Server, AttachOptions::default())
+        });
+        let mut chmpx_side = rt
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), listener.accept()).await
+            })
+            .expect("the process attaches")
+            .unwrap();
+        let server = connecting.join().unwrap().unwrap();
+        let event = |msg_id: u64, queued_ns: u64| Envelope {
+            msg_id,
+            kind: Kind::Event,
+            route: Route::AllServers,
+            flags: 0,
+            body: vec![1, 2, 3],
+            queued_ns,
+        };
+        let recv = || {
+            server
+                .recv(Duration::from_secs(5))
+                .unwrap()
+                .expect("the message arrives")
+        };
+        let before = monotonic_now_ns();
+        chmpx_side.send(&event(1, 0)).unwrap();
+        let after = monotonic_now_ns();
+        let got = recv();
+        assert_eq!(got.msg_id, 1);
+        assert!(
+            (before..=after).contains(&got.queued_ns),
+            "stamped on delivery: {before} <= {} <= {after}",
+            got.queued_ns
+        );
+        chmpx_side.send(&event(2, 12_345)).unwrap();
+        let got = recv();
+        assert_eq!(
+            (got.msg_id, got.queued_ns),
+            (2, 12_345),
+            "an earlier stamp is kept"
+        );
+        // Process -> chmpx: a process's own messages carry no stamp, and one forged into the
+        // ring is dropped on chmpx's side.
+        server.send(Route::HashFirst(9), b"up").unwrap();
+        server
+            .inject_bad_envelope_for_test(&event(3, 777).encode())
+            .unwrap();
+        let mut up = Vec::new();
+        rt.block_on(async {
+            while up.len() < 2 {
+                let batch = tokio::time::timeout(Duration::from_secs(5), chmpx_side.recv_batch(8))
+                    .await
+                    .expect("the process's messages arrive")
+                    .unwrap();
+                up.extend(batch);
+            }
+        });
+        assert_eq!(up[0].body, b"up");
+        assert_eq!((up[1].msg_id, &up[1].body[..]), (3, &[1u8, 2, 3][..]));
+        assert!(up.iter().all(|e| e.queued_ns == 0), "{up:?}");
+        drop(chmpx_side);
+    }
+
     /// Requests chmpx sends in the first burst.
     const BURST: u64 = 16;
     /// Requests sent one by one while a receiver holds a request.
@@ -1310,6 +1383,7 @@ mod tests {
             },
             flags: 0,
             body: msg_id.to_le_bytes().to_vec(),
+            queued_ns: 0,
         };
         for id in 1..=held_id {
             process.send(&request(id)).unwrap();

@@ -899,6 +899,7 @@ impl Router {
             },
             flags: FLAG_CHMPX_ERROR,
             body: reason.as_bytes().to_vec(),
+            queued_ns: 0,
         };
         self.send_back(env);
     }
@@ -1027,6 +1028,7 @@ impl Router {
             route: r,
             flags: route.flags,
             body: msg.body,
+            queued_ns: 0,
         };
         if let Route::Reply { .. } = r {
             self.route_response(env);
@@ -1131,6 +1133,7 @@ impl Router {
                     route: Route::Node(self.self_num),
                     flags: 0,
                     body,
+                    queued_ns: 0,
                 };
                 self.deliver_to_server(self.self_num, RELAY_ATTACHMENT, env);
             }
@@ -1310,6 +1313,7 @@ impl Router {
                         route: Route::Node(self.self_num),
                         flags: 0,
                         body,
+                        queued_ns: 0,
                     };
                     self.deliver_to_server(self.self_num, RPC_ATTACHMENT, env);
                 } else {
@@ -2026,6 +2030,7 @@ fn target_count_notice(msg_id: u64, origin: u64, origin_attachment: u64, count: 
         },
         flags: FLAG_TARGET_COUNT,
         body: count.to_le_bytes().to_vec(),
+        queued_ns: 0,
     }
 }
 

@@ -9,7 +9,9 @@
 //! worker does not block) and runs once the previous one is answered and, if it failed,
 //! rolled back. Queues are bounded ([`FENCE_QUEUED_MAX`] per stripe); a request that waited
 //! longer than [`FENCE_QUEUE_WAIT_RCVTIMEOUTS`] RCVTIMEOUTs in the queue is answered
-//! `E_TIMEOUT` without being executed.
+//! `E_TIMEOUT` without being executed, and so is one whose whole wait on this host, from the
+//! moment chmpx queued it for this process, passed the server's `queue_age_max` (see
+//! `worker::stale_refusal`): the key may have been taken over meanwhile.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -189,6 +191,7 @@ mod tests {
             route: Route::HashChain(0),
             flags: 0,
             body: Vec::new(),
+            queued_ns: 0,
         }
     }
 

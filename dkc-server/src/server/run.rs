@@ -104,6 +104,7 @@ pub fn run(settings: ServerSettings, stop: Arc<AtomicBool>) -> Result<(), Server
         threads = settings.threads,
         ack = ?settings.ack_level,
         value_size_max = settings.limits.value_size_max,
+        queue_age_max_ms = settings.queue_age_max.as_millis() as u64,
         "attached to chmpx as a server; serving"
     );
     if settings.replication_disabled {
@@ -120,6 +121,7 @@ pub fn run(settings: ServerSettings, stop: Arc<AtomicBool>) -> Result<(), Server
         replica: settings.replica,
         replication_disabled: settings.replication_disabled,
         rcv_timeout: settings.rcv_timeout,
+        queue_age_max: settings.queue_age_max,
         stop: stop.clone(),
     });
     let serving = serve(shared.clone(), settings.threads)?;

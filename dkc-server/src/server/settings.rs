@@ -63,6 +63,9 @@ pub struct ServerSettings {
     pub threads: usize,
     /// RCVTIMEOUT: how long a write waits for replica acknowledgements.
     pub rcv_timeout: Duration,
+    /// Longest a client command may have waited on this host, from the moment chmpx put it in
+    /// our ring to its execution; older ones are refused unexecuted (see [`queue_age_max`]).
+    pub queue_age_max: Duration,
     /// How to attach to chmpx (body size and queue mode as chmpx has them).
     pub attach: AttachOptions,
     /// Command limits.
@@ -83,6 +86,30 @@ pub const DISABLE_REPLICATION_ENV: &str = "DKC_TEST_DISABLE_REPLICATION";
 /// Whether the value of [`DISABLE_REPLICATION_ENV`] turns replication off (exactly `1`).
 pub fn replication_disabled_by(value: Option<&str>) -> bool {
     value == Some("1")
+}
+
+/// The longest a client command may wait on this host before it runs: the smaller of
+/// RCVTIMEOUT and HEARTBEATTIMEOUT - HEARTBEATINTERVAL. Older ones are refused unexecuted.
+///
+/// Why the heartbeat figures: chmpx routed the command here because this node was the key's
+/// first live owner *when it queued it*. Its peers take this node for DOWN, and a co-owner
+/// starts serving the key's writes, no sooner than HEARTBEATTIMEOUT after the last frame they
+/// had from it, and chmpx sent one at most HEARTBEATINTERVAL before it queued the command. So
+/// a command that ran within HEARTBEATTIMEOUT - HEARTBEATINTERVAL of its queueing cannot have
+/// been overtaken by a takeover; one that waited longer (this process stopped, SIGSTOP or a
+/// stall) may run against a value the co-owner has since changed, and a conditional write then
+/// mints a version newer than the co-owner's acknowledged ones (the lost-increments case).
+///
+/// Why RCVTIMEOUT too: it is how long the server itself waits for a command's replicas; a
+/// command that already waited that long in the queue has outlived the time the server gives a
+/// request, and with a long HEARTBEATTIMEOUT (up to minutes) it would otherwise still run
+/// minutes late. The caller gets `E_TIMEOUT` saying nothing was done, which it may retry.
+pub fn queue_age_max(
+    rcv_timeout: Duration,
+    heartbeat_timeout: Duration,
+    heartbeat_interval: Duration,
+) -> Duration {
+    rcv_timeout.min(heartbeat_timeout.saturating_sub(heartbeat_interval))
 }
 
 /// Why the config cannot run a dkc-server here.
@@ -215,6 +242,11 @@ impl ServerSettings {
             replica: g.replica,
             threads,
             rcv_timeout: dkc.rcv_timeout(),
+            queue_age_max: queue_age_max(
+                dkc.rcv_timeout(),
+                g.heartbeat_timeout(),
+                g.heartbeat_interval(),
+            ),
             attach: AttachOptions {
                 body_size_max,
                 mode: g.ipc_mode,
@@ -260,6 +292,36 @@ mod tests {
         let s0 = ServerSettings::from_config(&cfg, Some(18121), &local).unwrap();
         assert_eq!(s0.node_index, 0);
         assert_ne!(s0.store.path, s.store.path, "each node has its own file");
+    }
+
+    #[test]
+    fn queue_age_limit_is_the_earliest_takeover_or_rcvtimeout() {
+        let ms = Duration::from_millis;
+        assert_eq!(queue_age_max(ms(1000), ms(2000), ms(500)), ms(1000));
+        assert_eq!(queue_age_max(ms(5000), ms(2000), ms(500)), ms(1500));
+        assert_eq!(queue_age_max(ms(1000), ms(1000), ms(200)), ms(800));
+        assert_eq!(
+            queue_age_max(ms(1000), ms(100), ms(200)),
+            ms(0),
+            "no underflow"
+        );
+        let local = LocalAddrs::loopback_only();
+        let cfg = config(
+            "HEARTBEATINTERVAL = 200\nHEARTBEATTIMEOUT = 1000",
+            &format!("{DKC}RCVTIMEOUT = 3000\n"),
+        );
+        let s = ServerSettings::from_config(&cfg, Some(18121), &local).unwrap();
+        assert_eq!(
+            s.queue_age_max,
+            ms(800),
+            "HEARTBEATTIMEOUT - HEARTBEATINTERVAL"
+        );
+        let cfg = config(
+            "HEARTBEATINTERVAL = 200\nHEARTBEATTIMEOUT = 1000",
+            &format!("{DKC}RCVTIMEOUT = 300\n"),
+        );
+        let s = ServerSettings::from_config(&cfg, Some(18121), &local).unwrap();
+        assert_eq!(s.queue_age_max, ms(300), "RCVTIMEOUT");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chmpx::attach::envelope::FLAG_UNMERGED;
+use chmpx::attach::envelope::{monotonic_now_ns, FLAG_UNMERGED};
 use chmpx::attach::{target_count, Attachment, Envelope, Kind, Route};
 use chmpx::config::AckLevel;
 use chmpx::merge::protocol::is_merge_body;
@@ -40,6 +40,9 @@ pub struct Shared {
     pub replication_disabled: bool,
     /// RCVTIMEOUT.
     pub rcv_timeout: Duration,
+    /// Longest a client command may have waited on this host since chmpx queued it for us;
+    /// older ones are refused unexecuted (see [`crate::server::settings::queue_age_max`]).
+    pub queue_age_max: Duration,
     /// Set on SIGTERM: finish what is in hand and leave.
     pub stop: Arc<AtomicBool>,
 }
@@ -109,6 +112,12 @@ impl Worker {
                 return;
             }
         };
+        // A command queued here before this node was stopped past a takeover must not run
+        // against what may now be a stale value (the servers' own Replicates carry versions and
+        // are applied by them, newest wins: they are not refused).
+        if !matches!(req, Request::Replicate { .. }) && self.refused_as_stale(&env, wants_reply) {
+            return;
+        }
         if env.flags & FLAG_UNMERGED != 0 {
             if let Some(refusal) = unmerged_read_refusal(&req) {
                 if wants_reply {
@@ -136,6 +145,11 @@ impl Worker {
     pub fn serve_ready(&self, ready: Ready) {
         let s = &self.shared;
         let Ready { env, since, ticket } = ready;
+        // Its whole wait on this host counts (chmpx's ring, then the fence queue): the key may
+        // have been taken over meanwhile.
+        if self.refused_as_stale(&env, true) {
+            return;
+        }
         let wait_max = s.rcv_timeout * FENCE_QUEUE_WAIT_RCVTIMEOUTS;
         if since.elapsed() > wait_max {
             let waited = since.elapsed().as_millis();
@@ -163,6 +177,27 @@ impl Worker {
                 &Response::error(ErrorCode::BadRequest, e.to_string()),
             ),
         }
+    }
+
+    /// Refuses `env` if it waited longer than `queue_age_max` since chmpx queued it for this
+    /// process (answered `E_TIMEOUT` when `wants_reply`, dropped otherwise); true if refused.
+    fn refused_as_stale(&self, env: &Envelope, wants_reply: bool) -> bool {
+        let s = &self.shared;
+        let now_ns = monotonic_now_ns();
+        let Some(refusal) = stale_refusal(env, now_ns, s.queue_age_max) else {
+            return false;
+        };
+        crate::counters::bump(&s.exec.counters().refused_queued_too_long);
+        tracing::info!(
+            msg_id = env.msg_id,
+            waited_ms = env.queue_age(now_ns).unwrap_or_default().as_millis() as u64,
+            limit_ms = s.queue_age_max.as_millis() as u64,
+            "command that waited too long on this host refused unexecuted"
+        );
+        if wants_reply {
+            send_reply(&s.att, env, &refusal);
+        }
+        true
     }
 
     /// The key of a request that must be fenced here: a value-dependent write whose
@@ -288,6 +323,34 @@ pub fn fenced_key(req: &Request) -> Option<&[u8]> {
     }
 }
 
+/// The answer to a client command that has waited longer than `limit` on this host since
+/// chmpx queued it for this process (`now_ns` from [`monotonic_now_ns`]), or `None` when it may
+/// run: it is fresh, or it carries no queue stamp.
+///
+/// Such a command was routed here while this node was the key's first owner; past `limit` a
+/// co-owner may have taken the key over (this node was stopped or stalled past the heartbeat
+/// timeout) and acknowledged writes this node has not seen. Run now, a conditional write would
+/// compute from the stale value and mint a version newer than those acknowledged writes, a
+/// plain write would carry a routing decision made before the takeover, and a read could
+/// return data older than writes already acknowledged to other clients. So nothing of it runs.
+pub fn stale_refusal(env: &Envelope, now_ns: u64, limit: Duration) -> Option<Response> {
+    let waited = env.queue_age(now_ns)?;
+    if waited <= limit {
+        return None;
+    }
+    Some(Response::error(
+        ErrorCode::Timeout,
+        format!(
+            "not executed, nothing written or read: it waited {} ms in this node's local queue, \
+             more than {} ms (the smaller of RCVTIMEOUT and HEARTBEATTIMEOUT - \
+             HEARTBEATINTERVAL); the node was probably stopped, and another owner may have \
+             taken the key over meanwhile; retry",
+            waited.as_millis(),
+            limit.as_millis()
+        ),
+    ))
+}
+
 /// The answer to a fenced write refused because too many wait behind in-flight ones.
 fn fence_queue_full() -> Response {
     Response::error(
@@ -379,6 +442,60 @@ mod tests {
             };
             assert!(message.contains("retry"), "{message}");
         }
+    }
+
+    fn stamped(queued_ns: u64) -> Envelope {
+        Envelope {
+            msg_id: 1,
+            kind: Kind::Request,
+            route: Route::HashFirst(0),
+            flags: 0,
+            body: Vec::new(),
+            queued_ns,
+        }
+    }
+
+    #[test]
+    fn a_command_older_than_the_limit_is_refused_unexecuted() {
+        let limit = Duration::from_millis(800);
+        let ms = 1_000_000u64;
+        let now = 10_000 * ms;
+        let refused = stale_refusal(&stamped(now - 2500 * ms), now, limit);
+        let Some(Response::Error { code, message }) = refused else {
+            panic!("refused: {refused:?}")
+        };
+        assert_eq!(code, ErrorCode::Timeout);
+        for part in [
+            "not executed",
+            "waited 2500 ms",
+            "more than 800 ms",
+            "retry",
+        ] {
+            assert!(message.contains(part), "{part:?} in {message}");
+        }
+        assert!(stale_refusal(&stamped(now - 801 * ms), now, limit).is_some());
+    }
+
+    #[test]
+    fn a_fresh_unstamped_or_garbage_stamped_command_runs() {
+        let limit = Duration::from_millis(800);
+        let ms = 1_000_000u64;
+        let now = 10_000 * ms;
+        for queued_ns in [
+            now,
+            now - 800 * ms, // exactly at the limit
+            0,              // no stamp
+            now + 5,        // from the future: only a damaged header
+            u64::MAX,
+        ] {
+            assert_eq!(
+                stale_refusal(&stamped(queued_ns), now, limit),
+                None,
+                "{queued_ns}"
+            );
+        }
+        assert_eq!(stale_refusal(&stamped(1), 0, limit), None, "clock at 0");
+        assert!(stale_refusal(&stamped(1), u64::MAX, limit).is_some());
     }
 
     #[test]

@@ -233,6 +233,7 @@ mod tests {
             },
             flags,
             body: vec![],
+            queued_ns: 0,
         }
     }
 
@@ -348,6 +349,7 @@ mod tests {
                         route: reply,
                         flags: FLAG_TARGET_COUNT,
                         body: n.to_le_bytes().to_vec(),
+                        queued_ns: 0,
                     };
                     p.send(&notice).unwrap();
                     for i in 0..answers {
@@ -357,6 +359,7 @@ mod tests {
                             route: reply,
                             flags: 0,
                             body: vec![i],
+                            queued_ns: 0,
                         };
                         p.send(&r).unwrap();
                     }

@@ -17,6 +17,7 @@ fn env(flags: u16, body: Vec<u8>) -> Envelope {
         },
         flags,
         body,
+        queued_ns: 0,
     }
 }
 
