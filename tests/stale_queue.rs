@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use chmpx::attach::Route;
 use chmpx::daemon::status::Live;
-use dkc_client::proto::{encode_request, Item, Request, SetMode};
+use dkc_client::proto::{
+    decode_response, encode_request, ErrorCode, Item, Request, Response, SetMode,
+};
 use dkc_tests::direct::digest_mismatches;
 use dkc_tests::kv::CasOutcome;
 use dkc_tests::{Cluster, ClusterSpec, Kv, KvError};
@@ -181,6 +183,16 @@ fn a_cas_queued_across_a_stop_is_refused_and_the_counter_stays_exact() {
         "the stale CAS is counted as refused\n{}",
         c.logs()
     );
+    // If its answer came back in time, it says so: not executed (E_UNAVAILABLE), never Stored.
+    if let Ok(env) = &stale_answer {
+        match decode_response(&env.body) {
+            Ok(Response::Error {
+                code: ErrorCode::Unavailable,
+                message,
+            }) => assert!(message.contains("not executed"), "{message}"),
+            other => panic!("the stale CAS was answered {other:?}"),
+        }
+    }
     let want = INCREMENTS.to_string();
     assert_eq!(routed, want, "acknowledged increments lost\n{}", c.logs());
     assert!(

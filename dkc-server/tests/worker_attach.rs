@@ -625,11 +625,11 @@ fn stamped_ago(ago: Duration) -> u64 {
     now - ago
 }
 
-/// The answer to a command refused for its wait on the host: `E_TIMEOUT`, saying it was not
+/// The answer to a command refused for its wait on the host: `E_UNAVAILABLE`, saying it was not
 /// executed and naming the limit.
 fn assert_refused_as_queued_too_long(body: &[u8]) {
     let (code, message) = error_of(body);
-    assert_eq!(code, ErrorCode::Timeout, "{message}");
+    assert_eq!(code, ErrorCode::Unavailable, "{message}");
     assert!(
         message.contains("not executed") && message.contains("local queue"),
         "{message}"

@@ -103,7 +103,7 @@ pub fn replication_disabled_by(value: Option<&str>) -> bool {
 /// Why RCVTIMEOUT too: it is how long the server itself waits for a command's replicas; a
 /// command that already waited that long in the queue has outlived the time the server gives a
 /// request, and with a long HEARTBEATTIMEOUT (up to minutes) it would otherwise still run
-/// minutes late. The caller gets `E_TIMEOUT` saying nothing was done, which it may retry.
+/// minutes late. The caller gets `E_UNAVAILABLE` saying nothing was done, which it may retry.
 pub fn queue_age_max(
     rcv_timeout: Duration,
     heartbeat_timeout: Duration,

@@ -180,7 +180,8 @@ impl Worker {
     }
 
     /// Refuses `env` if it waited longer than `queue_age_max` since chmpx queued it for this
-    /// process (answered `E_TIMEOUT` when `wants_reply`, dropped otherwise); true if refused.
+    /// process (answered `E_UNAVAILABLE` when `wants_reply`, dropped otherwise); true if
+    /// refused.
     fn refused_as_stale(&self, env: &Envelope, wants_reply: bool) -> bool {
         let s = &self.shared;
         let now_ns = monotonic_now_ns();
@@ -338,8 +339,10 @@ pub fn stale_refusal(env: &Envelope, now_ns: u64, limit: Duration) -> Option<Res
     if waited <= limit {
         return None;
     }
+    // E_UNAVAILABLE, not E_TIMEOUT: the drivers report a timeout as "may or may not have
+    // run" and drop the server's text, while this one certainly did not run.
     Some(Response::error(
-        ErrorCode::Timeout,
+        ErrorCode::Unavailable,
         format!(
             "not executed, nothing written or read: it waited {} ms in this node's local queue, \
              more than {} ms (the smaller of RCVTIMEOUT and HEARTBEATTIMEOUT - \
@@ -464,7 +467,7 @@ mod tests {
         let Some(Response::Error { code, message }) = refused else {
             panic!("refused: {refused:?}")
         };
-        assert_eq!(code, ErrorCode::Timeout);
+        assert_eq!(code, ErrorCode::Unavailable);
         for part in [
             "not executed",
             "waited 2500 ms",
