@@ -8,7 +8,10 @@
 #   get100  100% get over 100,000 preloaded keys
 #   mix90   90% get / 10% set over 100,000 preloaded keys
 # and prints a Markdown table of median ops/s, p50 and p99 latency per dkc target with the
-# ratio dkc/memcached, then the exact commands. If memcaslap (libmemcached-tools) is installed,
+# ratio dkc/memcached, then the exact commands. It also prints the CPU time per operation of
+# the server side (memcached; for a dkc target every process it runs: chmpx, dkc-server and
+# the front), read from /proc/PID/stat (10 ms ticks) over the measured window (from a warm-up
+# after dkc-bench reports the preload done to its exit; the load generator is not counted). If memcaslap (libmemcached-tools) is installed,
 # it also runs once against each target as a third-party check.
 #
 # Targets (--target, comma-separated; default node1,cluster3):
@@ -84,7 +87,7 @@ if [ -n "$BASE_DIR" ]; then
     done
 fi
 # Each target: a label for the table and the port its memcached front listens on.
-declare -A LABEL PORT
+declare -A LABEL PORT DIRECT_PID
 for t in "${TARGET_LIST[@]}"; do
     case "$t" in
     memory) LABEL[$t]="dkc-memcached, memory backend (not the cluster)"; PORT[$t]="$DKC_PORT" ;;
@@ -208,6 +211,7 @@ for t in "${TARGET_LIST[@]}"; do
         echo "${DKC_CMD[*]}" >>"$COMMANDS"
         RUST_LOG=warn "${DKC_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached.log" &
         PIDS+=($!)
+        DIRECT_PID[$t]=$!
         ;;
     node1) start_node1 ;;
     node1direct)
@@ -219,6 +223,7 @@ for t in "${TARGET_LIST[@]}"; do
         echo "${DIRECT_CMD[*]}" >>"$COMMANDS"
         RUST_LOG=warn "${DIRECT_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached-direct.log" &
         PIDS+=($!)
+        DIRECT_PID[$t]=$!
         ;;
     cluster3) start_cluster cluster3 3 1 $((NODE_BASE_PORT + 100)) "${PORT[$t]}" ;;
     node1-base) start_node1_base ;;
@@ -230,10 +235,58 @@ for t in "${TARGET_LIST[@]}"; do
         echo "${DIRECT_CMD[*]}" >>"$COMMANDS"
         RUST_LOG=warn "${DIRECT_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached-direct-base.log" &
         PIDS+=($!)
+        DIRECT_PID[$t]=$!
         ;;
     esac
     wait_ready "${PORT[$t]}" "${LABEL[$t]}"
 done
+
+# The processes serving each target, for the CPU per operation: memcached; a cluster's every
+# process (the "started NAME (pid N)" lines of its dkc-local log); node1direct's own front plus
+# the server side of node1 (its chmpx and dkc-server, not the slave chmpx nor node1's front).
+declare -A SERVE_PIDS
+SERVE_PIDS[memcached]="${PIDS[0]}"
+cluster_pids() {
+    # cluster_pids NAME [server]: pids from $OUT_DIR/NAME/dkc-local.log; "server": only the
+    # server chmpx and dkc-server.
+    local log="$OUT_DIR/$1/dkc-local.log" pattern='^started '
+    [ "${2:-}" = server ] && pattern='^started (chmpx|dkc-server) [0-9]+ \(pid '
+    [ -f "$log" ] || return 0
+    { grep -E "$pattern" "$log" || true; } | sed -n 's/.*(pid \([0-9]*\)).*/\1/p' | tr '\n' ' '
+}
+for t in "${TARGET_LIST[@]}"; do
+    case "$t" in
+    node1) SERVE_PIDS[$t]="$(cluster_pids node1)" ;;
+    node1-base) SERVE_PIDS[$t]="$(cluster_pids node1-base)" ;;
+    cluster3) SERVE_PIDS[$t]="$(cluster_pids cluster3)" ;;
+    node1direct) SERVE_PIDS[$t]="$(cluster_pids node1 server) ${DIRECT_PID[$t]}" ;;
+    node1direct-base) SERVE_PIDS[$t]="$(cluster_pids node1-base server) ${DIRECT_PID[$t]}" ;;
+    memory) SERVE_PIDS[$t]="${DIRECT_PID[$t]}" ;;
+    *) SERVE_PIDS[$t]="" ;; # a cluster started elsewhere: CPU not measured
+    esac
+done
+CLK_TCK="$(getconf CLK_TCK)"
+# Warm-up in seconds, for the start of the CPU window ("2s" or "500ms"; else no CPU figure).
+case "$WARMUP" in
+*ms) WARMUP_SECS="$(awk -v v="${WARMUP%ms}" 'BEGIN { print v / 1000 }')" ;;
+*s) WARMUP_SECS="${WARMUP%s}" ;;
+*) WARMUP_SECS="" ;;
+esac
+# CPU ticks (user + system, all threads) used so far by the pids given; empty if one is gone.
+cpu_ticks() {
+    local total=0 pid stat
+    for pid in "$@"; do
+        stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || { echo ""; return; }
+        # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+        stat="${stat##*) }"
+        # shellcheck disable=SC2086 # split into fields on purpose
+        set -- $stat
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+# Upper bound of the wait for dkc-bench's "preloaded" line, tenths of a second.
+PRELOAD_WAIT_MAX_TENTHS=1200
 
 run() {
     # run TARGET_NAME WORKLOAD REP PORT GET_RATIO: one dkc-bench run, its JSON line tagged.
@@ -243,10 +296,38 @@ run() {
         --duration "$DURATION" --warmup "$WARMUP" --threads "$THREADS" --seed 42 --json)
     echo "${cmd[*]}" >>"$COMMANDS"
     echo "== rep $rep/$REPS $workload $name" >&2
-    local line
-    line="$("${cmd[@]}" 2>>"$OUT_DIR/bench.log" | tail -n 1)"
-    printf '{"target":"%s","workload":"%s","rep":%s,"report":%s}\n' \
-        "$name" "$workload" "$rep" "$line" >>"$RAW"
+    # shellcheck disable=SC2206 # a space-separated list of pids, split on purpose
+    local pids=(${SERVE_PIDS[$name]:-}) out="$OUT_DIR/run.out" err="$OUT_DIR/run.err"
+    "${cmd[@]}" >"$out" 2>"$err" &
+    local bench_pid=$! before="" after="" i
+    if [ "${#pids[@]}" -gt 0 ] && [ -n "$WARMUP_SECS" ]; then
+        # The measured window starts a warm-up after the preload ends.
+        for i in $(seq 1 "$PRELOAD_WAIT_MAX_TENTHS"); do
+            grep -q 'preloaded' "$err" 2>/dev/null && break
+            kill -0 "$bench_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if grep -q 'preloaded' "$err" 2>/dev/null; then
+            sleep "$WARMUP_SECS"
+            before="$(cpu_ticks "${pids[@]}")"
+        fi
+    fi
+    local rc=0
+    wait "$bench_pid" || rc=$?
+    [ -n "$before" ] && after="$(cpu_ticks "${pids[@]}")"
+    cat "$err" >>"$OUT_DIR/bench.log"
+    if [ "$rc" != 0 ]; then
+        echo "bench-memcached: dkc-bench against $name ($workload) exited with $rc:" >&2
+        tail -n 5 "$err" >&2
+        exit 1
+    fi
+    local line cpu=null
+    line="$(tail -n 1 "$out")"
+    if [ -n "$before" ] && [ -n "$after" ]; then
+        cpu="$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { print (a - b) / t }')"
+    fi
+    printf '{"target":"%s","workload":"%s","rep":%s,"cpu_secs":%s,"report":%s}\n' \
+        "$name" "$workload" "$rep" "$cpu" "$line" >>"$RAW"
 }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -301,8 +382,17 @@ for t, label in labels.items():
     print(f"- {t}: {label}")
 print()
 print("| workload | dkc target | memcached ops/s | dkc ops/s | ratio | memcached p50 us "
-      "| dkc p50 us | memcached p99 us | dkc p99 us | p99 ratio |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| dkc p50 us | memcached p99 us | dkc p99 us | p99 ratio | memcached CPU us/op "
+      "| dkc CPU us/op |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+def cpu_per_op(xs):
+    # Median over the runs of the serving processes' CPU time per measured operation.
+    v = [x["cpu_secs"] * 1e6 / x["report"]["ops"] for x in xs
+         if x.get("cpu_secs") is not None and x["report"]["ops"]]
+    return f"{statistics.median(v):.1f}" if v else "-"
+full = {}
+for r in rows:
+    full.setdefault((r["workload"], r["target"]), []).append(r)
 names = {"get100": "100% get", "mix90": "90% get / 10% set"}
 errors = 0
 for wl in ["get100", "mix90"]:
@@ -317,7 +407,8 @@ for wl in ["get100", "mix90"]:
         ratio = lambda a, b: f"{b / a:.2f}x" if a else "-"
         print(f"| {names[wl]} | {t} | {fmt(ops[0])} | {fmt(ops[1])} | {ratio(*ops)} "
               f"| {fmt(p50[0])} | {fmt(p50[1])} | {fmt(p99[0])} | {fmt(p99[1])} "
-              f"| {ratio(*p99)} |")
+              f"| {ratio(*p99)} | {cpu_per_op(full.get((wl, 'memcached'), []))} "
+              f"| {cpu_per_op(full.get((wl, t), []))} |")
 print()
 spread = []
 for (wl, t), rs in sorted(by.items()):
