@@ -14,7 +14,8 @@
 //! Unused fields must be zero, so a garbage header is very unlikely to pass.
 //!
 //! `queued_ns` is the queue time of the chmpx -> process direction: chmpx writes the host's
-//! CLOCK_MONOTONIC ([`monotonic_now_ns`]) when it puts a message into a process's ring, so the
+//! CLOCK_MONOTONIC ([`monotonic_now_ns`]) when it puts a message into a process's ring (or
+//! keeps the earlier time its daemon took the message in, if it set one), so the
 //! process can tell how long the message waited on this host (chmpx and the process share the
 //! clock, which keeps running while either is stopped). Processes write 0 (unknown); 0 is never
 //! a stamp. Version 1 had no such field (48-byte header) and is refused.
@@ -212,9 +213,10 @@ pub struct Envelope {
     pub route: Route,
     pub flags: u16,
     pub body: Vec<u8>,
-    /// When chmpx put this message into the receiving process's ring ([`monotonic_now_ns`]
-    /// of this host), 0 if unknown. Only chmpx sets it, on delivery to a process: whatever a
-    /// sender puts here is replaced (chmpx) or sent as 0 (a process).
+    /// When chmpx took this message in for the receiving process ([`monotonic_now_ns`] of
+    /// this host), 0 if unknown. Only chmpx sets it, on delivery to a process: 0 becomes the
+    /// time it is put into the ring, an earlier stamp the daemon set is kept; a process always
+    /// sends 0, and chmpx clears what a process wrote.
     pub queued_ns: u64,
 }
 
