@@ -28,7 +28,10 @@ use crate::ipc::IpcError;
 /// Bytes of the segment header before the first ring.
 pub const SEGMENT_HEADER_BYTES: usize = 256;
 const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"DKCSEG01");
-const LAYOUT_VERSION: u32 = 1;
+/// Version of the attachment layout: the segment header and the envelopes in its rings.
+/// 2: envelope header v2 (56 bytes, `queued_ns`). A process built for another version is
+/// refused at attach time (`Refused(Layout)`) rather than having each message refused.
+const LAYOUT_VERSION: u32 = 2;
 
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
