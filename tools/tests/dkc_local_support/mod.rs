@@ -73,13 +73,21 @@ pub fn ensure_built() {
     }
 }
 
+/// Port windows (of 40 ports) between the first windows of two calls in one test process.
+const WINDOWS_PER_CALL: u16 = 7;
+
 /// A base port such that every port of an N-node run (data, control, metrics, slave) is free
-/// now. Ports are probed in a window derived from the pid so parallel test processes differ.
+/// now. Ports are probed in a window derived from the pid so parallel test processes differ,
+/// and each call of one process starts [`WINDOWS_PER_CALL`] windows after the previous one:
+/// two tests of one binary running at once would otherwise both find the same window free and
+/// race for its ports (seen in CI: AddrInUse on the port a test meant to hold itself).
 pub fn free_base_port(nodes: usize) -> u16 {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let call = (CALLS.fetch_add(1, Ordering::Relaxed) % 400) as u16;
     let span: u16 = 2 * nodes as u16 + 12;
-    let start = 20000 + (std::process::id() % 400) as u16 * 40;
+    let first_window = ((std::process::id() % 400) as u16 + call * WINDOWS_PER_CALL) % 400;
     for attempt in 0..400u16 {
-        let base = 20000 + (start - 20000 + attempt * 40) % 16000;
+        let base = 20000 + ((first_window + attempt) % 400) * 40;
         let ports: Vec<u16> = (0..span)
             .map(|i| base + i)
             .chain((0..span).map(|i| base + 1000 + i))
