@@ -495,6 +495,15 @@ fn get(key: &str) -> Vec<u8> {
     encode_request(&Request::Get { key: key.into() }).unwrap()
 }
 
+/// The value and version the server holds for `key` (a get answered without replicas).
+async fn stored(fake: &mut FakeChmpx, key: &str) -> (Vec<u8>, u64) {
+    let id = fake.request(get(key));
+    match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
+        Response::Value(item) => (item.value, item.version),
+        other => panic!("get {key}: {other:?}"),
+    }
+}
+
 /// The records of the Replicate requests sent for `key`, in order.
 fn sent_for(fake: &FakeChmpx, key: &[u8]) -> Vec<WireRecord> {
     fake.replicated
@@ -535,13 +544,7 @@ async fn worker_a_fenced_write_a_replica_refuses_is_not_acknowledged_and_taken_b
             // The primary took it back here, told the owners to do the same, and installed the
             // replica's record as it is (its version, not a fresh one that would beat later
             // acknowledged writes).
-            let id = fake.request(get("n"));
-            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
-                Response::Value(item) => {
-                    assert_eq!((&item.value[..], item.version), (&b"theirs"[..], v0 + 1));
-                }
-                other => panic!("{other:?}"),
-            }
+            assert_eq!(stored(fake, "n").await, (b"theirs".to_vec(), v0 + 1));
             let undo = sent
                 .iter()
                 .find(|r| r.rollback_of.is_some())
@@ -669,13 +672,7 @@ async fn worker_refuses_a_command_queued_past_the_limit_and_serves_a_fresh_one()
                 "nothing was executed, so nothing was replicated"
             );
             // Nothing was written: the value and its version are the set's.
-            let id = fake.request(get("c"));
-            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
-                Response::Value(item) => {
-                    assert_eq!((&item.value[..], item.version), (&b"10"[..], v0));
-                }
-                other => panic!("{other:?}"),
-            }
+            assert_eq!(stored(fake, "c").await, (b"10".to_vec(), v0));
             // Fresh ones run: stamped a little while ago (within the limit), and stamped by
             // the transport on delivery.
             let id = fake.request_queued_at(incr("c", 1), stamped_ago(QUEUE_AGE_MAX / 4));
@@ -734,11 +731,7 @@ async fn worker_a_fenced_write_that_aged_in_the_fence_queue_is_refused() {
                 .filter(|r| r.base.is_some())
                 .count();
             assert_eq!(fenced, 1, "only the first incr ran");
-            let id = fake.request(get("q"));
-            match decode_response(&fake.answer(id, Chain::NoReplica).await).unwrap() {
-                Response::Value(item) => assert_eq!(&item.value[..], b"10", "first taken back"),
-                other => panic!("{other:?}"),
-            }
+            assert_eq!(stored(fake, "q").await.0, b"10", "first taken back");
         },
     )
     .await;
