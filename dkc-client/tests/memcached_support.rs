@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -45,9 +45,9 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A port below the ephemeral range, reserved for this test process (see chmpx's testkit).
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    chmpx::testkit::ports::free_ports(1).expect("a free port")[0]
 }
 
 fn wait_accepting(addr: SocketAddr, child: &mut Child) {

@@ -17,8 +17,8 @@ use crate::control;
 use crate::daemon::Daemon;
 use crate::ipc::remove_ipc_objects;
 use crate::kv::AttachKv;
-use crate::ports::free_ports;
 use crate::spec::{render_ini, write_checked, ClusterSpec, NodePorts};
+use chmpx::testkit::ports::free_ports;
 
 /// Longest wait for the cluster to start, or for one state change.
 pub const STATE_WAIT_MAX_MS: u64 = 30_000;

@@ -5,7 +5,7 @@
 //! Layout:
 //! - [`spec`]: what cluster to build ([`ClusterSpec`]) and the INI it becomes, checked by
 //!   `chmpx::config::Config::parse_str` before any process starts.
-//! - [`ports`]: free TCP ports for a test.
+//! - ports: `chmpx::testkit::ports` (below the ephemeral range, reserved machine-wide).
 //! - [`binaries`]: where the daemons' executables are, building them once per test process
 //!   when they are missing.
 //! - [`daemon`]: one child process with its log file, signals and restart.
@@ -41,7 +41,6 @@ pub mod ipc;
 pub mod kv;
 pub mod linear;
 pub mod netns_run;
-pub mod ports;
 pub mod spec;
 
 pub use cluster::{Cluster, NodeHandle};

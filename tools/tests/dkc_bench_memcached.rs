@@ -4,7 +4,7 @@
 //! clear error.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,7 @@ struct Memcached {
 
 impl Memcached {
     fn start() -> Memcached {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("find a free port")
-            .port();
+        let port = chmpx::testkit::ports::free_ports(1).expect("a free port")[0];
         let mut cmd = Command::new("memcached");
         cmd.args(["-p", &port.to_string(), "-t", "2", "-m", "256", "-U", "0"])
             .args(["-l", "127.0.0.1"])
@@ -308,9 +305,10 @@ fn dkc_bench_bad_arguments_get_clear_errors() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
     // A port nobody listens on: the error says where it tried and what to check.
-    let free = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
+    let free = std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        chmpx::testkit::ports::free_ports(1).expect("a free port")[0],
+    ));
     let out = bench(&["memcached", "--servers", &free.to_string(), "--ops", "1"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -73,34 +73,20 @@ pub fn ensure_built() {
     }
 }
 
-/// Port windows (of 40 ports) between the first windows of two calls in one test process.
-const WINDOWS_PER_CALL: u16 = 7;
+/// Ports past the base that one `dkc-local up` run may use, for any node count up to this.
+const SPAN_EXTRA: u16 = 12;
 
 /// A base port such that every port of an N-node run (data, control, metrics, slave) is free
-/// now. Ports are probed in a window derived from the pid so parallel test processes differ,
-/// and each call of one process starts [`WINDOWS_PER_CALL`] windows after the previous one:
-/// two tests of one binary running at once would otherwise both find the same window free and
-/// race for its ports (seen in CI: AddrInUse on the port a test meant to hold itself).
+/// now and reserved for this test process until it exits (chmpx's testkit: below the ephemeral
+/// range, locked machine-wide), so neither another test process, nor another test of this one,
+/// nor an outgoing connection can take one before dkc-local binds it.
 pub fn free_base_port(nodes: usize) -> u16 {
-    static CALLS: AtomicU32 = AtomicU32::new(0);
-    let call = (CALLS.fetch_add(1, Ordering::Relaxed) % 400) as u16;
-    let span: u16 = 2 * nodes as u16 + 12;
-    let first_window = ((std::process::id() % 400) as u16 + call * WINDOWS_PER_CALL) % 400;
-    for attempt in 0..400u16 {
-        let base = 20000 + ((first_window + attempt) % 400) * 40;
-        let ports: Vec<u16> = (0..span)
-            .map(|i| base + i)
-            .chain((0..span).map(|i| base + 1000 + i))
-            .collect();
-        let held: Vec<_> = ports
-            .iter()
-            .map_while(|p| TcpListener::bind(("127.0.0.1", *p)).ok())
-            .collect();
-        if held.len() == ports.len() {
-            return base;
-        }
-    }
-    panic!("no free range of ports for a local cluster");
+    let span = 2 * nodes as u16 + SPAN_EXTRA;
+    let offsets: Vec<u16> = (0..span)
+        .chain((0..span).map(|i| dkc_tools::local::config_gen::METRICS_PORT_OFFSET + i))
+        .collect();
+    chmpx::testkit::ports::free_port_block(&offsets)
+        .unwrap_or_else(|e| panic!("no free range of ports for a local cluster: {e}"))
 }
 
 /// A running `dkc-local up`.
