@@ -82,21 +82,26 @@ fn lock_file() -> Option<&'static File> {
         .as_ref()
 }
 
-/// Locks byte `port` of the lock file for this process's open file description. `Ok(false)`:
-/// another process holds it.
-fn lock_machine_wide(port: u16) -> Result<bool, LaunchError> {
-    let Some(file) = lock_file() else {
-        return Ok(true);
-    };
+/// Sets (`libc::F_WRLCK`) or clears (`libc::F_UNLCK`) the lock of byte `port` of the lock
+/// file, held by the open file description of `file`, without waiting.
+fn set_port_lock(file: &File, port: u16, kind: libc::c_int) -> nix::Result<()> {
     let range = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
+        l_type: kind as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
         l_start: libc::off_t::from(port),
         l_len: 1,
         l_pid: 0,
     };
-    match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&range)) {
-        Ok(_) => Ok(true),
+    fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&range)).map(|_| ())
+}
+
+/// Locks byte `port` of the lock file for this process. `Ok(false)`: another process holds it.
+fn lock_machine_wide(port: u16) -> Result<bool, LaunchError> {
+    let Some(file) = lock_file() else {
+        return Ok(true);
+    };
+    match set_port_lock(file, port, libc::F_WRLCK) {
+        Ok(()) => Ok(true),
         Err(Errno::EAGAIN | Errno::EACCES) => Ok(false),
         Err(e) => Err(LaunchError::Ports(std::io::Error::other(format!(
             "cannot lock port {port} in {}: {e}",
@@ -108,17 +113,9 @@ fn lock_machine_wide(port: u16) -> Result<bool, LaunchError> {
 /// Gives the lock of `port` back (a candidate that turned out not to be bindable, or the rest
 /// of a block that did not fit).
 fn unlock_machine_wide(port: u16) {
-    let Some(file) = lock_file() else {
-        return;
-    };
-    let range = libc::flock {
-        l_type: libc::F_UNLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: libc::off_t::from(port),
-        l_len: 1,
-        l_pid: 0,
-    };
-    let _ = fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&range));
+    if let Some(file) = lock_file() {
+        let _ = set_port_lock(file, port, libc::F_UNLCK);
+    }
 }
 
 /// Reserves `port` if nobody has it: not handed out by this process, not locked by another,
@@ -282,14 +279,7 @@ mod tests {
         let mut taken = BTreeSet::new();
         for i in 0..64u32 {
             let port = TEST_PORT_FIRST + ((next + i) % u32::from(TEST_PORT_SPAN)) as u16;
-            let range = libc::flock {
-                l_type: libc::F_WRLCK as libc::c_short,
-                l_whence: libc::SEEK_SET as libc::c_short,
-                l_start: libc::off_t::from(port),
-                l_len: 1,
-                l_pid: 0,
-            };
-            if fcntl(other.as_fd(), FcntlArg::F_OFD_SETLK(&range)).is_ok() {
+            if set_port_lock(&other, port, libc::F_WRLCK).is_ok() {
                 taken.insert(port);
             }
         }
