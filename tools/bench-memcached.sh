@@ -35,12 +35,14 @@
 #
 # Usage: tools/bench-memcached.sh [--target LIST] [--reps N] [--duration 30s]
 #          [--warmup 2s] [--keys 100000] [--connections 32] [--value-size 1024]
-#          [--memcached-port 21211] [--dkc-port 21212] [--cluster-port 11211]
-#          [--node-base-port 21300] [--base-dir DIR]
+#          [--memcached-port 18211] [--dkc-port 18212] [--cluster-port 11211]
+#          [--node-base-port 18300] [--base-dir DIR]
 #   --base-dir DIR: a folder holding dkc-local, dkc-memcached, chmpx and dkc-server of another
 #          build (say target/release of the commit before a change); adds the -base targets.
 # Environment: OUT_DIR (/tmp/memcached-bench), CARGO_TARGET_DIR (cargo's default),
 #   BENCH_THREADS (dkc-bench runtime threads, 1), NO_BUILD=1 (use the binaries already built).
+# Default ports lie below 20000: the tests reserve 20000-31999 (chmpx::testkit::ports), and a
+#   node base port uses up to base + 1000 + 260 (metrics ports of dkc-local).
 # Needs: memcached, python3; optional memcaslap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,10 +55,10 @@ WARMUP=2s
 KEYS=100000
 CONNECTIONS=32
 VALUE_SIZE=1024
-MC_PORT=21211
-DKC_PORT=21212
+MC_PORT=18211
+DKC_PORT=18212
 CLUSTER_PORT=11211
-NODE_BASE_PORT=21300
+NODE_BASE_PORT=18300
 BASE_DIR=""
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -25,7 +25,7 @@
 # cumulative chmpx_merge_*_total counters (delta over the phase).
 #
 # Usage: tools/bench-native.sh [--duration 30s] [--lat-duration 10s] [--warmup 2s] [--reps 3] [--down 10]
-#          [--items 1000000] [--item-size 100] [--base-port 23400] [--only raw,a,b,c,d]
+#          [--items 1000000] [--item-size 100] [--base-port 15400] [--only raw,a,b,c,d]
 #          [--commit REV]
 # --commit REV measures exactly that commit: the tree is exported (git archive) to
 # $OUT_DIR/src, built there, and the script runs from there (without it: the working tree,
@@ -44,7 +44,7 @@ REPS=3
 DOWN_SECS=10
 ITEMS=1000000
 ITEM_SIZE=100
-BASE=23400
+BASE=15400  # below the tests' port range 20000-31999; uses up to BASE + 1000 + 311
 ONLY=raw,a,b,c,d
 COMMIT_REV=""
 # Fixed workload of the issue.
