@@ -14,7 +14,8 @@ pub const WORKER_THREADS_MAX: usize = 64;
 /// Worker threads per CPU core used when MAXTHREAD allows it (MINTHREAD raises it). One per
 /// core: the worker that reads the ring serves what it read, so more workers mostly wait on the
 /// same ring and cost wake-ups. On 2 cores, 2 workers against 8 made 1.08-1.28x the ops/s at
-/// 9-27% less CPU per operation (docs/BENCHMARKS.md, memcached Round 6).
+/// 9-27% less CPU per operation with the front on the server's chmpx; through a slave chmpx
+/// no change beyond the noise (docs/BENCHMARKS.md, memcached Round 6).
 pub const WORKER_THREADS_PER_CORE: usize = 1;
 /// Threads that wait for replica acknowledgements.
 pub const ACK_WAITER_THREADS: usize = 4;
