@@ -40,7 +40,9 @@
 #   --base-dir DIR: a folder holding dkc-local, dkc-memcached, chmpx and dkc-server of another
 #          build (say target/release of the commit before a change); adds the -base targets.
 # Environment: OUT_DIR (/tmp/memcached-bench), CARGO_TARGET_DIR (cargo's default),
-#   BENCH_THREADS (dkc-bench runtime threads, 1), NO_BUILD=1 (use the binaries already built).
+#   BENCH_THREADS (dkc-bench runtime threads, 1), NO_BUILD=1 (use the binaries already built),
+#   DIRECT_SPIN_US (--attach-spin-us of the node1direct front, 0 like dkc-local's processes;
+#   the node1direct-base front keeps its build's default).
 # Default ports lie below 20000: the tests reserve 20000-31999 (chmpx::testkit::ports), and a
 #   node base port uses up to base + 1000 + 260 (metrics ports of dkc-local).
 # Needs: memcached, python3; optional memcaslap.
@@ -60,6 +62,7 @@ DKC_PORT=18212
 CLUSTER_PORT=11211
 NODE_BASE_PORT=18300
 BASE_DIR=""
+DIRECT_SPIN_US=${DIRECT_SPIN_US:-0}
 while [ $# -gt 0 ]; do
     case "$1" in
     --target) TARGETS="$2"; shift 2 ;;
@@ -220,8 +223,10 @@ for t in "${TARGET_LIST[@]}"; do
         # The 1-node cluster of `node1` (one cluster for both targets); node i's control port
         # is base+2i+1, so the server chmpx listens on NODE_BASE_PORT+1.
         start_node1
+        # It polls as long as the processes dkc-local started (its --attach-spin-us default).
         DIRECT_CMD=("$DKC_MEMCACHED" --backend cluster --conf "$OUT_DIR/node1/server.ini"
-            --ctlport $((NODE_BASE_PORT + 1)) -p "${PORT[$t]}" -l 127.0.0.1)
+            --ctlport $((NODE_BASE_PORT + 1)) -p "${PORT[$t]}" -l 127.0.0.1
+            --attach-spin-us "$DIRECT_SPIN_US")
         echo "${DIRECT_CMD[*]}" >>"$COMMANDS"
         RUST_LOG=warn "${DIRECT_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached-direct.log" &
         PIDS+=($!)

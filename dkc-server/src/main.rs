@@ -1,4 +1,4 @@
-//! `dkc-server --conf FILE [--ctlport N]`: executes dkc commands on this node's k2hash data
+//! `dkc-server --conf FILE [--ctlport N] [--attach-spin-us N]`: executes dkc commands on this node's k2hash data
 //! behind the local chmpx. A thin `main` over [`dkc_server::server`]: parse arguments, read the
 //! config, read the test-only `DKC_TEST_DISABLE_REPLICATION` switch, install the signal
 //! handlers, run.
@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use chmpx::attach::options::SPIN_WAIT_MAX_US;
 use clap::Parser;
 use dkc_server::server::settings::{replication_disabled_by, DISABLE_REPLICATION_ENV};
 use dkc_server::server::{run, ServerSettings};
@@ -25,6 +26,12 @@ struct Args {
     /// Log filter (RUST_LOG syntax), e.g. `info` or `dkc_server=debug`.
     #[arg(long = "log", env = "DKCDBGMODE", default_value = "info")]
     log: String,
+    /// How long a worker polls for requests before it sleeps on the doorbell, µs. Polling saves
+    /// a wake-up per batch when a core is free for it; on a host with more busy processes than
+    /// cores (a whole cluster on one small host) 0 serves better. Default: the attach
+    /// transport's own.
+    #[arg(long = "attach-spin-us", value_parser = clap::value_parser!(u64).range(0..=SPIN_WAIT_MAX_US))]
+    attach_spin_us: Option<u64>,
 }
 
 fn install_signal_handlers(stop: &Arc<AtomicBool>) -> std::io::Result<()> {
@@ -62,6 +69,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(us) = args.attach_spin_us {
+        settings.attach.spin_wait_us = us;
+    }
     // Test-only switch, read once here (see the crate doc); `run` warns loudly when it is on.
     settings.replication_disabled =
         replication_disabled_by(std::env::var(DISABLE_REPLICATION_ENV).ok().as_deref());

@@ -1,6 +1,6 @@
 //! `chmpx` — the dkc router daemon, one per host and cluster.
 //!
-//! `chmpx --conf FILE [--ctlport N] [--check] [--log-level LEVEL]`: runs in server mode on a
+//! `chmpx --conf FILE [--ctlport N] [--check] [--log-level LEVEL] [--attach-spin-us N]`: runs in server mode on a
 //! host listed in `[SVRNODE]` and in slave mode on one listed only in `[SLVNODE]`; `--check`
 //! validates the file, prints what it needs from the kernel against the current limits, and
 //! exits. A bad file is refused before anything starts.
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use chmpx::attach::options::SPIN_WAIT_MAX_US;
 use chmpx::config::{check_report, Config, KernelLimits, LocalAddrs};
 use chmpx::daemon::{run, settings_from_config};
 
@@ -31,6 +32,12 @@ struct Args {
     /// Log filter (overrides RUST_LOG), e.g. info, debug, chmpx=trace.
     #[arg(long = "log-level")]
     log_level: Option<String>,
+    /// How long the routing thread polls the attachments after activity before it sleeps, µs.
+    /// Polling saves a wake-up per message when a core is free for it; when more busy
+    /// processes share the host than it has cores (a whole cluster on one small host), it
+    /// takes the CPU they need and 0 serves better. Default: the attach transport's own.
+    #[arg(long = "attach-spin-us", value_parser = clap::value_parser!(u64).range(0..=SPIN_WAIT_MAX_US))]
+    attach_spin_us: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -57,13 +64,16 @@ fn main() -> ExitCode {
         print!("{report}");
         return ExitCode::SUCCESS;
     }
-    let settings = match settings_from_config(&cfg, args.ctlport, &LocalAddrs::detect()) {
+    let mut settings = match settings_from_config(&cfg, args.ctlport, &LocalAddrs::detect()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chmpx: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(us) = args.attach_spin_us {
+        settings.attach_spin_us = us;
+    }
     // With --threads 1 the router, the attachment receivers and the links share one thread and
     // wake each other without crossing threads (shorter round trips on an idle host); more
     // threads keep pipelined throughput up when the host is busy.

@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket}
 use std::time::Duration;
 
 use super::settings::{DaemonSettings, Mode, NodeSpec};
+use crate::attach::options::LISTENER_SPIN_WAIT_DEFAULT_US;
 use crate::config::{self, Config, HostSpec};
 
 /// Why the config cannot be run.
@@ -168,6 +169,7 @@ pub fn settings_from_config(
         control_addr: SocketAddr::new(any, self_ctlport),
         metrics_addr: me.metrics_port.map(|p| SocketAddr::new(any, p)),
         body_size_max: usize::try_from(g.max_payload).unwrap_or(usize::MAX),
+        attach_spin_us: LISTENER_SPIN_WAIT_DEFAULT_US,
     })
 }
 

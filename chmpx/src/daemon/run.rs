@@ -92,6 +92,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::default());
     let attach_opts = AttachOptions {
         body_size_max: s.body_size_max,
+        listener_spin_wait_us: s.attach_spin_us,
         ..AttachOptions::default()
     };
     let self_ctlport = s

@@ -89,6 +89,10 @@ pub struct DaemonSettings {
     pub metrics_addr: Option<SocketAddr>,
     /// Largest message body accepted (bytes).
     pub body_size_max: usize,
+    /// How long the routing thread keeps polling the attachments after activity before it
+    /// sleeps, µs (`--attach-spin-us`; default
+    /// [`crate::attach::options::LISTENER_SPIN_WAIT_DEFAULT_US`]).
+    pub attach_spin_us: u64,
 }
 
 impl DaemonSettings {

@@ -8,6 +8,14 @@ use clap::{Args, Parser, Subcommand};
 pub const MEMCACHED_PORT_DEFAULT: u16 = 11211;
 /// Default data directory when neither --dir nor $XDG_DATA_HOME is given.
 pub const DIR_DEFAULT: &str = "data/dkc-local";
+/// Default polling time, µs, of every process this tool starts (chmpx's routing thread,
+/// dkc-server's workers, the front's driver) before it sleeps on its doorbell. A local cluster
+/// runs 2N+2 busy processes on this host's cores, so a poll mostly takes the CPU another
+/// process of the same request needs. With polling off the 1-node memcached benchmark on 2
+/// cores made 0.96-1.25x the ops/s at 7-29% less CPU per operation, with a lower p99 in every
+/// case (docs/BENCHMARKS.md, Round 7). A process started by hand keeps the attach transport's
+/// own default, which is what an idle core needs (1.4-2.2 µs a hop against 48-58 µs without).
+pub const ATTACH_SPIN_US_DEFAULT: u64 = 0;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +77,12 @@ pub struct UpArgs {
     /// Start in the background, print the ready line, and return (stop with `dkc-local down`).
     #[arg(long)]
     pub detach: bool,
+    /// How long each process polls before sleeping on its doorbell, µs (passed to chmpx,
+    /// dkc-server and dkc-memcached as --attach-spin-us). Raise it (20-50) on a host with
+    /// cores to spare for lower latency at light load.
+    #[arg(long = "attach-spin-us", default_value_t = ATTACH_SPIN_US_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=chmpx::attach::options::SPIN_WAIT_MAX_US))]
+    pub attach_spin_us: u64,
 }
 
 impl DirArgs {

@@ -384,12 +384,15 @@ pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     };
     let deadline = Instant::now() + Duration::from_secs(args.ready_timeout_secs);
     let log = |name: &str| dir.join("logs").join(format!("{name}.log"));
+    // Every process kind started here (chmpx, dkc-server, dkc-memcached) takes these.
     let conf_args = |ini: &Path, ctlport: u16| {
         vec![
             "--conf".to_string(),
             ini.display().to_string(),
             "--ctlport".to_string(),
             ctlport.to_string(),
+            "--attach-spin-us".to_string(),
+            args.attach_spin_us.to_string(),
         ]
     };
 
