@@ -779,3 +779,49 @@ fn attach_full_ring_towards_a_process_is_backpressure_never_a_block() {
     assert_eq!(e.msg_id, u64::from(sent));
     chmpx_side.join().unwrap();
 }
+
+/// Deferred doorbells (`AttachOptions::defer_doorbell`) end to end: a push that finds the
+/// listener asleep owes it a doorbell, which the runtime's `on_thread_park` hook rings when the
+/// worker has no task left; sequential requests each need that ring and all get their answers
+/// promptly. (The bookkeeping is unit-tested in `attach/process/deferred.rs`. Without the hook
+/// only the pump thread's flush before it sleeps, racing the next push, or the listener's own
+/// liveness wake-up (every 20 ms here) delivers them: 500 took 5.0 s run alone, against 35 ms
+/// with the hook, but under the load of the other tests of this file the race is often won
+/// and they took under a second, so this test alone does not tell the two apart.)
+#[test]
+fn attach_deferred_doorbells_are_rung_when_the_runtime_parks() {
+    let cluster = unique_cluster("defer");
+    let _echo = Echo::start(&cluster, &["--spin-us", "0"]);
+    let opts = AttachOptions {
+        defer_doorbell: true,
+        spin_wait_us: 0,
+        ..AttachOptions::default()
+    };
+    let a = Attachment::connect(&cluster, CTLPORT, Role::Client, opts).expect("attach");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .on_thread_park(chmpx::attach::flush_deferred_doorbells)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    rt.block_on(async {
+        for i in 0..DEFERRED_SEQUENTIAL_REQUESTS {
+            let body = i.to_le_bytes().to_vec();
+            let r = a
+                .request_async(Route::AllServers, body.clone(), T)
+                .await
+                .unwrap();
+            assert_eq!(r.body, body);
+        }
+    });
+    let took = started.elapsed();
+    assert!(
+        took < DEFERRED_SEQUENTIAL_BOUND,
+        "{DEFERRED_SEQUENTIAL_REQUESTS} sequential requests took {took:?}: the owed doorbells \
+         were not rung by the park hook"
+    );
+}
+
+const DEFERRED_SEQUENTIAL_REQUESTS: u32 = 500;
+/// Well above what the hook gives (35 ms on a quiet host).
+const DEFERRED_SEQUENTIAL_BOUND: Duration = Duration::from_secs(2);

@@ -46,5 +46,7 @@ pub use error::{AttachError, RefuseReason};
 pub use listener::{AttachListener, AttachSender, AttachedProcess};
 pub use liveness::pid_alive;
 pub use options::AttachOptions;
-pub use process::{Attachment, FanoutProgress, PendingFanout, PendingResponse};
+pub use process::{
+    flush_deferred_doorbells, Attachment, FanoutProgress, PendingFanout, PendingResponse,
+};
 pub use wire::Role;

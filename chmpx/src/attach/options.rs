@@ -20,6 +20,9 @@ pub const SPIN_WAIT_DEFAULT_US: u64 = 20;
 /// to cover a round trip through a local server process, so a steady request stream costs
 /// chmpx no wake-up; the poll yields to other tasks and processes at every turn.
 pub const LISTENER_SPIN_WAIT_DEFAULT_US: u64 = 50;
+/// Frames pushed after an owed, deferred doorbell before it is sent anyway (bounds what a
+/// burst waits when the flush comes late).
+pub const DEFERRED_DOORBELL_FRAMES_MAX: u32 = 8;
 /// Longest polling time accepted, µs (polling longer only burns CPU).
 pub const SPIN_WAIT_MAX_US: u64 = 1_000;
 /// Default depth of the accept queue.
@@ -64,6 +67,12 @@ pub struct AttachOptions {
     /// Requests and events buffered on the process side before it stops reading its ring
     /// (which then pushes back on chmpx).
     pub incoming_queue_max: usize,
+    /// Process side: a doorbell that a push owes chmpx is not sent at once but when the
+    /// process calls [`crate::attach::flush_deferred_doorbells`] (a tokio runtime's
+    /// `on_thread_park` hook: when a worker runs out of tasks), or after
+    /// [`DEFERRED_DOORBELL_FRAMES_MAX`] frames, so that the requests of one burst wake chmpx
+    /// once. Only for a process that installs such a flush; off by default.
+    pub defer_doorbell: bool,
 }
 
 impl Default for AttachOptions {
@@ -83,6 +92,7 @@ impl Default for AttachOptions {
             spin_wait_us: SPIN_WAIT_DEFAULT_US,
             listener_spin_wait_us: LISTENER_SPIN_WAIT_DEFAULT_US,
             incoming_queue_max: 4096,
+            defer_doorbell: false,
         }
     }
 }

@@ -13,7 +13,7 @@
 //! again (new objects, handshake, backoff up to its own timeout).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,9 @@ use crate::ipc::mq::{Access, MessageQueue, QueueShape};
 use crate::ipc::ring::PopError;
 use crate::ipc::IpcError;
 
+mod deferred;
 mod fanout;
+pub use deferred::flush_deferred_doorbells;
 pub use fanout::{FanoutProgress, PendingFanout, FANOUT_RESPONSES_MAX};
 
 /// Frames taken from the ring per pass before they are handed out.
@@ -88,6 +90,10 @@ struct Conn {
     attach_id: u64,
     producer: Mutex<()>,
     broken: AtomicBool,
+    /// A doorbell chmpx is owed and not sent yet (`defer_doorbell`, see `deferred.rs`).
+    doorbell_owed: AtomicBool,
+    /// Frames pushed since the owed doorbell (it is sent at `DEFERRED_DOORBELL_FRAMES_MAX`).
+    owed_frames: AtomicU32,
 }
 
 #[derive(Default)]
@@ -731,6 +737,8 @@ impl Inner {
                             attach_id,
                             producer: Mutex::new(()),
                             broken: AtomicBool::new(false),
+                            doorbell_owed: AtomicBool::new(false),
+                            owed_frames: AtomicU32::new(0),
                         }));
                     }
                     SegmentState::Refused => {
@@ -805,7 +813,7 @@ impl Inner {
     /// that stays full means chmpx is stuck or gone, which the liveness check catches).
     fn push(
         &self,
-        conn: &Conn,
+        conn: &Arc<Conn>,
         msg_id: u64,
         kind: Kind,
         route: Route,
@@ -854,7 +862,9 @@ impl Inner {
                 }
             }
         }
-        if ring.producer_should_ring() {
+        if self.options.defer_doorbell {
+            deferred::after_push(conn, ring.producer_should_ring());
+        } else if ring.producer_should_ring() {
             // false = the queue is full, so a wake-up is already pending: nothing to do.
             conn.up_q.send(&Doorbell::Data.encode())?;
         }
@@ -914,6 +924,9 @@ impl Inner {
                 std::thread::yield_now();
                 continue;
             }
+            // Before this thread sleeps, ring what a burst of deferred pushes owes chmpx (a
+            // safety net for the process's own flush; cheap when nothing is owed).
+            deferred::flush_deferred_doorbells();
             if ring.prepare_sleep() {
                 let now = Instant::now();
                 if now >= deadline {

@@ -90,17 +90,21 @@ fn main() -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let runtime = if threads == 1 {
+    let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .context("cannot start the async runtime")?;
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    // A worker about to park has run every task it had: the requests they pushed toward chmpx
+    // are all in the ring, so one doorbell now wakes chmpx for the whole burst (the cluster
+    // backend defers its doorbells, see `AttachOptions::defer_doorbell`).
+    let runtime = builder
+        .enable_all()
+        .on_thread_park(chmpx::attach::flush_deferred_doorbells)
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))
 }
 
@@ -143,6 +147,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 let cfg = chmpx::config::Config::load(&path)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 let mut opts = ClientOptions::from_config(&cfg);
+                // Flushed by the runtime's on_thread_park hook (see `main`).
+                opts.attach.defer_doorbell = true;
                 if let Some(us) = spin {
                     opts.attach.spin_wait_us = us;
                 }
