@@ -789,7 +789,7 @@ fn attach_full_ring_towards_a_process_is_backpressure_never_a_block() {
 /// with the hook, but under the load of the other tests of this file the race is often won
 /// and they took under a second, so this test alone does not tell the two apart.)
 #[test]
-fn attach_deferred_doorbells_are_rung_when_the_runtime_parks() {
+fn attach_deferred_doorbells_deliver_sequential_async_requests_promptly() {
     let cluster = unique_cluster("defer");
     let _echo = Echo::start(&cluster, &["--spin-us", "0"]);
     let opts = AttachOptions {

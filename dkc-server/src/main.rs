@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use chmpx::attach::options::SPIN_WAIT_MAX_US;
+use chmpx::attach::options::parse_spin_us;
 use clap::Parser;
 use dkc_server::server::settings::{replication_disabled_by, DISABLE_REPLICATION_ENV};
 use dkc_server::server::{run, ServerSettings};
@@ -30,7 +30,7 @@ struct Args {
     /// a wake-up per batch when a core is free for it; on a host with more busy processes than
     /// cores (a whole cluster on one small host) 0 serves better. Default: the attach
     /// transport's own.
-    #[arg(long = "attach-spin-us", value_parser = clap::value_parser!(u64).range(0..=SPIN_WAIT_MAX_US))]
+    #[arg(long = "attach-spin-us", value_parser = parse_spin_us)]
     attach_spin_us: Option<u64>,
 }
 

@@ -144,9 +144,40 @@ impl AttachOptions {
     }
 }
 
+/// Parses a polling time given on a command line (`--attach-spin-us` of chmpx, dkc-server,
+/// dkc-memcached and dkc-local), µs, at most [`SPIN_WAIT_MAX_US`].
+pub fn parse_spin_us(s: &str) -> Result<u64, String> {
+    let us: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number of microseconds (0 = no polling)"))?;
+    if us > SPIN_WAIT_MAX_US {
+        return Err(format!(
+            "{us} µs is more than {SPIN_WAIT_MAX_US} µs; polling longer only burns CPU"
+        ));
+    }
+    Ok(us)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spin_times_from_the_command_line_are_bounded() {
+        assert_eq!(parse_spin_us("0"), Ok(0));
+        assert_eq!(parse_spin_us("50"), Ok(50));
+        assert_eq!(
+            parse_spin_us(&SPIN_WAIT_MAX_US.to_string()),
+            Ok(SPIN_WAIT_MAX_US)
+        );
+        let over = parse_spin_us(&(SPIN_WAIT_MAX_US + 1).to_string()).unwrap_err();
+        assert!(over.contains("more than"), "{over}");
+        for bad in ["", "-1", "20us", "x"] {
+            let e = parse_spin_us(bad).unwrap_err();
+            assert!(e.contains("microseconds"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_ring_holds_the_largest_body() {

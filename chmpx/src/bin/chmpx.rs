@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use chmpx::attach::options::SPIN_WAIT_MAX_US;
+use chmpx::attach::options::parse_spin_us;
 use chmpx::config::{check_report, Config, KernelLimits, LocalAddrs};
 use chmpx::daemon::{run, settings_from_config};
 
@@ -36,7 +36,7 @@ struct Args {
     /// Polling saves a wake-up per message when a core is free for it; when more busy
     /// processes share the host than it has cores (a whole cluster on one small host), it
     /// takes the CPU they need and 0 serves better. Default: the attach transport's own.
-    #[arg(long = "attach-spin-us", value_parser = clap::value_parser!(u64).range(0..=SPIN_WAIT_MAX_US))]
+    #[arg(long = "attach-spin-us", value_parser = parse_spin_us)]
     attach_spin_us: Option<u64>,
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chmpx::attach::options::SPIN_WAIT_MAX_US;
+use chmpx::attach::options::parse_spin_us;
 use clap::{Parser, ValueEnum};
 use dkc_client::client::{Client, ClientOptions};
 use dkc_client::memcached::limits::{
@@ -60,7 +60,7 @@ struct Args {
     threads: usize,
     /// `--backend cluster`: how long the driver polls for chmpx's answers before sleeping on
     /// the doorbell, µs (default: the attach transport's own).
-    #[arg(long = "attach-spin-us", value_parser = clap::value_parser!(u64).range(0..=SPIN_WAIT_MAX_US))]
+    #[arg(long = "attach-spin-us", value_parser = parse_spin_us)]
     attach_spin_us: Option<u64>,
 }
 

@@ -81,7 +81,7 @@ pub struct UpArgs {
     /// dkc-server and dkc-memcached as --attach-spin-us). Raise it (20-50) on a host with
     /// cores to spare for lower latency at light load.
     #[arg(long = "attach-spin-us", default_value_t = ATTACH_SPIN_US_DEFAULT,
-          value_parser = clap::value_parser!(u64).range(0..=chmpx::attach::options::SPIN_WAIT_MAX_US))]
+          value_parser = chmpx::attach::options::parse_spin_us)]
     pub attach_spin_us: u64,
 }
 
