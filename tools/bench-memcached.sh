@@ -41,8 +41,8 @@
 #          build (say target/release of the commit before a change); adds the -base targets.
 # Environment: OUT_DIR (/tmp/memcached-bench), CARGO_TARGET_DIR (cargo's default),
 #   BENCH_THREADS (dkc-bench runtime threads, 1), NO_BUILD=1 (use the binaries already built),
-#   DIRECT_SPIN_US (--attach-spin-us of the node1direct front, 0 like dkc-local's processes;
-#   the node1direct-base front keeps its build's default).
+#   DIRECT_SPIN_US (--attach-spin-us of the node1direct fronts, 0 like dkc-local's processes;
+#   a node1direct-base front whose build lacks the flag keeps its build's default).
 # Default ports lie below 20000: the tests reserve 20000-31999 (chmpx::testkit::ports), and a
 #   node base port uses up to base + 1000 + 260 (metrics ports of dkc-local).
 # Needs: memcached, python3; optional memcaslap.
@@ -239,6 +239,10 @@ for t in "${TARGET_LIST[@]}"; do
         DIRECT_CMD=("$BASE_DIR/dkc-memcached" --backend cluster
             --conf "$OUT_DIR/node1-base/server.ini" --ctlport $((NODE_BASE_PORT + 201))
             -p "${PORT[$t]}" -l 127.0.0.1)
+        # Polling as the node1direct front does, if that build has the flag.
+        if "$BASE_DIR/dkc-memcached" --help 2>/dev/null | grep -q -- --attach-spin-us; then
+            DIRECT_CMD+=(--attach-spin-us "$DIRECT_SPIN_US")
+        fi
         echo "${DIRECT_CMD[*]}" >>"$COMMANDS"
         RUST_LOG=warn "${DIRECT_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached-direct-base.log" &
         PIDS+=($!)

@@ -843,6 +843,9 @@ impl Inner {
                     if now >= deadline {
                         return Err(AttachError::Backpressure { needed, free });
                     }
+                    // chmpx makes room only while awake: ring what this process owes it (a
+                    // deferred doorbell, fewer than DEFERRED_DOORBELL_FRAMES_MAX frames ago).
+                    deferred::flush_deferred_doorbells();
                     if now - last_check >= self.options.liveness_interval() {
                         last_check = now;
                         if !conn.chmpx_alive() {
