@@ -42,7 +42,8 @@
 # Environment: OUT_DIR (/tmp/memcached-bench), CARGO_TARGET_DIR (cargo's default),
 #   BENCH_THREADS (dkc-bench runtime threads, 1), NO_BUILD=1 (use the binaries already built),
 #   DIRECT_SPIN_US (--attach-spin-us of the node1direct fronts, 0 like dkc-local's processes;
-#   a node1direct-base front whose build lacks the flag keeps its build's default).
+#   a node1direct-base front whose build lacks the flag keeps its build's default),
+#   DIRECT_THREADS (-t of the node1direct fronts; default one per 2 CPUs like dkc-local's front).
 # Default ports lie below 20000: the tests reserve 20000-31999 (chmpx::testkit::ports), and a
 #   node base port uses up to base + 1000 + 260 (metrics ports of dkc-local).
 # Needs: memcached, python3; optional memcaslap.
@@ -63,6 +64,7 @@ CLUSTER_PORT=11211
 NODE_BASE_PORT=18300
 BASE_DIR=""
 DIRECT_SPIN_US=${DIRECT_SPIN_US:-0}
+DIRECT_THREADS=${DIRECT_THREADS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
 while [ $# -gt 0 ]; do
     case "$1" in
     --target) TARGETS="$2"; shift 2 ;;
@@ -226,7 +228,7 @@ for t in "${TARGET_LIST[@]}"; do
         # It polls as long as the processes dkc-local started (its --attach-spin-us default).
         DIRECT_CMD=("$DKC_MEMCACHED" --backend cluster --conf "$OUT_DIR/node1/server.ini"
             --ctlport $((NODE_BASE_PORT + 1)) -p "${PORT[$t]}" -l 127.0.0.1
-            --attach-spin-us "$DIRECT_SPIN_US")
+            --attach-spin-us "$DIRECT_SPIN_US" -t "$DIRECT_THREADS")
         echo "${DIRECT_CMD[*]}" >>"$COMMANDS"
         RUST_LOG=warn "${DIRECT_CMD[@]}" >/dev/null 2>"$OUT_DIR/dkc-memcached-direct.log" &
         PIDS+=($!)
@@ -238,7 +240,7 @@ for t in "${TARGET_LIST[@]}"; do
         start_node1_base
         DIRECT_CMD=("$BASE_DIR/dkc-memcached" --backend cluster
             --conf "$OUT_DIR/node1-base/server.ini" --ctlport $((NODE_BASE_PORT + 201))
-            -p "${PORT[$t]}" -l 127.0.0.1)
+            -p "${PORT[$t]}" -l 127.0.0.1 -t "$DIRECT_THREADS")
         # Polling as the node1direct front does, if that build has the flag.
         if "$BASE_DIR/dkc-memcached" --help 2>/dev/null | grep -q -- --attach-spin-us; then
             DIRECT_CMD+=(--attach-spin-us "$DIRECT_SPIN_US")

@@ -16,6 +16,18 @@ pub const DIR_DEFAULT: &str = "data/dkc-local";
 /// case (docs/BENCHMARKS.md, Round 7). A process started by hand keeps the attach transport's
 /// own default, which is what an idle core needs (1.4-2.2 µs a hop against 48-58 µs without).
 pub const ATTACH_SPIN_US_DEFAULT: u64 = 0;
+/// The memcached front gets one runtime worker per this many CPUs (at least one) unless
+/// `--front-threads` says otherwise: it shares the host with every chmpx and dkc-server of
+/// the cluster, and two workers on two cores mostly wake each other. On 2 cores one worker
+/// made 1.09x the ops/s on 100% get and 1.05x on 90/10, with a lower p50 and p99
+/// (`tools/bench-front-pair.sh`, docs/BENCHMARKS.md Round 10).
+pub const FRONT_CPUS_PER_THREAD: usize = 2;
+
+/// The front's worker count when `--front-threads` is 0.
+pub fn front_threads_auto() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / FRONT_CPUS_PER_THREAD).max(1)
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +95,10 @@ pub struct UpArgs {
     #[arg(long = "attach-spin-us", default_value_t = ATTACH_SPIN_US_DEFAULT,
           value_parser = chmpx::attach::options::parse_spin_us)]
     pub attach_spin_us: u64,
+    /// Runtime workers of the memcached front (passed to dkc-memcached as --threads); 0 = one
+    /// per FRONT_CPUS_PER_THREAD (2) CPUs, at least one.
+    #[arg(long = "front-threads", default_value_t = 0)]
+    pub front_threads: usize,
 }
 
 impl DirArgs {

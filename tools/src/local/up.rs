@@ -452,6 +452,12 @@ pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         "127.0.0.1".to_string(),
         "--port".to_string(),
         args.port.to_string(),
+        "--threads".to_string(),
+        match args.front_threads {
+            0 => super::cli::front_threads_auto(),
+            n => n,
+        }
+        .to_string(),
     ]);
     let mc_log = log("dkc-memcached");
     let mut mc = Proc::spawn(
