@@ -10,8 +10,8 @@ use chmpx::attach::options::parse_spin_us;
 use clap::{Parser, ValueEnum};
 use dkc_client::client::{Client, ClientOptions};
 use dkc_client::memcached::limits::{
-    Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT, ITEM_SIZE_MAX_DEFAULT,
-    ITEM_SIZE_MAX_MAX, ITEM_SIZE_MAX_MIN, STORAGE_TIMEOUT_MS_DEFAULT,
+    parse_worker_threads, Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT,
+    ITEM_SIZE_MAX_DEFAULT, ITEM_SIZE_MAX_MAX, ITEM_SIZE_MAX_MIN, STORAGE_TIMEOUT_MS_DEFAULT,
 };
 use dkc_client::memcached::{MemoryStorage, Server, ServerConfig};
 
@@ -56,7 +56,7 @@ struct Args {
     storage_timeout_ms: u64,
     /// Worker threads serving connections (memcached's -t); 0 = one per CPU. 1 runs every
     /// connection on a single-threaded runtime.
-    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    #[arg(short = 't', long = "threads", default_value_t = 0, value_parser = parse_worker_threads)]
     threads: usize,
     /// `--backend cluster`: how long the driver polls for chmpx's answers before sleeping on
     /// the doorbell, µs (default: the attach transport's own).

@@ -41,6 +41,24 @@ pub const GET_KEYS_PER_STEP: usize = 16;
 /// Default connection limit (`-c`), as in memcached.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
 
+/// Most runtime workers a front may ask for (`-t`): far more than any host's cores, few
+/// enough that a typo does not try to start a hundred thousand threads.
+pub const WORKER_THREADS_MAX: usize = 256;
+
+/// Parses a worker count (`-t`, dkc-local's `--front-threads`): 0 (one per CPU, or the
+/// caller's automatic choice) up to [`WORKER_THREADS_MAX`].
+pub fn parse_worker_threads(text: &str) -> Result<usize, String> {
+    let n: usize = text.trim().parse().map_err(|_| {
+        format!("{text:?} is not a thread count; give a number 0-{WORKER_THREADS_MAX}")
+    })?;
+    if n > WORKER_THREADS_MAX {
+        return Err(format!(
+            "{n} threads is more than {WORKER_THREADS_MAX}; one per CPU (0) is usually right"
+        ));
+    }
+    Ok(n)
+}
+
 /// Default idle timeout in seconds (memcached's default is 0, none; a front of a cluster must
 /// not hold a slot forever for a client that sends half a command and goes away).
 pub const IDLE_TIMEOUT_SECS_DEFAULT: u64 = 300;
@@ -111,5 +129,22 @@ impl Limits {
     /// Largest input a connection may buffer: one full item and its command line.
     pub fn connection_buffer_max(&self) -> usize {
         self.item_size_max + self.retrieval_line_length_max + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_threads_parse_within_bounds_and_refuse_the_rest_clearly() {
+        assert_eq!(parse_worker_threads("0"), Ok(0));
+        assert_eq!(parse_worker_threads(" 4 "), Ok(4));
+        assert_eq!(parse_worker_threads("256"), Ok(WORKER_THREADS_MAX));
+        let big = parse_worker_threads("257").unwrap_err();
+        assert!(big.contains("more than 256"), "{big}");
+        let junk = parse_worker_threads("two").unwrap_err();
+        assert!(junk.contains("not a thread count"), "{junk}");
+        assert!(parse_worker_threads("-1").is_err());
     }
 }

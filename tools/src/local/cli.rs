@@ -97,7 +97,8 @@ pub struct UpArgs {
     pub attach_spin_us: u64,
     /// Runtime workers of the memcached front (passed to dkc-memcached as --threads); 0 = one
     /// per FRONT_CPUS_PER_THREAD (2) CPUs, at least one.
-    #[arg(long = "front-threads", default_value_t = 0)]
+    #[arg(long = "front-threads", default_value_t = 0,
+          value_parser = dkc_client::memcached::limits::parse_worker_threads)]
     pub front_threads: usize,
 }
 
