@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::settings::{DaemonSettings, Mode, NodeSpec};
 use crate::attach::options::LISTENER_SPIN_WAIT_DEFAULT_US;
 use crate::config::{self, Config, HostSpec};
+use crate::link::tls::{MinVersion, TlsFiles};
 
 /// Why the config cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +135,7 @@ pub fn settings_from_config(
                 .collect::<Result<_, _>>()?,
             ctlport: n.ctlport,
             ip,
+            tls: mode == Mode::Server && n.ssl.enabled,
         });
     }
     let g = &cfg.global;
@@ -166,6 +168,7 @@ pub fn settings_from_config(
         heartbeat_interval: g.heartbeat_interval(),
         heartbeat_timeout: g.heartbeat_timeout(),
         secret: g.secret.as_ref().map(|s| s.as_bytes().to_vec()),
+        tls: tls_files(me, g),
         control_addr: SocketAddr::new(any, self_ctlport),
         metrics_addr: me.metrics_port.map(|p| SocketAddr::new(any, p)),
         body_size_max: usize::try_from(g.max_payload).unwrap_or(usize::MAX),
@@ -212,5 +215,24 @@ fn any_host_slave(
         endpoints: Vec::new(),
         ctlport,
         ip: Some(ip),
+        tls: false,
     })
+}
+
+/// This node's TLS files: its entry's values (which already fall back to GLOBAL's).
+fn tls_files(me: &config::NodeSpec, g: &config::Global) -> TlsFiles {
+    let ssl = &me.ssl;
+    TlsFiles {
+        listen: me.mode == config::Mode::Server && ssl.enabled,
+        verify_peer: ssl.verify_peer,
+        capath: ssl.capath.clone(),
+        server_cert: ssl.server_cert.clone(),
+        server_key: ssl.server_prikey.clone(),
+        client_cert: ssl.slave_cert.clone(),
+        client_key: ssl.slave_prikey.clone(),
+        min_version: match g.ssl_min_version {
+            config::TlsMinVersion::Tls12 => MinVersion::Tls12,
+            config::TlsMinVersion::Tls13 => MinVersion::Tls13,
+        },
+    }
 }

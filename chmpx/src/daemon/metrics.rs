@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::status::{Live, MergeProgress, StatusReport};
+use crate::link::LinkStatsSnapshot;
 
 /// Counters and gauges of one daemon.
 #[derive(Debug, Default)]
@@ -28,6 +29,7 @@ pub struct Metrics {
     peers: Mutex<BTreeMap<String, bool>>,
     merge: Mutex<MergeProgress>,
     nodes: Mutex<Option<StatusReport>>,
+    links: Mutex<LinkStatsSnapshot>,
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -94,6 +96,11 @@ impl Metrics {
         *self.nodes.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
     }
 
+    /// The link layer's counters (refused connections, failed handshakes, bad frames).
+    pub fn set_link_stats(&self, s: LinkStatsSnapshot) {
+        *self.links.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -124,6 +131,25 @@ impl Metrics {
             "chmpx_request_errors_total",
             "Requests answered with a chmpx error.",
             get(&self.errors),
+        );
+        let links = *self.links.lock().unwrap_or_else(|p| p.into_inner());
+        counter(
+            &mut out,
+            "chmpx_link_refused_connections_total",
+            "Inbound data-port connections refused (unknown host, failed handshake, limits).",
+            links.refused_connections,
+        );
+        counter(
+            &mut out,
+            "chmpx_link_handshake_failures_total",
+            "Link handshakes that failed either way (TLS, secret, cluster, protocol).",
+            links.handshake_failures,
+        );
+        counter(
+            &mut out,
+            "chmpx_link_bad_frames_total",
+            "Frames from peers that could not be decoded or broke the protocol.",
+            links.bad_frames,
         );
         counter(
             &mut out,

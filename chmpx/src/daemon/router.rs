@@ -1908,6 +1908,9 @@ impl Router {
         self.broadcast_status();
         self.check_autocomplete();
         self.update_merge_job();
+        if let Some(link) = &self.link {
+            self.metrics.set_link_stats(link.stats());
+        }
         let report = self.report();
         self.metrics.set_nodes(&report);
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);

@@ -18,6 +18,8 @@ use super::metrics::Metrics;
 use super::router::{LocalPort, Router, RouterCmd};
 use super::settings::{DaemonSettings, Mode};
 use crate::attach::{AttachError, AttachListener, AttachOptions, AttachSender, Envelope};
+use crate::link::options::self_dials;
+use crate::link::tls::{server_name, LinkTls, TlsError};
 use crate::link::{LinkManager, LinkOptions, PeerSpec};
 
 /// Depth of the channel of commands to the router.
@@ -32,6 +34,9 @@ pub enum RunError {
     /// The links could not start.
     #[error("links: {0}")]
     Link(#[from] crate::link::StartError),
+    /// TLS (SSL = on) could not be set up from the config's files.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// A TCP port could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
@@ -130,7 +135,12 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
         }
         match (n.mode, n.data_addr) {
             (Mode::Server, Some(addr)) => {
-                peers.push(PeerSpec::server(n.id.to_string(), addr).with_dial(n.endpoints.clone()))
+                let mut peer =
+                    PeerSpec::server(n.id.to_string(), addr).with_dial(n.endpoints.clone());
+                if n.tls {
+                    peer = peer.with_tls(server_name(&n.id.to_string(), &n.host)?);
+                }
+                peers.push(peer)
             }
             (Mode::Slave, _) if s.mode == Mode::Server => {
                 let ip =
@@ -144,6 +154,19 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     link_opts.heartbeat_interval = s.heartbeat_interval;
     link_opts.heartbeat_timeout = s.heartbeat_timeout;
     link_opts.secret = s.secret.clone();
+    let self_listens = s.mode == Mode::Server;
+    let dials_tls = peers
+        .iter()
+        .any(|p| p.tls_name.is_some() && self_dials(&s.self_id.to_string(), self_listens, p));
+    link_opts.tls = LinkTls::build(&s.tls, dials_tls)?;
+    if s.tls.listen || dials_tls {
+        tracing::info!(
+            listen = s.tls.listen,
+            dials = dials_tls,
+            verify_peer = s.tls.verify_peer,
+            "TLS on the links"
+        );
+    }
     link_opts.frame_size_max = link_opts
         .frame_size_max
         .max(s.body_size_max + crate::link::limits::FRAME_HEADROOM_BYTES);

@@ -42,6 +42,8 @@ pub struct NodeSpec {
     pub ctlport: u16,
     /// Address the node connects from; `None` = any host (a slave named `[.]*`).
     pub ip: Option<IpAddr>,
+    /// Its data port speaks TLS (its entry's SSL, else GLOBAL's).
+    pub tls: bool,
 }
 
 impl NodeSpec {
@@ -83,6 +85,8 @@ pub struct DaemonSettings {
     pub heartbeat_timeout: Duration,
     /// Shared secret of the links.
     pub secret: Option<Vec<u8>>,
+    /// This node's TLS files and choices (`tls.listen`: its own data port speaks TLS).
+    pub tls: crate::link::tls::TlsFiles,
     /// Address the control port listens on.
     pub control_addr: SocketAddr,
     /// Address of the Prometheus endpoint, if any.

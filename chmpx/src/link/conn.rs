@@ -41,6 +41,8 @@ pub enum ConnError {
     Timeout { what: &'static str, after: Duration },
     #[error("no random numbers from the OS: {0}")]
     Random(String),
+    #[error("TLS handshake failed: {0}; check CAPATH, the certificates and SSL on both nodes")]
+    Tls(std::io::Error),
 }
 
 impl ConnError {

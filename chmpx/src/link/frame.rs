@@ -121,6 +121,14 @@ pub fn peek_len(buf: &[u8], frame_size_max: usize) -> Result<usize, FrameError> 
         });
     };
     let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    // A TLS record (content type 20-23, version 3.x) read as a length: a node with SSL = on
+    // answering one that dials it in plain text.
+    if len > frame_size_max && (0x14..=0x17).contains(&prefix[0]) && prefix[1] == 0x03 {
+        return Err(FrameError::malformed(
+            "the peer speaks TLS, not plain chmpx frames: its entry has SSL = on; \
+             set SSL = on for it in this node's config too (with CAPATH)",
+        ));
+    }
     if len > frame_size_max {
         return Err(FrameError::TooLarge {
             len,
@@ -365,6 +373,18 @@ mod tests {
                 max: MAX
             })
         );
+    }
+
+    #[test]
+    fn a_tls_record_instead_of_a_frame_is_named_as_tls() {
+        // A TLS alert record (type 21, TLS 1.2) as a node with SSL on answers a plain dialler.
+        let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46];
+        match decode_frame(&alert, MAX) {
+            Err(FrameError::Malformed { reason }) => {
+                assert!(reason.contains("SSL = on"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

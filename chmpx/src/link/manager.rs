@@ -24,7 +24,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -44,9 +43,10 @@ use super::options::{self_dials, LinkOptions, PeerSpec};
 use super::peer::{LocalView, PeerShared};
 use super::session::{self, SessionCtx, SessionEnd};
 use super::stats::{LinkStats, LinkStatsSnapshot, PeerCounters, PeerState};
+use super::stream::{self, LinkRead, LinkWrite};
 
-type Reader = FrameReader<OwnedReadHalf>;
-type Writer = FrameWriter<OwnedWriteHalf>;
+type Reader = FrameReader<LinkRead>;
+type Writer = FrameWriter<LinkWrite>;
 
 /// A handshaked connection on its way from the acceptor to the peer's driver.
 struct Inbound {
@@ -106,6 +106,13 @@ impl LinkManager {
             if p.id.is_empty() || p.id.len() > NODE_ID_LEN_MAX {
                 return Err(StartError::Peers(format!(
                     "peer id {:?} must be 1..={NODE_ID_LEN_MAX} bytes",
+                    p.id
+                )));
+            }
+            let dialled = self_dials(&self_id, listener.is_some(), p);
+            if dialled && p.tls_name.is_some() && options.tls.connector.is_none() {
+                return Err(StartError::Peers(format!(
+                    "peer {:?} speaks TLS but the options have no TLS connector to dial it",
                     p.id
                 )));
             }
@@ -449,26 +456,34 @@ async fn accept_one(
 ) {
     let o = &inner.options;
     let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
-    let mut reader = FrameReader::new(rd, o.frame_size_max, &o.cluster);
-    let mut writer = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
     let ctx = HandshakeCtx {
         self_id: &inner.self_id,
         self_listens: true,
         cluster: &o.cluster,
         secret: o.secret.as_deref(),
     };
-    let result = tokio::time::timeout(
-        o.connect_timeout,
-        handshake::accept(&ctx, specs, source.ip(), &mut reader, &mut writer),
-    )
-    .await
-    .unwrap_or(Err(ConnError::Timeout {
-        what: "inbound handshake",
-        after: o.connect_timeout,
-    }));
+    let handshaked = async {
+        let (rd, wr) = match &o.tls.acceptor {
+            Some(acceptor) => {
+                let tls = acceptor.accept(stream).await.map_err(ConnError::Tls)?;
+                stream::tls(tls.into())
+            }
+            None => stream::plain(stream),
+        };
+        let mut reader = FrameReader::new(rd, o.frame_size_max, &o.cluster);
+        let mut writer = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
+        let admitted =
+            handshake::accept(&ctx, specs, source.ip(), &mut reader, &mut writer).await?;
+        Ok((admitted, reader, writer))
+    };
+    let result = tokio::time::timeout(o.connect_timeout, handshaked)
+        .await
+        .unwrap_or(Err(ConnError::Timeout {
+            what: "inbound handshake",
+            after: o.connect_timeout,
+        }));
     match result {
-        Ok(admitted) => {
+        Ok((admitted, reader, writer)) => {
             let (id, handoff) = match admitted {
                 Admitted::Configured(i) => {
                     let id = specs[i].id.clone();
@@ -721,6 +736,7 @@ impl Driver {
                             ConnError::BadProof { .. }
                                 | ConnError::Closed { .. }
                                 | ConnError::Protocol(_)
+                                | ConnError::Tls(_)
                         ) || e.is_bad_input()
                         {
                             self.inner
@@ -828,7 +844,17 @@ async fn dial_once(
     let attempt = async {
         let (stream, dialled) = connect_first(inner.source_ip, &spec.dial_addrs()).await?;
         let _ = stream.set_nodelay(true);
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = match (&spec.tls_name, &o.tls.connector) {
+            (Some(name), Some(connector)) => {
+                let tls = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(ConnError::Tls)?;
+                stream::tls(tls.into())
+            }
+            // `start` refused a TLS peer without a connector.
+            _ => stream::plain(stream),
+        };
         let mut reader = FrameReader::new(rd, o.frame_size_max, &o.cluster);
         let mut writer = FrameWriter::new(wr, o.frame_size_max, o.rw_timeout);
         let ctx = HandshakeCtx {

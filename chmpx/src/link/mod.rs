@@ -1,6 +1,6 @@
-//! Links between chmpx daemons on different hosts: TCP, length-prefixed MessagePack frames,
-//! handshake with optional shared-secret challenge-response, heartbeats and failure detection,
-//! reconnection with backoff, and bounded per-peer queues.
+//! Links between chmpx daemons on different hosts: TCP (optionally TLS), length-prefixed
+//! MessagePack frames, handshake with optional shared-secret challenge-response, heartbeats and
+//! failure detection, reconnection with backoff, and bounded per-peer queues.
 //!
 //! Owns: the wire format between chmpx daemons and everything about keeping those connections.
 //! Must never depend on: the config module (the daemon maps its config onto [`PeerSpec`] and
@@ -14,6 +14,8 @@
 //! - `access`   — which source IPs and node ids may connect (pure);
 //! - `backoff`  — reconnect delays with jitter (pure, seedable);
 //! - `detector` — failure detection with an explicit clock (pure);
+//! - `tls`      — rustls acceptor and connector from PEM files (the daemon passes the paths);
+//! - `stream`   — a connection's halves, plain TCP or TLS;
 //! - `conn`     — frame reader/writer over stream halves;
 //! - `handshake`— Hello / HelloAck / AuthProof;
 //! - `session`  — one established link: reader, writer, watchdog;
@@ -52,6 +54,8 @@ pub mod options;
 mod peer;
 mod session;
 pub mod stats;
+pub mod stream;
+pub mod tls;
 
 pub use error::{SendError, StartError};
 pub use event::{LinkEvent, Outgoing};

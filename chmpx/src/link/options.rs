@@ -4,7 +4,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use rustls_pki_types::ServerName;
+
 use super::limits::*;
+use super::tls::LinkTls;
 
 /// One configured peer chmpx.
 ///
@@ -20,6 +23,9 @@ pub struct PeerSpec {
     pub addr: SocketAddr,
     pub listens: bool,
     pub dial: Vec<SocketAddr>,
+    /// The peer's data port speaks TLS: dial it with TLS and check that its certificate names
+    /// this (its NAME). `None` = plain TCP.
+    pub tls_name: Option<ServerName<'static>>,
 }
 
 impl PeerSpec {
@@ -30,7 +36,14 @@ impl PeerSpec {
             addr,
             listens: true,
             dial: Vec::new(),
+            tls_name: None,
         }
+    }
+
+    /// The same peer, whose data port speaks TLS with a certificate for `name`.
+    pub fn with_tls(mut self, name: ServerName<'static>) -> Self {
+        self.tls_name = Some(name);
+        self
     }
 
     /// The same peer, dialled through `endpoints` (in order) instead of its own address.
@@ -56,6 +69,7 @@ impl PeerSpec {
             addr: SocketAddr::new(ip, 0),
             listens: false,
             dial: Vec::new(),
+            tls_name: None,
         }
     }
 }
@@ -103,6 +117,9 @@ pub struct LinkOptions {
     pub frame_size_max: usize,
     /// Optional shared secret: when set, both sides prove knowledge of it on connect.
     pub secret: Option<Vec<u8>>,
+    /// TLS: the acceptor of this node's data port (when it speaks TLS) and the connector for
+    /// peers whose port does (see [`super::tls`]). Default: plain TCP.
+    pub tls: LinkTls,
 }
 
 impl LinkOptions {
@@ -173,6 +190,7 @@ impl Default for LinkOptions {
             send_timeout: Duration::from_millis(SEND_TIMEOUT_DEFAULT_MS),
             frame_size_max: FRAME_SIZE_MAX_DEFAULT_BYTES,
             secret: None,
+            tls: LinkTls::default(),
         }
     }
 }
