@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chmpx::placement::key_hash;
 use daemon_support::*;
 
 /// A forwarder: accepts on an ephemeral port, connects each client to `to`, copies both ways,
@@ -89,15 +88,6 @@ fn daemon_links_and_routes_through_each_servers_endpoints() {
         );
     }
     // Routing from the slave reaches each key's primary through those links.
-    let map = c.map(0, &c.server_ids());
-    let client = c.client(c.slave_ctlport);
-    for i in 0..60u32 {
-        let key = format!("ep-{i}");
-        let h = key_hash(key.as_bytes());
-        let (got, body) =
-            ask(&client, h, key.as_bytes()).unwrap_or_else(|e| panic!("{key}: {e}\n{}", c.logs()));
-        assert_eq!(got, map.chain_for(h)[0].to_string(), "{key}");
-        assert_eq!(body, key.as_bytes());
-    }
+    assert_slave_routes_to_primaries(&c, "ep", 60);
     std::thread::sleep(Duration::from_millis(10));
 }

@@ -10,7 +10,6 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chmpx::placement::key_hash;
 use daemon_support::*;
 use tls_support::TestCa;
 
@@ -89,16 +88,7 @@ fn daemon_servers_and_slave_link_and_route_over_tls_with_checked_certificates() 
     }
     c.wait_all_ready();
 
-    let map = c.map(0, &c.server_ids());
-    let client = c.client(c.slave_ctlport);
-    for i in 0..60u32 {
-        let key = format!("tls-{i}");
-        let h = key_hash(key.as_bytes());
-        let (got, body) =
-            ask(&client, h, key.as_bytes()).unwrap_or_else(|e| panic!("{key}: {e}\n{}", c.logs()));
-        assert_eq!(got, map.chain_for(h)[0].to_string(), "{key}");
-        assert_eq!(body, key.as_bytes());
-    }
+    assert_slave_routes_to_primaries(&c, "tls", 60);
     // A plain-text visitor on a TLS data port is refused and counted in the metrics.
     {
         let mut plain = TcpStream::connect(("127.0.0.1", c.servers[0].port)).unwrap();

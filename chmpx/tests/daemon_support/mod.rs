@@ -318,3 +318,18 @@ pub fn ask(client: &Attachment, hash: u64, body: &[u8]) -> Result<(String, Vec<u
         resp.body[pos + 1..].to_vec(),
     ))
 }
+
+/// Sends `count` keys `<prefix>-<i>` from the slave and checks that each is answered by its
+/// primary in the placement of all servers (epoch 0), with its body echoed.
+pub fn assert_slave_routes_to_primaries(c: &Cluster, prefix: &str, count: u32) {
+    let map = c.map(0, &c.server_ids());
+    let client = c.client(c.slave_ctlport);
+    for i in 0..count {
+        let key = format!("{prefix}-{i}");
+        let h = chmpx::placement::key_hash(key.as_bytes());
+        let (got, body) =
+            ask(&client, h, key.as_bytes()).unwrap_or_else(|e| panic!("{key}: {e}\n{}", c.logs()));
+        assert_eq!(got, map.chain_for(h)[0].to_string(), "{key}");
+        assert_eq!(body, key.as_bytes());
+    }
+}
