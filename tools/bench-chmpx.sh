@@ -42,16 +42,7 @@ CHMPX=$!
 cleanup() {
   kill "$ECHO" "$CHMPX" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"
   # A killed echo process cannot remove its queues and segment; remove what this run left.
-  python3 - "$GROUP" <<'PY' || true
-import ctypes, os, sys
-rt = ctypes.CDLL("librt.so.1")
-prefix = "dkc.%s." % sys.argv[1]
-for name in os.listdir("/dev/shm"):
-    if name.startswith(prefix):
-        for q in (["/" + name[:-6] + ".accept"] if name.endswith(".chmpx") else ["/" + name + ".up", "/" + name + ".dn"]):
-            rt.mq_unlink(q.encode())
-        os.unlink("/dev/shm/" + name)
-PY
+  python3 "$ROOT/tools/remove-group-ipc.py" "$GROUP" || true
 }
 ECHO=
 trap cleanup EXIT INT TERM

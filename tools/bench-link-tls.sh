@@ -46,16 +46,7 @@ stop_all() {
     wait 2>/dev/null || true
     PIDS=()
     # A killed echo process cannot remove its queues and segment; remove what the run left.
-    [ -z "$GROUP" ] || python3 - "$GROUP" <<'PY' || true
-import ctypes, os, sys
-rt = ctypes.CDLL("librt.so.1")
-prefix = "dkc.%s." % sys.argv[1]
-for name in os.listdir("/dev/shm"):
-    if name.startswith(prefix):
-        for q in (["/" + name[:-6] + ".accept"] if name.endswith(".chmpx") else ["/" + name + ".up", "/" + name + ".dn"]):
-            rt.mq_unlink(q.encode())
-        os.unlink("/dev/shm/" + name)
-PY
+    [ -z "$GROUP" ] || python3 tools/remove-group-ipc.py "$GROUP" || true
 }
 trap stop_all EXIT
 

@@ -496,16 +496,7 @@ trap 'exit 130' INT TERM
 
 # Removes the queues and segments killed processes of GROUP left (as bench-chmpx.sh does).
 remove_ipc() {
-    python3 - "$1" <<'PY' || true
-import ctypes, os, sys
-rt = ctypes.CDLL("librt.so.1")
-prefix = "dkc.%s." % sys.argv[1]
-for name in os.listdir("/dev/shm"):
-    if name.startswith(prefix):
-        for q in (["/" + name[:-6] + ".accept"] if name.endswith(".chmpx") else ["/" + name + ".up", "/" + name + ".dn"]):
-            rt.mq_unlink(q.encode())
-        os.unlink("/dev/shm/" + name)
-PY
+    python3 "$ROOT/tools/remove-group-ipc.py" "$1" || true
 }
 
 wait_ctl() { # wait_ctl CTLPORT: until chmpx answers on its control port

@@ -69,14 +69,7 @@ fn daemon_links_and_routes_through_each_servers_endpoints() {
     }
     std::fs::write(&c.conf, &ini).unwrap();
 
-    for i in 0..3 {
-        c.start_chmpx(i);
-    }
-    c.start_slave();
-    for i in 0..3 {
-        c.start_echo(i);
-    }
-    c.wait_all_ready();
+    c.start_all();
 
     // The slave dials every server, so every forwarder carried at least that link.
     for (s, f) in c.servers.iter().zip(&forwarders) {

@@ -79,14 +79,7 @@ fn daemon_servers_and_slave_link_and_route_over_tls_with_checked_certificates() 
             format!("SLAVE_PRIKEY = {}", slave.key.display()),
         ],
     );
-    for i in 0..3 {
-        c.start_chmpx(i);
-    }
-    c.start_slave();
-    for i in 0..3 {
-        c.start_echo(i);
-    }
-    c.wait_all_ready();
+    c.start_all();
 
     assert_slave_routes_to_primaries(&c, "tls", 60);
     // A plain-text visitor on a TLS data port is refused and counted in the metrics.

@@ -152,15 +152,22 @@ impl Cluster {
     /// Starts every server's chmpx and echo process, and the slave.
     pub fn start(n: usize, automerge: bool) -> Cluster {
         let mut c = Cluster::configure(n, automerge);
-        for i in 0..n {
-            c.start_chmpx(i);
-        }
-        c.start_slave();
-        for i in 0..n {
-            c.start_echo(i);
-        }
-        c.wait_all_ready();
+        c.start_all();
         c
+    }
+
+    /// Starts every server's chmpx, the slave and every server's echo process (of a cluster
+    /// from [`Cluster::configure`], perhaps with an edited config), and waits until all are
+    /// ready.
+    pub fn start_all(&mut self) {
+        for i in 0..self.servers.len() {
+            self.start_chmpx(i);
+        }
+        self.start_slave();
+        for i in 0..self.servers.len() {
+            self.start_echo(i);
+        }
+        self.wait_all_ready();
     }
 
     fn spawn_chmpx(&mut self, ctlport: u16) {
