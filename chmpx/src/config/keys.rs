@@ -376,7 +376,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         "boolean".into(),
         on_off(SSL_VERIFY_PEER_DEFAULT),
-        "require and verify the peer's certificate",
+        "servers require a certificate, signed by a CA in CAPATH, from every node that dials them",
     );
     k(
         Global,
@@ -654,7 +654,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
                 false,
                 "boolean".into(),
                 "GLOBAL SSL".into(),
-                "TLS on this node's ports",
+                "TLS on this node's data port (the control port stays plain text)",
             );
             k(
                 section,
@@ -663,7 +663,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
                 false,
                 "boolean".into(),
                 "GLOBAL SSL_VERIFY_PEER".into(),
-                "verify peers' certificates",
+                "require a certificate, signed by a CA in CAPATH, from every node that dials this one",
             );
             k(
                 section,
