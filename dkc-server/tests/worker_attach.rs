@@ -55,6 +55,15 @@ enum Chain {
     OneConflicts,
 }
 
+/// Where [`FakeChmpx::run_until`] stops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// The client's answer to this request id.
+    Answer(u64),
+    /// The server's next replication request, once answered.
+    Replicated,
+}
+
 struct FakeChmpx {
     p: AttachedProcess,
     next_id: u64,
@@ -91,6 +100,16 @@ impl FakeChmpx {
 
     /// Runs chmpx's side until the client's answer to `id` arrives.
     async fn answer(&mut self, id: u64, chain: Chain) -> Vec<u8> {
+        self.run_until(Until::Answer(id), chain).await
+    }
+
+    /// Runs chmpx's side until the server has sent one replication request (answered as
+    /// `chain` says): the request being replicated was taken, before any sent after this.
+    async fn until_replicated(&mut self, chain: Chain) {
+        self.run_until(Until::Replicated, chain).await;
+    }
+
+    async fn run_until(&mut self, until: Until, chain: Chain) -> Vec<u8> {
         let server_att = self.p.id();
         loop {
             let batch = tokio::time::timeout(WAIT_MAX, self.p.recv_batch(64))
@@ -105,7 +124,7 @@ impl FakeChmpx {
                             attachment, msg_id, ..
                         },
                     ) if attachment == CLIENT_ATTACHMENT => {
-                        if msg_id == id {
+                        if until == Until::Answer(msg_id) {
                             return env.body;
                         }
                     }
@@ -186,6 +205,9 @@ impl FakeChmpx {
                         self.p.send(&count(n)).unwrap();
                         for a in answers {
                             self.p.send(&a).unwrap();
+                        }
+                        if until == Until::Replicated {
+                            return Vec::new();
                         }
                     }
                     other => panic!("unexpected message {other:?}"),
@@ -593,6 +615,9 @@ async fn worker_a_second_fenced_write_of_a_key_waits_for_the_first() {
             // unacknowledged 11.
             fake.silent_next = 1;
             let _first = fake.request(incr("c", 1));
+            // The first is being replicated (and left unanswered) before the second arrives:
+            // two requests sent at once may be taken by two workers in either order.
+            fake.until_replicated(Chain::OneAcks).await;
             let second = fake.request(incr("c", 1));
             assert_eq!(
                 decode_response(&fake.answer(second, Chain::OneAcks).await).unwrap(),
@@ -724,6 +749,7 @@ async fn worker_a_fenced_write_that_aged_in_the_fence_queue_is_refused() {
             const _: () = assert!(MARGIN.as_millis() < RCV_TIMEOUT.as_millis());
             fake.silent_next = 1;
             let _first = fake.request(incr("q", 1));
+            fake.until_replicated(Chain::OneAcks).await;
             let second = fake.request_queued_at(incr("q", 1), stamped_ago(QUEUE_AGE_MAX - MARGIN));
             assert_refused_as_queued_too_long(&fake.answer(second, Chain::OneAcks).await);
             let fenced = sent_for(fake, b"q")
