@@ -48,6 +48,7 @@ counters!(
     replicate_stale,
     replicate_conflict,
     replicate_rollback,
+    replicate_skipped_sole_owner,
     errors,
     errors_storage,
     errors_no_space,

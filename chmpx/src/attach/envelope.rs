@@ -96,6 +96,15 @@ pub const FLAG_TARGET_COUNT: u16 = 1 << 14;
 /// (`chmpx::daemon::wire::FLAG_UNMERGED` is the same bit; a test keeps them equal.)
 pub const FLAG_UNMERGED: u16 = 1 << 13;
 
+/// Flag chmpx sets on a `HashFirst` request it delivers to its own server process when this
+/// node is the only owner of the key's slot (no other owner in the map in force, no pending
+/// map): a write of that key has nobody to be replicated to. The server skips the replication
+/// round trip only if chmpx's placement has not changed since it queued the request
+/// ([`crate::attach::Attachment::placement_unchanged_since`]), and only for records of the
+/// request's own key. chmpx clears it on every other delivery, so a client cannot set it.
+/// (`chmpx::daemon::wire::FLAG_SOLE_OWNER` is the same bit; a test keeps them equal.)
+pub const FLAG_SOLE_OWNER: u16 = 1 << 12;
+
 /// Bytes of a [`FLAG_TARGET_COUNT`] notice's body.
 pub const TARGET_COUNT_BODY_BYTES: usize = 4;
 
@@ -429,6 +438,11 @@ mod tests {
         assert_eq!(FLAG_TARGET_COUNT, crate::daemon::FLAG_TARGET_COUNT);
         assert_eq!(FLAG_UNMERGED, crate::daemon::wire::FLAG_UNMERGED);
         assert_eq!(FLAG_UNMERGED & (FLAG_CHMPX_ERROR | FLAG_TARGET_COUNT), 0);
+        assert_eq!(FLAG_SOLE_OWNER, crate::daemon::wire::FLAG_SOLE_OWNER);
+        assert_eq!(
+            FLAG_SOLE_OWNER & (FLAG_CHMPX_ERROR | FLAG_TARGET_COUNT | FLAG_UNMERGED),
+            0
+        );
         let notice = |kind: Kind, flags: u16, body: Vec<u8>| Envelope {
             msg_id: 1,
             kind,

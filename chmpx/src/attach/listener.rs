@@ -570,6 +570,12 @@ impl AttachSender {
         self.shared.ring_doorbell()
     }
 
+    /// Records in the process's segment that chmpx's placement changed at `now_ns` (see
+    /// [`crate::attach::FLAG_SOLE_OWNER`]).
+    pub fn mark_placement_changed(&self, now_ns: u64) {
+        self.shared.seg.mark_placement_changed(now_ns);
+    }
+
     /// Whether the process still lives (and has not detached).
     pub fn is_alive(&self) -> bool {
         !self.shared.closed.load(Ordering::Acquire) && pid_alive(self.shared.pid)

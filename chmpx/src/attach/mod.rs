@@ -40,7 +40,7 @@ pub mod wire;
 
 pub use envelope::{
     target_count, DecodeError, Envelope, Header, InvalidEnvelope, Kind, Route, FLAG_CHMPX_ERROR,
-    FLAG_TARGET_COUNT,
+    FLAG_SOLE_OWNER, FLAG_TARGET_COUNT,
 };
 pub use error::{AttachError, RefuseReason};
 pub use listener::{AttachListener, AttachSender, AttachedProcess};

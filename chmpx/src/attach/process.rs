@@ -204,6 +204,21 @@ impl Attachment {
             .map(|c| (c.up_q.name().to_string(), c.down_q.name().to_string()))
     }
 
+    /// Whether chmpx's placement (map in force, pending map) has not changed since it queued a
+    /// message stamped `queued_ns` for this process, as chmpx records it in the current
+    /// attachment's segment. False without a stamp, when not attached, and when the current
+    /// attachment was accepted after `queued_ns` (a message of an earlier attachment). Read
+    /// after a write, true means that anything a later placement change starts (a merge, a
+    /// hand-off) sees that write: see [`crate::attach::FLAG_SOLE_OWNER`].
+    pub fn placement_unchanged_since(&self, queued_ns: u64) -> bool {
+        if queued_ns == 0 {
+            return false;
+        }
+        lock(&self.inner.conn)
+            .as_ref()
+            .is_some_and(|c| c.seg.placement_changed_ns() < queued_ns)
+    }
+
     /// How many times this attachment has re-attached after losing chmpx.
     pub fn reattach_count(&self) -> u64 {
         self.inner.reattaches.load(Ordering::Relaxed)

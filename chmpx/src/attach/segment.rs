@@ -10,6 +10,9 @@
 //!  56     state u32 (Offered, Accepted, Refused, ChmpxLeft, Detached)
 //!  60     chmpx pid u32               64  chmpx generation u64
 //!  72     attachment id u64           80  refuse reason u32
+//!  88     placement changed u64: chmpx's CLOCK_MONOTONIC ns when its placement (map in force,
+//!         pending map) last changed, or when it accepted this attachment if later; u64::MAX
+//!         until chmpx writes it (a chmpx that never does is never taken as unchanged)
 //! 256     ring "up"   (process -> chmpx): 128-byte ring header + capacity
 //! 256+R   ring "down" (chmpx -> process)
 //! ```
@@ -19,6 +22,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::envelope::monotonic_now_ns;
 use super::error::{AttachError, RefuseReason};
 use super::wire::Role;
 use crate::ipc::ring::{Ring, RING_CAPACITY_MIN_BYTES};
@@ -45,7 +49,9 @@ const OFF_CHMPX_PID: usize = 60;
 const OFF_GENERATION: usize = 64;
 const OFF_ATTACH_ID: usize = 72;
 const OFF_REFUSE: usize = 80;
-const _: () = assert!(OFF_REFUSE + 4 <= SEGMENT_HEADER_BYTES);
+const OFF_PLACEMENT_CHANGED: usize = 88;
+const _: () = assert!(OFF_PLACEMENT_CHANGED + 8 <= SEGMENT_HEADER_BYTES);
+const _: () = assert!(OFF_PLACEMENT_CHANGED.is_multiple_of(8));
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(64));
 
 /// Where an attachment stands, as recorded in its segment.
@@ -155,6 +161,8 @@ impl Segment {
             .store(u32::from(role.code()), Ordering::Relaxed);
         seg.u32_at(OFF_PID).store(pid, Ordering::Relaxed);
         seg.u64_at(OFF_COUNTER).store(counter, Ordering::Relaxed);
+        seg.u64_at(OFF_PLACEMENT_CHANGED)
+            .store(u64::MAX, Ordering::Relaxed);
         seg.u64_at(OFF_BODY_MAX)
             .store(body_size_max as u64, Ordering::Relaxed);
         seg.u64_at(OFF_CAPACITY)
@@ -263,7 +271,24 @@ impl Segment {
             .store(generation, Ordering::Relaxed);
         self.u64_at(OFF_ATTACH_ID)
             .store(attach_id, Ordering::Relaxed);
+        // Nothing chmpx queued for this process before now can be vouched for.
+        self.u64_at(OFF_PLACEMENT_CHANGED)
+            .store(monotonic_now_ns(), Ordering::SeqCst);
         self.transition(SegmentState::Offered, SegmentState::Accepted)
+    }
+
+    /// chmpx side: records that its placement changed at `now_ns` (never moves backwards).
+    /// Called before the new placement is acted on, so a process that reads an older value
+    /// after its own write knows that anything the change starts (merges, hand-offs) comes
+    /// after that write.
+    pub fn mark_placement_changed(&self, now_ns: u64) {
+        self.u64_at(OFF_PLACEMENT_CHANGED)
+            .fetch_max(now_ns, Ordering::SeqCst);
+    }
+
+    /// When chmpx's placement last changed (see the layout above); u64::MAX if unknown.
+    pub fn placement_changed_ns(&self) -> u64 {
+        self.u64_at(OFF_PLACEMENT_CHANGED).load(Ordering::SeqCst)
     }
 
     /// Process side: withdraws an offer chmpx has not answered (Offered -> Detached), so that
@@ -378,6 +403,22 @@ mod tests {
             .expect("chmpx maps it");
         assert_eq!(role, Role::Server);
         (process, chmpx)
+    }
+
+    /// The placement word: unknown (never "unchanged") until chmpx accepts, then the accept
+    /// time, then only ever later.
+    #[test]
+    fn placement_word_starts_unknown_and_only_moves_forward() {
+        let (process, chmpx) = offered("placement");
+        assert_eq!(process.placement_changed_ns(), u64::MAX);
+        let before = monotonic_now_ns();
+        assert!(chmpx.accept(4242, 1, 9));
+        let accepted = process.placement_changed_ns();
+        assert!(accepted >= before && accepted <= monotonic_now_ns());
+        chmpx.mark_placement_changed(accepted - 1);
+        assert_eq!(process.placement_changed_ns(), accepted, "moved backwards");
+        chmpx.mark_placement_changed(accepted + 5);
+        assert_eq!(process.placement_changed_ns(), accepted + 5);
     }
 
     /// The race behind a never-read attachment: the process gives up waiting while chmpx is

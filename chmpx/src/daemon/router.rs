@@ -32,7 +32,7 @@ use super::status::{
 };
 use super::wire::{
     node_number, PeerMsg, PeerStatus, RingCommand, RingState, WireRoute, FLAG_CHMPX_ERROR,
-    FLAG_TARGET_COUNT, FLAG_UNMERGED,
+    FLAG_SOLE_OWNER, FLAG_TARGET_COUNT, FLAG_UNMERGED,
 };
 use crate::attach::envelope::{Envelope, Kind, Route};
 use crate::link::{DataMsg, LinkEvent, LinkHandle, Outgoing};
@@ -93,6 +93,10 @@ pub trait LocalPort: Send {
     /// wake-ups until then, so one batch of routed messages costs one wake-up per destination;
     /// the router's owner calls [`Router::flush_local`] after every batch, before it sleeps.
     fn flush(&mut self) {}
+
+    /// Records in every attachment that the placement (map in force, pending map) changes
+    /// now, before the change is acted on (see [`FLAG_SOLE_OWNER`]).
+    fn placement_changed(&mut self) {}
 }
 
 /// Requests to the router from other tasks.
@@ -762,6 +766,12 @@ impl Router {
         }
         self.server_rr = (self.server_rr + 1) % self.servers.len();
         let server = self.servers[self.server_rr];
+        let sole = matches!(env.route, Route::HashFirst(hash) if self.sole_owner(hash));
+        env.flags = if sole {
+            env.flags | FLAG_SOLE_OWNER
+        } else {
+            env.flags & !FLAG_SOLE_OWNER
+        };
         env.route = Route::Reply {
             node: origin,
             attachment: origin_attachment,
@@ -777,6 +787,15 @@ impl Router {
                 &format!("server process: {e}"),
             );
         }
+    }
+
+    /// Whether this node is the only owner of `hash`'s slot: the map in force gives the slot no
+    /// other owner and no map is pending, so a write of the key has no replica to reach (with
+    /// REPLICA = 0, or fewer server nodes than REPLICA + 1). Only a placement change can give
+    /// it one, and [`Router::adopt_ring`] records every change before it takes effect.
+    fn sole_owner(&self, hash: u64) -> bool {
+        let chain = self.map.chain_for(hash);
+        self.pending_map.is_none() && !chain.is_empty() && chain.iter().all(|n| self.is_self(n))
     }
 
     /// Routes a response by its reply route.
@@ -1168,6 +1187,9 @@ impl Router {
                 .pending_map(self.s.slot_count, self.s.replica),
         ) {
             (Ok(map), Ok(pending)) => {
+                // First of all: a server that has not seen this yet must not skip the
+                // replication of a write routed under the old placement (FLAG_SOLE_OWNER).
+                self.local.placement_changed();
                 tracing::info!(version = ring.version, epoch = ring.membership.epoch, pending = ?ring.membership.pending_epoch(), "ring state changed");
                 if ring.membership.epoch != self.ring.membership.epoch {
                     // The map in force changed: hand off the slots this node lost once every

@@ -82,6 +82,14 @@ impl LocalPort for AttachPort {
         Ok(())
     }
 
+    fn placement_changed(&mut self) {
+        let now = crate::attach::envelope::monotonic_now_ns();
+        let senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        for s in senders.values() {
+            s.mark_placement_changed(now);
+        }
+    }
+
     fn flush(&mut self) {
         for s in self.unrung.drain(..) {
             if let Err(e) = s.ring() {

@@ -41,6 +41,12 @@ pub const FLAG_TARGET_COUNT: u16 = 1 << 14;
 /// delivery; it travels between daemons in the route field's flags.
 pub const FLAG_UNMERGED: u16 = 1 << 13;
 
+/// Flag chmpx sets on a `HashFirst` request it delivers to its own server process when this
+/// node is the key's only owner in the map in force and no map is pending: a write of the key
+/// has no replica to reach (see `crate::attach::envelope::FLAG_SOLE_OWNER`). Set or cleared by
+/// the router on every delivery to a local server; never trusted from a sender.
+pub const FLAG_SOLE_OWNER: u16 = 1 << 12;
+
 /// The node number used in attach routes (`Route::Node`, `Route::Reply`) for a node id: the
 /// xxHash64 (seed 0) of its "host:ctlport" text.
 pub fn node_number(id: &str) -> u64 {

@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chmpx::attach::envelope::{monotonic_now_ns, FLAG_UNMERGED};
+use chmpx::attach::envelope::{monotonic_now_ns, FLAG_SOLE_OWNER, FLAG_UNMERGED};
 use chmpx::attach::{target_count, Attachment, Envelope, Kind, Route};
 use chmpx::config::AckLevel;
 use chmpx::merge::protocol::is_merge_body;
 use crossbeam_channel::Sender;
 use dkc_client::proto::{
     decode_request, encode_request, encode_response, ErrorCode, ProtoError, Request, Response,
-    SetMode,
+    SetMode, WireRecord,
 };
 
 use super::fence::{Admit, Fences, Ready, Ticket, FENCE_QUEUE_WAIT_RCVTIMEOUTS};
@@ -221,7 +221,34 @@ impl Worker {
             }
             return;
         }
+        let sole = self.sole_owner_write(&env, req, &done.replicate);
+        if sole {
+            crate::counters::bump(&s.exec.counters().replicate_skipped_sole_owner);
+            if wants_reply {
+                send_reply(&s.att, &env, &done.response);
+            }
+            // A fenced write's key reservation (`ticket`) is freed here: it is acknowledged.
+            return;
+        }
         self.replicate(env, done, wants_reply, ticket);
+    }
+
+    /// Whether a write just applied here has nobody to be replicated to: chmpx marked the
+    /// request [`FLAG_SOLE_OWNER`] (this node was the only owner of the key's slot when it
+    /// routed it), every written record is of the request's own key (the one chmpx placed),
+    /// and chmpx's placement has not changed since it queued the request. Read after the
+    /// write: a change recorded later starts its merges and hand-offs after the write, and
+    /// they carry it to any new owner. Anything else goes through the replication round trip,
+    /// whose answer would have been "no other owner".
+    fn sole_owner_write(&self, env: &Envelope, req: &Request, records: &[WireRecord]) -> bool {
+        if env.flags & FLAG_SOLE_OWNER == 0 {
+            return false;
+        }
+        let Some(key) = req.routing_key() else {
+            return false;
+        };
+        records.iter().all(|r| r.key == key)
+            && self.shared.att.placement_unchanged_since(env.queued_ns)
     }
 
     /// Sends the written records to the key's other owners and answers the client as the
