@@ -40,6 +40,15 @@
 //!   treat as an unknown outcome. Merge brings the other owners up to date later. A fenced
 //!   write that fails is taken back instead (below); its answer is an unknown outcome too.
 //!
+//! A write whose node is the key's only owner has nobody to reach, so it skips the round trip
+//! above (`Worker::sole_owner_write`): chmpx marks such a request `FLAG_SOLE_OWNER` when the map
+//! in force gives the slot no other owner and no map is pending (REPLICA 0, or fewer servers
+//! than REPLICA + 1), and the worker answers at once if every written record is of the
+//! request's key and chmpx's placement has not changed since it queued the request (read
+//! after the write, from the attachment segment). A placement change recorded later starts
+//! its merges and hand-offs after the write, so they carry it. Counted in
+//! `replicate_skipped_sole_owner`.
+//!
 //! With the test-only switch `DKC_TEST_DISABLE_REPLICATION=1` (see the crate doc) nothing is
 //! sent and every write is answered as if acknowledged.
 //!
