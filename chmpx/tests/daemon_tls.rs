@@ -159,3 +159,55 @@ fn daemon_with_ssl_on_and_no_server_key_file_is_refused_naming_the_key() {
         "the error names neither the key nor the file: {err}"
     );
 }
+
+/// `chmpx --check` on a node's host loads that node's TLS files as a start would: good files
+/// are reported loaded; a missing key file fails the check (exit status 2) with the key and
+/// the file named, before any daemon is started.
+#[test]
+fn check_loads_the_tls_files_and_names_a_missing_one() {
+    let c = Cluster::configure(2, true);
+    let ca = TestCa::new(c.dir.path(), "cluster");
+    let server = ca.issue("server", &["127.0.0.1"]);
+    let good = std::fs::read_to_string(&c.conf).unwrap();
+    let check = |conf: &std::path::Path| {
+        let out = Command::new(CHMPX)
+            .args(["--conf", conf.to_str().unwrap(), "--ctlport"])
+            .arg(c.servers[0].ctlport.to_string())
+            .arg("--check")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run chmpx --check");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let tls_keys = |key: &std::path::Path| {
+        vec![
+            "SSL = on".to_string(),
+            format!("CAPATH = {}", ca.ca_file.display()),
+            format!("SERVER_CERT = {}", server.cert.display()),
+            format!("SERVER_PRIKEY = {}", key.display()),
+        ]
+    };
+
+    add_global_keys(&c.conf, &tls_keys(&server.key));
+    let (code, text) = check(&c.conf);
+    assert_eq!(code, Some(0), "--check with good TLS files: {text}");
+    assert!(
+        text.contains("TLS files of node") && text.contains("load"),
+        "--check does not say it loaded the TLS files: {text}"
+    );
+
+    std::fs::write(&c.conf, &good).unwrap();
+    let missing = c.dir.path().join("no-such-key.pem");
+    add_global_keys(&c.conf, &tls_keys(&missing));
+    let (code, text) = check(&c.conf);
+    assert_eq!(code, Some(2), "--check with a missing key file: {text}");
+    assert!(
+        text.contains("SERVER_PRIKEY") && text.contains("no-such-key.pem"),
+        "--check names neither the key nor the file: {text}"
+    );
+}

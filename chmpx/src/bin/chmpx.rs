@@ -2,8 +2,9 @@
 //!
 //! `chmpx --conf FILE [--ctlport N] [--check] [--log-level LEVEL] [--attach-spin-us N]`: runs in server mode on a
 //! host listed in `[SVRNODE]` and in slave mode on one listed only in `[SLVNODE]`; `--check`
-//! validates the file, prints what it needs from the kernel against the current limits, and
-//! exits. A bad file is refused before anything starts.
+//! validates the file, prints what it needs from the kernel against the current limits, loads
+//! the TLS files of this host's node (exit status 2 and the key and file named when one is
+//! bad), and exits. A bad file is refused before anything starts.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use clap::Parser;
 
 use chmpx::attach::options::parse_spin_us;
 use chmpx::config::{check_report, Config, KernelLimits, LocalAddrs};
-use chmpx::daemon::{run, settings_from_config};
+use chmpx::daemon::{check_tls, run, settings_from_config};
 
 #[derive(Parser, Debug)]
 #[command(name = "chmpx", version, about = "dkc router daemon")]
@@ -23,7 +24,7 @@ struct Args {
     /// Which entry of the file this process is, when several run on one host.
     #[arg(long)]
     ctlport: Option<u16>,
-    /// Validate the file, print what it needs from the kernel, and exit.
+    /// Validate the file, print what it needs from the kernel, load this node's TLS files, and exit.
     #[arg(long)]
     check: bool,
     /// Runtime threads (1 = everything on one thread).
@@ -62,7 +63,23 @@ fn main() -> ExitCode {
     if args.check {
         let report = check_report(&cfg, KernelLimits::read());
         print!("{report}");
-        return ExitCode::SUCCESS;
+        // On a host that runs one of the file's nodes, also load the TLS files that node's
+        // links would use (elsewhere they are checked where chmpx runs).
+        let Ok(settings) = settings_from_config(&cfg, args.ctlport, &LocalAddrs::detect()) else {
+            return ExitCode::SUCCESS;
+        };
+        return match check_tls(&settings) {
+            Ok(None) => ExitCode::SUCCESS,
+            Ok(Some(line)) => {
+                println!("{:<8} {line}", "OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{:<8} {e}", "BAD");
+                eprintln!("chmpx: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     let mut settings = match settings_from_config(&cfg, args.ctlport, &LocalAddrs::detect()) {
         Ok(s) => s,

@@ -36,7 +36,7 @@ pub mod wire;
 
 pub use command::{Command, CommandError};
 pub use from_config::{settings_from_config, SettingsError};
-pub use run::{run, RunError};
+pub use run::{check_tls, run, RunError};
 pub use settings::{DaemonSettings, Mode, NodeSpec};
 pub use status::StatusReport;
 pub use wire::{node_number, FLAG_CHMPX_ERROR, FLAG_TARGET_COUNT};

@@ -99,6 +99,71 @@ impl LocalPort for AttachPort {
     }
 }
 
+/// The peers of this node's links: servers link to every other server and accept slaves; a
+/// slave dials every server.
+fn link_peers(s: &DaemonSettings) -> Result<Vec<PeerSpec>, RunError> {
+    let mut peers = Vec::new();
+    for n in &s.nodes {
+        if n.id == s.self_id {
+            continue;
+        }
+        match (n.mode, n.data_addr) {
+            (Mode::Server, Some(addr)) => {
+                let mut peer =
+                    PeerSpec::server(n.id.to_string(), addr).with_dial(n.endpoints.clone());
+                if n.tls {
+                    peer = peer.with_tls(server_name(&n.id.to_string(), &n.host)?);
+                }
+                peers.push(peer)
+            }
+            (Mode::Slave, _) if s.mode == Mode::Server => {
+                let ip =
+                    n.ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+                peers.push(PeerSpec::slave(n.id.to_string(), ip));
+            }
+            _ => {}
+        }
+    }
+    Ok(peers)
+}
+
+/// The TLS of this node's links, from its files (read and checked here), and whether it
+/// dials a peer whose data port speaks TLS.
+fn link_tls(s: &DaemonSettings, peers: &[PeerSpec]) -> Result<(LinkTls, bool), RunError> {
+    let self_listens = s.mode == Mode::Server;
+    let dials_tls = peers
+        .iter()
+        .any(|p| p.tls_name.is_some() && self_dials(&s.self_id.to_string(), self_listens, p));
+    Ok((LinkTls::build(&s.tls, dials_tls)?, dials_tls))
+}
+
+/// For `chmpx --check`: reads and checks the TLS files this node's links would use, as
+/// [`run`] does when it starts. `Ok(None)` when its links use no TLS, else a line saying what
+/// was loaded; an error names the config key and the file.
+pub fn check_tls(s: &DaemonSettings) -> Result<Option<String>, RunError> {
+    let peers = link_peers(s)?;
+    let (_, dials_tls) = link_tls(s, &peers)?;
+    if !s.tls.listen && !dials_tls {
+        return Ok(None);
+    }
+    let mut what = Vec::new();
+    if s.tls.listen {
+        what.push(if s.tls.verify_peer {
+            "the data port's certificate and key, and CAPATH to check diallers (SSL_VERIFY_PEER)"
+        } else {
+            "the data port's certificate and key"
+        });
+    }
+    if dials_tls {
+        what.push("CAPATH to check the servers it dials, and its own certificate if set");
+    }
+    Ok(Some(format!(
+        "TLS files of node {} load: {}",
+        s.self_id,
+        what.join("; ")
+    )))
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     let s = Arc::new(s);
@@ -135,38 +200,13 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
         None => None,
     };
 
-    // Links: servers link to every other server and accept slaves; a slave dials every server.
-    let mut peers = Vec::new();
-    for n in &s.nodes {
-        if n.id == s.self_id {
-            continue;
-        }
-        match (n.mode, n.data_addr) {
-            (Mode::Server, Some(addr)) => {
-                let mut peer =
-                    PeerSpec::server(n.id.to_string(), addr).with_dial(n.endpoints.clone());
-                if n.tls {
-                    peer = peer.with_tls(server_name(&n.id.to_string(), &n.host)?);
-                }
-                peers.push(peer)
-            }
-            (Mode::Slave, _) if s.mode == Mode::Server => {
-                let ip =
-                    n.ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-                peers.push(PeerSpec::slave(n.id.to_string(), ip));
-            }
-            _ => {}
-        }
-    }
+    let peers = link_peers(&s)?;
     let mut link_opts = LinkOptions::new(s.cluster.clone());
     link_opts.heartbeat_interval = s.heartbeat_interval;
     link_opts.heartbeat_timeout = s.heartbeat_timeout;
     link_opts.secret = s.secret.clone();
-    let self_listens = s.mode == Mode::Server;
-    let dials_tls = peers
-        .iter()
-        .any(|p| p.tls_name.is_some() && self_dials(&s.self_id.to_string(), self_listens, p));
-    link_opts.tls = LinkTls::build(&s.tls, dials_tls)?;
+    let dials_tls;
+    (link_opts.tls, dials_tls) = link_tls(&s, &peers)?;
     if s.tls.listen || dials_tls {
         tracing::info!(
             listen = s.tls.listen,
