@@ -246,11 +246,19 @@ fn file_err(key: &'static str, path: &Path, reason: impl Into<String>) -> TlsErr
     }
 }
 
-fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+/// Every certificate of a PEM file (none if it holds no CERTIFICATE block).
+fn read_pem_certs(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    CertificateDer::pem_file_iter(path)
         .map_err(|e| file_err(key, path, format!("cannot read it: {e}")))?
         .collect::<Result<_, _>>()
-        .map_err(|e| file_err(key, path, format!("not valid PEM: {e}")))?;
+        .map_err(|e| file_err(key, path, format!("not valid PEM: {e}")))
+}
+
+fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = read_pem_certs(key, path)?;
     if certs.is_empty() {
         return Err(file_err(
             key,
@@ -271,9 +279,13 @@ fn read_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, Tl
     })
 }
 
-/// Every CA certificate of CAPATH: one PEM file, or the `.pem`/`.crt` files of a directory.
+/// Every CA certificate of CAPATH: one PEM file, or the `.pem`/`.crt`/`.cer` files of a
+/// directory. In a directory, a file with no CERTIFICATE block (a private key kept beside the
+/// certificates, say) is skipped with a warning; a file that is not valid PEM, or a directory
+/// with no certificate at all, is an error.
 fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let files = if path.is_dir() {
+    let is_dir = path.is_dir();
+    let files = if is_dir {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| file_err("CAPATH", path, format!("cannot list it: {e}")))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -297,7 +309,15 @@ fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     };
     let mut roots = RootCertStore::empty();
     for f in &files {
-        for cert in read_certs("CAPATH", f)? {
+        let certs = if is_dir {
+            read_pem_certs("CAPATH", f)?
+        } else {
+            read_certs("CAPATH", f)?
+        };
+        if certs.is_empty() {
+            tracing::warn!(file = %f.display(), "CAPATH: skipped, it holds no CERTIFICATE block");
+        }
+        for cert in certs {
             roots
                 .add(cert)
                 .map_err(|e| file_err("CAPATH", f, format!("not a usable CA certificate: {e}")))?;
@@ -395,6 +415,30 @@ mod tests {
         f.capath = Some(ca);
         let e = err(&f, true);
         assert!(e.contains("CAPATH") && e.contains("ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn a_capath_directory_skips_a_key_file_but_needs_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.path().join("ca-key.pem"), key.serialize_pem()).unwrap();
+        let mut f = files(dir.path());
+        f.listen = false;
+        (f.server_cert, f.server_key) = (None, None);
+        f.capath = Some(dir.path().to_path_buf());
+        let e = err(&f, true);
+        assert!(
+            e.contains("CAPATH") && e.contains("holds no CA certificate"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("ca.pem"),
+            params.self_signed(&key).unwrap().pem(),
+        )
+        .unwrap();
+        assert!(LinkTls::build(&f, true).unwrap().connector.is_some());
     }
 
     #[test]
