@@ -825,3 +825,46 @@ fn attach_deferred_doorbells_deliver_sequential_async_requests_promptly() {
 const DEFERRED_SEQUENTIAL_REQUESTS: u32 = 500;
 /// Well above what the hook gives (35 ms on a quiet host).
 const DEFERRED_SEQUENTIAL_BOUND: Duration = Duration::from_secs(2);
+
+/// A deferring push that finds the ring full rings the doorbell it owes before it waits for
+/// room (1e0c96f). Large events fill the ring in fewer than `DEFERRED_DOORBELL_FRAMES_MAX`
+/// frames, so the owed doorbell is not sent by the frame count; no runtime park hook flushes
+/// it; the listener does not poll and wakes by itself only every `QUIET_LIVENESS_MS`. Without
+/// the flush in the full-ring wait, each fill of the ring waits for that wake-up (the whole
+/// run then takes several seconds); with it the events pass at once.
+#[test]
+fn attach_deferred_doorbell_is_rung_before_waiting_on_a_full_ring() {
+    let cluster = unique_cluster("deferfull");
+    let liveness = QUIET_LIVENESS_MS.to_string();
+    let _echo = Echo::start(&cluster, &["--spin-us", "0", "--liveness-ms", &liveness]);
+    let opts = AttachOptions {
+        defer_doorbell: true,
+        spin_wait_us: 0,
+        liveness_check_interval_ms: QUIET_LIVENESS_MS,
+        ..AttachOptions::default()
+    };
+    let ring = opts.ring_capacity_bytes();
+    let a = Attachment::connect(&cluster, CTLPORT, Role::Client, opts).expect("attach");
+    // Three such events fill the ring; the fourth must wait for the listener to drain it.
+    let event = body(ring / 4 + 1, 7);
+    let started = Instant::now();
+    for _ in 0..FULL_RING_EVENTS {
+        a.send(Route::AllServers, &event)
+            .expect("event pushed within the rw timeout");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < FULL_RING_BOUND,
+        "{FULL_RING_EVENTS} events of {} bytes took {took:?}: a push waiting on a full ring did \
+         not ring the doorbell it owed, so the listener slept until its own wake-up",
+        event.len()
+    );
+}
+
+/// The listener's and the process's liveness interval in the full-ring test: the only
+/// wake-up the listener gets if nobody rings.
+const QUIET_LIVENESS_MS: u64 = 3_000;
+/// Enough events to fill the ring several times.
+const FULL_RING_EVENTS: usize = 12;
+/// Below one `QUIET_LIVENESS_MS`; the flush makes it a few milliseconds.
+const FULL_RING_BOUND: Duration = Duration::from_millis(2_500);

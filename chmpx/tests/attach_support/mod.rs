@@ -34,7 +34,11 @@ impl Echo {
     pub fn start(cluster: &str, extra: &[&str]) -> Echo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mq-echo"))
             .args(["--cluster", cluster, "--ctlport", &CTLPORT.to_string()])
-            .args(["--liveness-ms", "20"])
+            .args(if extra.contains(&"--liveness-ms") {
+                &[][..]
+            } else {
+                &["--liveness-ms", "20"][..]
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
