@@ -5,6 +5,8 @@
 
 mod dkc_local_support;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -152,3 +154,109 @@ fn dkc_local_up_refuses_a_port_in_use_with_a_clear_message() {
         "{err}"
     );
 }
+
+/// The "works as a non-root user with stock kernel limits": `dkc-local up` run by an
+/// unprivileged user serves through the memcached front, and every process it starts runs as
+/// that user. Run as root (as CI does), the test drops to `nobody` with `setpriv` (no
+/// capabilities, no supplementary groups) on copies of the programs and of `conf/` in a
+/// directory that user can read, and a data directory it owns; its POSIX queues and segments
+/// then count against that user's own stock `RLIMIT_MSGQUEUE`. Run as another user, it runs
+/// `dkc-local` as that user directly.
+#[test]
+fn dkc_local_up_works_as_an_unprivileged_user() {
+    dkc_local_support::ensure_built();
+    let base = dkc_local_support::free_base_port(3);
+    let group = Local::unique_group("dln");
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    let conf = work.path().join("conf");
+    let data = work.path().join("data");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::create_dir(&data).unwrap();
+    for prog in ["dkc-local", "chmpx", "dkc-server", "dkc-memcached"] {
+        std::fs::copy(dkc_local_support::bin_dir().join(prog), bin.join(prog))
+            .unwrap_or_else(|e| panic!("copying {prog}: {e}"));
+    }
+    let conf_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    for entry in std::fs::read_dir(&conf_src).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), conf.join(entry.file_name())).unwrap();
+        }
+    }
+    let root = unsafe { libc::geteuid() } == 0;
+    let user = if root {
+        NOBODY
+    } else {
+        unsafe { libc::geteuid() }
+    };
+    let mut cmd = if root {
+        for d in [work.path(), &bin, &conf] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::os::unix::fs::chown(&data, Some(NOBODY), Some(NOBODY)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(bin.join("dkc-local"))
+        .env("HOME", &data);
+        c
+    } else {
+        Command::new(bin.join("dkc-local"))
+    };
+    // Not through cargo: dkc-local must use the copies as they are, not rebuild them.
+    cmd.env_remove("CARGO").env_remove("CARGO_MANIFEST_DIR");
+
+    let mut local = Local::up_with(cmd, &conf, &data, &group, 3, base);
+    let rf = local.run_file();
+    assert_eq!(rf.procs.len(), 8, "{rf:?}");
+    for p in rf
+        .procs
+        .iter()
+        .map(|p| (p.pid, &p.name))
+        .chain([(rf.supervisor, &rf.group)])
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", p.0)).unwrap();
+        let uids = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|u| u.parse::<u32>().unwrap())
+            .collect::<Vec<_>>();
+        assert!(
+            uids.len() == 4 && uids.iter().all(|&u| u == user),
+            "{} (pid {}) runs with uids {uids:?}, not all {user}",
+            p.1,
+            p.0
+        );
+    }
+    let mut mc = Mc::connect(local.memcached);
+    for i in 0..UNPRIVILEGED_KEYS {
+        assert_eq!(
+            mc.set(&format!("key{i}"), &value(i)),
+            Answer::Ok(None),
+            "set key{i}"
+        );
+    }
+    for i in 0..UNPRIVILEGED_KEYS {
+        assert_eq!(
+            mc.get(&format!("key{i}")),
+            Answer::Ok(Some(value(i))),
+            "get key{i}"
+        );
+    }
+    drop(mc);
+    assert!(local.stop(), "dkc-local did not exit cleanly on SIGTERM");
+    let printed = local.drain().join("\n");
+    assert!(printed.contains("stopped; data kept in"), "{printed}");
+}
+
+/// The unprivileged user when the test runs as root.
+const NOBODY: u32 = 65_534;
+const UNPRIVILEGED_KEYS: usize = 200;

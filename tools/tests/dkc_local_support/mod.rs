@@ -108,13 +108,27 @@ impl Local {
     /// `dkc-local up` on `dir` (kept by the caller so a second run finds the data).
     pub fn up(dir: &Path, group: &str, nodes: usize, base: u16) -> Local {
         ensure_built();
-        let mut child = Command::new(DKC_LOCAL)
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+        Local::up_with(Command::new(DKC_LOCAL), &conf, dir, group, nodes, base)
+    }
+
+    /// `dkc-local up` run by `cmd` (the dkc-local program, or a launcher such as `setpriv`
+    /// with it as its first argument already given), with the INI files of `conf`.
+    pub fn up_with(
+        mut cmd: Command,
+        conf: &Path,
+        dir: &Path,
+        group: &str,
+        nodes: usize,
+        base: u16,
+    ) -> Local {
+        let mut child = cmd
             .args(["up", "--port", "0", "--nodes", &nodes.to_string()])
             .arg("--dir")
             .arg(dir)
             .args(["--base-port", &base.to_string(), "--group", group])
             .arg("--conf-dir")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf"))
+            .arg(conf)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
