@@ -19,6 +19,24 @@ fn value(i: usize) -> Vec<u8> {
     format!("value-{i}-{}", "x".repeat(i % 50)).into_bytes()
 }
 
+/// Sets `key0..keyN` through the front, then reads every one back.
+fn store_and_read_back(mc: &mut Mc, keys: usize) {
+    for i in 0..keys {
+        assert_eq!(
+            mc.set(&format!("key{i}"), &value(i)),
+            Answer::Ok(None),
+            "set key{i}"
+        );
+    }
+    for i in 0..keys {
+        assert_eq!(
+            mc.get(&format!("key{i}")),
+            Answer::Ok(Some(value(i))),
+            "get key{i}"
+        );
+    }
+}
+
 #[test]
 fn dkc_local_up_serves_stops_and_keeps_the_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,20 +64,7 @@ fn dkc_local_up_serves_stops_and_keeps_the_data() {
     assert!(rf.procs.iter().all(|p| pid_alive(p.pid)));
 
     let mut mc = Mc::connect(first.memcached);
-    for i in 0..KEYS {
-        assert_eq!(
-            mc.set(&format!("key{i}"), &value(i)),
-            Answer::Ok(None),
-            "set key{i}"
-        );
-    }
-    for i in 0..KEYS {
-        assert_eq!(
-            mc.get(&format!("key{i}")),
-            Answer::Ok(Some(value(i))),
-            "get key{i}"
-        );
-    }
+    store_and_read_back(&mut mc, KEYS);
     assert_eq!(mc.get("never-set"), Answer::Ok(None));
     drop(mc);
 
@@ -237,20 +242,7 @@ fn dkc_local_up_works_as_an_unprivileged_user() {
         );
     }
     let mut mc = Mc::connect(local.memcached);
-    for i in 0..UNPRIVILEGED_KEYS {
-        assert_eq!(
-            mc.set(&format!("key{i}"), &value(i)),
-            Answer::Ok(None),
-            "set key{i}"
-        );
-    }
-    for i in 0..UNPRIVILEGED_KEYS {
-        assert_eq!(
-            mc.get(&format!("key{i}")),
-            Answer::Ok(Some(value(i))),
-            "get key{i}"
-        );
-    }
+    store_and_read_back(&mut mc, UNPRIVILEGED_KEYS);
     drop(mc);
     assert!(local.stop(), "dkc-local did not exit cleanly on SIGTERM");
     let printed = local.drain().join("\n");
