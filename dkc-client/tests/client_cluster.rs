@@ -165,10 +165,12 @@ fn client_every_command_succeeds_and_fails_as_documented() {
         Err(ClientError::NotFound { .. })
     ));
 
-    // Too large: the client's body limit (MAXPAYLOAD 1M) or the server's value limit.
+    // Too large: the client's body limit (MAXPAYLOAD) or the server's value limit.
     let big = vec![b'x'; 2 << 20];
     match c.set("big", &big, none) {
-        Err(ClientError::TooLarge { limit, .. }) => assert!(limit > 0 && limit <= 1 << 20),
+        Err(ClientError::TooLarge { limit, .. }) => {
+            assert!(limit > 0 && limit <= chmpx::config::defaults::MAXPAYLOAD_DEFAULT)
+        }
         other => panic!("2 MiB value: {other:?}"),
     }
 

@@ -295,9 +295,18 @@ fn line(r: &mut impl BufRead) -> String {
     l
 }
 
-#[test]
-fn memcached_cluster_front_answers_server_error_when_the_cluster_is_gone() {
-    let mut cluster = Cluster::start();
+/// Kills the front on drop.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// dkc-memcached `--backend cluster` on the cluster's slave chmpx, on a free port; its address.
+fn start_front(cluster: &Cluster, storage_timeout_ms: &str) -> (Kill, String) {
     let mut mc = Command::new(env!("CARGO_BIN_EXE_dkc-memcached"))
         .args([
             "--backend",
@@ -305,7 +314,7 @@ fn memcached_cluster_front_answers_server_error_when_the_cluster_is_gone() {
             "--port",
             "0",
             "--storage-timeout-ms",
-            "8000",
+            storage_timeout_ms,
             "--conf",
         ])
         .arg(&cluster.conf)
@@ -315,23 +324,92 @@ fn memcached_cluster_front_answers_server_error_when_the_cluster_is_gone() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut first = String::new();
     BufReader::new(mc.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    let _guard = Kill(mc);
     let addr = first
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("{first:?}"))
         .to_string();
+    (Kill(mc), addr)
+}
+
+/// Reads one `VALUE` block's data and its CRLF, then returns the header line.
+fn value(r: &mut impl BufRead, len: usize) -> (String, Vec<u8>) {
+    let header = line(r);
+    let mut data = vec![0u8; len + 2];
+    r.read_exact(&mut data)
+        .unwrap_or_else(|e| panic!("{len} bytes of data after {header:?}: {e}"));
+    assert_eq!(
+        &data[len..],
+        b"\r\n",
+        "{header:?}: data not followed by CRLF"
+    );
+    data.truncate(len);
+    (header, data)
+}
+
+/// The largest item memcached 1.6 takes with its default `-I 1m` (a 1,048,516-byte value under
+/// key "a", see the differential test) is stored in the cluster and read back whole, alone and
+/// in a multi-key get with another large one; one byte more gets memcached's answer. With the
+/// default MAXPAYLOAD a request for a 1 MiB value fits the attach transport and dkc-server's
+/// value limit.
+#[test]
+fn memcached_cluster_front_takes_the_largest_item_memcached_takes() {
+    let cluster = Cluster::start();
+    let (_front, addr) = start_front(&cluster, "8000");
+    let s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(FAILURE_ANSWER_MAX)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let big: Vec<u8> = (0..LARGEST_ITEM_VALUE).map(|i| (i % 251) as u8).collect();
+    let other: Vec<u8> = (0..LARGEST_ITEM_VALUE - 1000)
+        .map(|i| (i % 241) as u8)
+        .collect();
+    for (key, v) in [("a", &big), ("b", &other)] {
+        w.write_all(format!("set {key} 5 0 {}\r\n", v.len()).as_bytes())
+            .unwrap();
+        w.write_all(v).unwrap();
+        w.write_all(b"\r\n").unwrap();
+        assert_eq!(line(&mut r), "STORED\r\n", "set {key} of {} bytes", v.len());
+    }
+    w.write_all(b"get a\r\n").unwrap();
+    let (header, data) = value(&mut r, big.len());
+    assert_eq!(header, format!("VALUE a 5 {}\r\n", big.len()));
+    assert!(data == big, "value of a differs");
+    assert_eq!(line(&mut r), "END\r\n");
+    w.write_all(b"get a b\r\n").unwrap();
+    let (header, data) = value(&mut r, big.len());
+    assert_eq!(header, format!("VALUE a 5 {}\r\n", big.len()));
+    assert!(data == big, "value of a differs in the multi-key get");
+    let (header, data) = value(&mut r, other.len());
+    assert_eq!(header, format!("VALUE b 5 {}\r\n", other.len()));
+    assert!(data == other, "value of b differs in the multi-key get");
+    assert_eq!(line(&mut r), "END\r\n");
+    // One byte more: memcached's own answer, and, as memcached does, the refused set removes
+    // the old item (a reader must not see the value the client meant to replace).
+    w.write_all(format!("set a 0 0 {}\r\n", LARGEST_ITEM_VALUE + 1).as_bytes())
+        .unwrap();
+    w.write_all(&vec![b'y'; LARGEST_ITEM_VALUE + 1]).unwrap();
+    w.write_all(b"\r\n").unwrap();
+    assert_eq!(line(&mut r), "SERVER_ERROR object too large for cache\r\n");
+    w.write_all(b"get a b\r\n").unwrap();
+    let (header, data) = value(&mut r, other.len());
+    assert_eq!(header, format!("VALUE b 5 {}\r\n", other.len()));
+    assert!(data == other, "value of b differs");
+    assert_eq!(line(&mut r), "END\r\n", "a is gone after the refused set");
+}
+
+/// memcached 1.6's largest value under a 1-byte key with `-I 1m` (its item header, key and
+/// suffix take the rest of the MiB).
+const LARGEST_ITEM_VALUE: usize = 1_048_516;
+
+#[test]
+fn memcached_cluster_front_answers_server_error_when_the_cluster_is_gone() {
+    let mut cluster = Cluster::start();
+    let (_guard, addr) = start_front(&cluster, "8000");
     let s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(FAILURE_ANSWER_MAX)).unwrap();
     let mut w = s.try_clone().unwrap();

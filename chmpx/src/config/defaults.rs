@@ -6,8 +6,10 @@
 
 // ---- [GLOBAL], CHMPX keys -------------------------------------------------
 
-/// GROUP: longest cluster name (CHMPX's MAX_GROUP_LENGTH).
-pub const GROUP_LEN_MAX: usize = 256;
+/// GROUP: longest cluster name. CHMPX allows 256 (MAX_GROUP_LENGTH); dkc names its POSIX queues
+/// and segments after the GROUP, and keeps those names far below NAME_MAX, so 64 (the attach
+/// transport's limit, `attach::names::CLUSTER_NAME_LEN_MAX`; the daemon asserts they agree).
+pub const GROUP_LEN_MAX: usize = 64;
 /// MAXCHMPX: most nodes (servers + slave entries).
 pub const MAXCHMPX_DEFAULT: u32 = 1024;
 /// MAXCHMPX: CHMPX's hard cap.
@@ -111,8 +113,11 @@ pub const MQMSGSIZE_DEFAULT: u32 = 256;
 pub const MQMSGSIZE_MIN: u32 = 16;
 /// Largest MQMSGSIZE (Linux HARD_MSGSIZEMAX is 16 MiB).
 pub const MQMSGSIZE_MAX: u32 = 16 * 1024 * 1024;
-/// MAXPAYLOAD default: largest message body, bytes (1 MiB).
-pub const MAXPAYLOAD_DEFAULT: u64 = 1024 * 1024;
+/// MAXPAYLOAD default: largest message body, bytes (1 MiB + 128 KiB: a dkc request for a 1 MiB
+/// value also carries its key, up to 64 KiB, and its framing; memcached's default item limit is
+/// 1 MiB, so the memcached front needs the whole MiB. The rings stay 2 MiB: they are sized up to
+/// a power of two.)
+pub const MAXPAYLOAD_DEFAULT: u64 = 1024 * 1024 + 128 * 1024;
 /// Smallest MAXPAYLOAD.
 pub const MAXPAYLOAD_MIN: u64 = 1024;
 /// Largest MAXPAYLOAD (1 GiB).

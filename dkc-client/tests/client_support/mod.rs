@@ -94,11 +94,7 @@ fn write_conf(dir: &Path, group: &str, nodes: &[Node], slave_ctlport: u16) -> Pa
         automerge: true,
         heartbeat_interval_ms: 200,
         heartbeat_timeout_ms: 1000,
-        global_extra: keys(&[
-            ("MAXMQSERVER", "2"),
-            ("MAXMQCLIENT", "8"),
-            ("MAXPAYLOAD", "1M"),
-        ]),
+        global_extra: keys(&[("MAXMQSERVER", "2"), ("MAXMQCLIENT", "8")]),
         servers: nodes
             .iter()
             .map(|n| NodePorts::server(n.port, n.ctlport))
