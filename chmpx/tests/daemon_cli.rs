@@ -36,6 +36,29 @@ fn daemon_check_and_bad_config() {
     assert_eq!(code, 0, "--check of a good file: {out}{err}");
     assert!(!out.trim().is_empty(), "--check prints a report");
 
+    // More attachments than any kernel allows queues for (2 x 32,640 > HARD_QUEUESMAX): the
+    // report says TOO LOW and the status is 1, so scripts need not read the report.
+    let greedy = c.dir.path().join("greedy.ini");
+    let text = std::fs::read_to_string(&c.conf)
+        .unwrap()
+        .replace("[GLOBAL]\n", "[GLOBAL]\nMAXMQCLIENT = 32640\n");
+    std::fs::write(&greedy, text).unwrap();
+    let (code, out, err) = run(
+        CHMPX,
+        &[
+            "--conf",
+            greedy.to_str().unwrap(),
+            "--ctlport",
+            &port,
+            "--check",
+        ],
+    );
+    assert_eq!(code, 1, "--check with limits too low: {out}{err}");
+    assert!(
+        out.contains("TOO LOW") && out.contains("fs.mqueue.queues_max"),
+        "{out}"
+    );
+
     let bad = c.dir.path().join("bad.ini");
     let text = std::fs::read_to_string(&c.conf)
         .unwrap()
@@ -160,4 +183,32 @@ fn daemon_tools_and_metrics() {
         .expect("routed counter");
     assert!(routed >= 20, "{routed}");
     assert!(text.contains("chmpx_peer_up{peer="), "{text}");
+}
+
+/// IPCMODE applies to the objects chmpx creates itself (its accept queue and its marker
+/// segment), not only to those of the processes that attach (DESIGN §2: 0600 unless
+/// configured).
+#[test]
+fn daemon_creates_its_queue_and_segment_with_ipcmode() {
+    use chmpx::attach::names::ChmpxNames;
+    use chmpx::ipc::mq::{Access, MessageQueue};
+    use chmpx::ipc::shm::segment_mode;
+    use chmpx::testkit::ini::keys;
+
+    let mut c = Cluster::configure(1, true);
+    let mut ini = cluster_ini(c.dir.path(), &c.group, &c.servers, c.slave_ctlport, true);
+    ini.global_extra = keys(&[("IPCMODE", "0640")]);
+    ini.write_checked(&c.conf).unwrap_or_else(|e| panic!("{e}"));
+    c.start_all();
+    for ctlport in [c.servers[0].ctlport, c.slave_ctlport] {
+        let names = ChmpxNames::new(&c.group, ctlport).unwrap();
+        let q = MessageQueue::open(&names.accept_queue(), Access::Read, true)
+            .unwrap_or_else(|e| panic!("accept queue of chmpx {ctlport}: {e}"));
+        assert_eq!(q.mode().unwrap(), 0o640, "{}", q.name());
+        assert_eq!(
+            segment_mode(&names.chmpx_segment()),
+            Some(0o640),
+            "marker segment of chmpx {ctlport}"
+        );
+    }
 }

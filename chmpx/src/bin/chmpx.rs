@@ -24,7 +24,9 @@ struct Args {
     /// Which entry of the file this process is, when several run on one host.
     #[arg(long)]
     ctlport: Option<u16>,
-    /// Validate the file, print what it needs from the kernel, load this node's TLS files, and exit.
+    /// Validate the file, print what it needs from the kernel, load this node's TLS files, and
+    /// exit: status 0 when all is well, 1 when a kernel limit is too low, 2 when the file or a
+    /// TLS file is bad.
     #[arg(long)]
     check: bool,
     /// Runtime threads (1 = everything on one thread).
@@ -40,6 +42,9 @@ struct Args {
     #[arg(long = "attach-spin-us", value_parser = parse_spin_us)]
     attach_spin_us: Option<u64>,
 }
+
+/// `--check`'s exit status when a kernel limit is too low for the file.
+const CHECK_EXIT_LIMITS_TOO_LOW: u8 = 1;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -63,16 +68,23 @@ fn main() -> ExitCode {
     if args.check {
         let report = check_report(&cfg, KernelLimits::read());
         print!("{report}");
+        // A kernel limit too low is status 1 (the report says which and how to raise it); a bad
+        // file or TLS file is 2.
+        let limits = if report.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(CHECK_EXIT_LIMITS_TOO_LOW)
+        };
         // On a host that runs one of the file's nodes, also load the TLS files that node's
         // links would use (elsewhere they are checked where chmpx runs).
         let Ok(settings) = settings_from_config(&cfg, args.ctlport, &LocalAddrs::detect()) else {
-            return ExitCode::SUCCESS;
+            return limits;
         };
         return match check_tls(&settings) {
-            Ok(None) => ExitCode::SUCCESS,
+            Ok(None) => limits,
             Ok(Some(line)) => {
                 println!("{:<8} {line}", "OK");
-                ExitCode::SUCCESS
+                limits
             }
             Err(e) => {
                 println!("{:<8} {e}", "BAD");

@@ -160,7 +160,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         count(1, MAXMQSERVER_MAX.into()),
         n(MAXMQSERVER_DEFAULT.into()),
-        "server processes (dkc-server) that may attach to this chmpx at once",
+        "server processes (dkc-server) expected to attach at once; sizes the `chmpx --check` report, no cap",
     );
     k(
         Global,
@@ -169,7 +169,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         count(1, MAXMQCLIENT_MAX.into()),
         n(MAXMQCLIENT_DEFAULT.into()),
-        "client attachments (CLI, memcached front, programs) at once; each costs two queues",
+        "client attachments (CLI, memcached front, programs) expected at once, two queues each; sizes the `chmpx --check` report, no cap",
     );
     k(
         Global,
@@ -187,7 +187,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         count(1, MQ_COUNT_PER_ITEM_MAX.into()),
         n(MAXQPERSERVERMQ_DEFAULT.into()),
-        "depth (mq_maxmsg) of queues chmpx reads: accept queue and request doorbells",
+        "depth (mq_maxmsg) checked by `chmpx --check` for the queues chmpx reads; dkc uses 8 (accept) and 4 (doorbells)",
     );
     k(
         Global,
@@ -196,7 +196,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         count(1, MQ_COUNT_PER_ITEM_MAX.into()),
         n(MAXQPERCLIENTMQ_DEFAULT.into()),
-        "depth (mq_maxmsg) of queues an attached process reads: response doorbells",
+        "depth (mq_maxmsg) checked by `chmpx --check` for the queues a process reads; dkc uses 4",
     );
     k(
         Global,
@@ -247,28 +247,28 @@ pub fn key_docs() -> Vec<KeyDoc> {
         Global,
         "RWTIMEOUT",
         Chmpx,
-        false,
+        true,
         format!("microseconds 1..={TIMEOUT_US_MAX}"),
         n(RWTIMEOUT_US_DEFAULT),
-        "socket read/write wait per attempt; RWTIMEOUT x RETRYCNT bounds one read or write",
+        "CHMPX: socket read/write wait per attempt; dkc's links find a stalled peer by HEARTBEATTIMEOUT",
     );
     k(
         Global,
         "RETRYCNT",
         Chmpx,
-        false,
+        true,
         count(1, RETRY_COUNT_MAX.into()),
         n(RETRYCNT_DEFAULT.into()),
-        "socket read/write attempts",
+        "CHMPX: socket read/write attempts (see RWTIMEOUT)",
     );
     k(
         Global,
         "CONTIMEOUT",
         Chmpx,
-        false,
+        true,
         format!("microseconds 1..={TIMEOUT_US_MAX}"),
         n(CONTIMEOUT_US_DEFAULT),
-        "connect timeout to a peer",
+        "CHMPX: connect timeout to a peer; dkc's links use their own and retry with backoff",
     );
     k(
         Global,
@@ -277,7 +277,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         format!("microseconds 1..={TIMEOUT_US_MAX}"),
         n(MQRWTIMEOUT_US_DEFAULT),
-        "message-queue wait per attempt; MQRWTIMEOUT x MQRETRYCNT bounds one send or receive",
+        "message-queue wait per attempt; dkc clients wait at least MQRWTIMEOUT x MQRETRYCNT for an answer",
     );
     k(
         Global,
@@ -286,7 +286,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         count(1, RETRY_COUNT_MAX.into()),
         n(MQRETRYCNT_DEFAULT.into()),
-        "message-queue attempts",
+        "message-queue attempts (see MQRWTIMEOUT)",
     );
     k(
         Global,
@@ -310,10 +310,10 @@ pub fn key_docs() -> Vec<KeyDoc> {
         Global,
         "DOMERGE",
         Chmpx,
-        false,
+        true,
         "boolean".into(),
         on_off(DOMERGE_DEFAULT),
-        "move data on membership change and recovery (CHMPX default: off)",
+        "CHMPX: whether data moves when a server joins or leaves; dkc always moves it (skipping would lose data)",
     );
     k(
         Global,
@@ -322,43 +322,43 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         format!("seconds 0..={SECONDS_MAX}"),
         n(MERGETIMEOUT_S_DEFAULT),
-        "give up a merge after this long; 0 = never",
+        "stop a merge that runs longer, log and count it, and retry it; 0 = never",
     );
     k(
         Global,
         "SOCKTHREADCNT",
         Chmpx,
-        false,
+        true,
         count(0, THREAD_COUNT_MAX.into()),
         n(SOCKTHREADCNT_DEFAULT.into()),
-        "network worker threads; 0 = one per CPU",
+        "CHMPX: network worker threads; dkc's links run on chmpx's runtime (--threads)",
     );
     k(
         Global,
         "MQTHREADCNT",
         Chmpx,
-        false,
+        true,
         count(0, THREAD_COUNT_MAX.into()),
         n(MQTHREADCNT_DEFAULT.into()),
-        "message-queue worker threads; 0 = one",
+        "CHMPX: message-queue worker threads; dkc has one routing thread",
     );
     k(
         Global,
         "MAXSOCKPOOL",
         Chmpx,
-        false,
+        true,
         count(1, MAXSOCKPOOL_MAX.into()),
         n(MAXSOCKPOOL_DEFAULT.into()),
-        "connections kept to each peer",
+        "CHMPX: connections kept to each peer; dkc keeps one",
     );
     k(
         Global,
         "SOCKPOOLTIMEOUT",
         Chmpx,
-        false,
+        true,
         format!("seconds 0..={SECONDS_MAX}"),
         n(SOCKPOOLTIMEOUT_S_DEFAULT),
-        "close a surplus idle connection after this long; 0 = never",
+        "CHMPX: close a surplus idle connection after this long",
     );
     k(
         Global,
@@ -510,7 +510,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         n(HEARTBEATTIMEOUT_MS_DEFAULT),
         "a peer silent this long is DOWN",
     );
-    k(Global, "MQMSGSIZE", Dkc, false, format!("bytes {MQMSGSIZE_MIN}..={MQMSGSIZE_MAX}"), n(MQMSGSIZE_DEFAULT.into()), "size (mq_msgsize) of one queue message; carries descriptors, bodies travel in shared memory");
+    k(Global, "MQMSGSIZE", Dkc, false, format!("bytes {MQMSGSIZE_MIN}..={MQMSGSIZE_MAX}"), n(MQMSGSIZE_DEFAULT.into()), "queue message size (mq_msgsize) `chmpx --check` sizes its report with; dkc's doorbells are 16 bytes, bodies travel in shared memory");
     k(
         Global,
         "SHMRINGSIZE",
@@ -520,7 +520,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
             "bytes (K/M/G suffix ok), >= {SHMRING_PAYLOADS_MIN} x MAXPAYLOAD, ..={SHMRINGSIZE_MAX}"
         ),
         n(SHMRINGSIZE_DEFAULT),
-        "shared-memory ring per attachment and direction",
+        "ring size per attachment and direction `chmpx --check` sizes its report with; dkc sizes each ring from MAXPAYLOAD (the largest message, rounded up to a power of two)",
     );
     k(
         Global,
@@ -529,7 +529,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         format!("bytes (K/M/G suffix ok) {MAXPAYLOAD_MIN}..={MAXPAYLOAD_MAX}"),
         n(MAXPAYLOAD_DEFAULT),
-        "largest message body (key + value + overhead) chmpx carries",
+        "largest message body (key + value + overhead) chmpx carries; the default holds a 1 MiB value with a key up to 64 KiB",
     );
     k(
         Global,
@@ -538,7 +538,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         "octal file mode 0600..=0666".into(),
         format!("{IPCMODE_DEFAULT:04o}"),
-        "mode of queues and shared-memory objects",
+        "mode of the queues and shared-memory objects chmpx, dkc-server and clients create",
     );
     k(
         Global,
@@ -718,7 +718,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
             false,
             "port 1..=65535".into(),
             "none".into(),
-            "Prometheus metrics endpoint of this node's chmpx; none = off",
+            "Prometheus metrics endpoint of this node's chmpx, on every interface and open to any host (firewall it); none = off",
         );
     }
 

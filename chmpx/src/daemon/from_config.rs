@@ -102,6 +102,10 @@ fn resolve(host: &str, file: &str, line: usize) -> Result<IpAddr, SettingsError>
         .ok_or_else(|| err("no address".into()))
 }
 
+// Every GROUP the config accepts names valid attach objects.
+const _: () =
+    assert!(config::defaults::GROUP_LEN_MAX <= crate::attach::names::CLUSTER_NAME_LEN_MAX);
+
 /// Builds the daemon's settings for the entry this process is (`ctlport` from `--ctlport`).
 pub fn settings_from_config(
     cfg: &Config,
@@ -172,6 +176,7 @@ pub fn settings_from_config(
         control_addr: SocketAddr::new(any, self_ctlport),
         metrics_addr: me.metrics_port.map(|p| SocketAddr::new(any, p)),
         body_size_max: usize::try_from(g.max_payload).unwrap_or(usize::MAX),
+        ipc_mode: g.ipc_mode,
         attach_spin_us: LISTENER_SPIN_WAIT_DEFAULT_US,
     })
 }

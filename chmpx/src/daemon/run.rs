@@ -169,6 +169,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     let s = Arc::new(s);
     let metrics = Arc::new(Metrics::default());
     let attach_opts = AttachOptions {
+        mode: s.ipc_mode,
         body_size_max: s.body_size_max,
         listener_spin_wait_us: s.attach_spin_us,
         ..AttachOptions::default()

@@ -75,7 +75,8 @@ pub struct DaemonSettings {
     pub automerge: bool,
     /// Merge copy rate limit (0 = unlimited).
     pub merge_rate_bytes_per_sec: u64,
-    /// MERGETIMEOUT (zero = none): a merge running longer is reported in the log.
+    /// MERGETIMEOUT (zero = none): a merge running longer is stopped, logged, counted and
+    /// retried.
     pub merge_timeout: Duration,
     /// ANTIENTROPY (zero = off): interval of the anti-entropy rounds.
     pub anti_entropy_interval: Duration,
@@ -93,6 +94,8 @@ pub struct DaemonSettings {
     pub metrics_addr: Option<SocketAddr>,
     /// Largest message body accepted (bytes).
     pub body_size_max: usize,
+    /// IPCMODE: permission bits of the queues and segments chmpx creates.
+    pub ipc_mode: u32,
     /// How long the routing thread keeps polling the attachments after activity before it
     /// sleeps, µs (`--attach-spin-us`; default
     /// [`crate::attach::options::LISTENER_SPIN_WAIT_DEFAULT_US`]).
@@ -110,10 +113,14 @@ impl DaemonSettings {
         self.nodes.iter().find(|n| n.id == self.self_id)
     }
 
-    /// Whether a control connection from `ip` is allowed: it must come from a configured host
-    /// (any host when a slave entry is a wildcard).
+    /// Whether a control connection from `ip` is allowed: it must come from this host
+    /// (loopback: `chmpxstatus --conf` and `chmpxctl --conf` connect there) or from a configured
+    /// host (any host when a slave entry is a wildcard).
     pub fn control_allowed(&self, ip: IpAddr) -> bool {
         let ip = crate::link::access::canonical_ip(ip);
+        if ip.is_loopback() {
+            return true;
+        }
         self.nodes.iter().any(|n| match n.ip {
             None => true,
             Some(allowed) => {
