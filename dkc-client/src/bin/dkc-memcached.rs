@@ -1,5 +1,6 @@
-//! dkc-memcached: a memcached-1.6-compatible server (text and meta protocols). A thin main over
-//! `dkc_client::memcached`; for now the only backend is the in-memory one.
+//! dkc-memcached: a memcached-1.6-compatible server (text, meta and binary protocols) in front
+//! of a dkc cluster, attached to the local chmpx. A thin main over `dkc_client::memcached`; the
+//! in-memory backend is for tests and for measuring the front alone.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,11 +27,12 @@ enum Backend {
 #[derive(Debug, Parser)]
 #[command(version, about = "memcached-compatible front of a dkc cluster")]
 struct Args {
-    /// Where items live. Required: the cluster backend is not wired yet, and the memory one
-    /// must never be mistaken for it.
+    /// Where items live. Required, so that the memory backend (for tests) is never mistaken
+    /// for the cluster.
     #[arg(long, value_enum)]
     backend: Backend,
-    /// The slave chmpx's config file (`--backend cluster`), e.g. conf/local-slave.ini.
+    /// The config file of the local chmpx (`--backend cluster`): a slave's, e.g.
+    /// conf/local-slave.ini, or a server node's.
     #[arg(long = "conf", required_if_eq("backend", "cluster"))]
     conf: Option<std::path::PathBuf>,
     /// Which entry of --conf is the local chmpx, when several run on this host.

@@ -2,7 +2,7 @@
 //! protocols)
 //! over any [`Storage`]. It owns parsing, reply encoding, exptime conversion and connection
 //! handling; it must never depend on how or where items are stored (the cluster client
-//! implements [`Storage`], the lead wires it in `bin/dkc-memcached.rs`).
+//! implements [`Storage`] in `memcached_cluster`; `bin/dkc-memcached.rs` chooses the backend).
 //!
 //! Layout, from wire to storage:
 //! - [`limits`]: every bound, as named constants and the [`Limits`] builder.

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Inspect, check, copy, load, export and benchmark k2hash files (the dkc storage engine).
 #[derive(Debug, Parser)]
-#[command(name = "k2htool", version, about, long_about = None)]
+#[command(name = "k2htool", version, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -19,7 +19,7 @@ pub enum Command {
     Info(InfoArgs),
     /// Print records one per line in the export format (see `k2htool export --help`).
     Dump(DumpArgs),
-    /// Check every structure and record of a file; exit code 1 when problems are found.
+    /// Check every structure and record of a file; exit code 3 when problems are found.
     Verify(VerifyArgs),
     /// Write a compacted copy of SRC to DST (live records and tombstones, no free space).
     Compact(CompactArgs),
