@@ -1,6 +1,6 @@
 //! What the daemon takes from the file for its own access rules: who may use the control port
-//! (this host always, through loopback, as `chmpxstatus --conf` and `chmpxctl --conf` connect;
-//! otherwise only configured hosts), IPCMODE for the objects chmpx creates, and the longest
+//! (this host always, from 127.0.0.1 or ::1, where `chmpxstatus --conf` and `chmpxctl --conf`
+//! connect; otherwise only configured hosts), IPCMODE for the objects chmpx creates, and the longest
 //! GROUP (whatever the file accepts must name valid queues and segments).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -39,6 +39,7 @@ fn control_port_takes_loopback_and_configured_hosts_only() {
             IpAddr::V6(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()),
             true,
         ),
+        (v4(127, 0, 0, 2), false),
         (v4(10, 0, 0, 1), true),
         (v4(10, 0, 0, 3), true),
         (v4(10, 0, 1, 9), true),

@@ -113,12 +113,15 @@ impl DaemonSettings {
         self.nodes.iter().find(|n| n.id == self.self_id)
     }
 
-    /// Whether a control connection from `ip` is allowed: it must come from this host
-    /// (loopback: `chmpxstatus --conf` and `chmpxctl --conf` connect there) or from a configured
-    /// host (any host when a slave entry is a wildcard).
+    /// Whether a control connection from `ip` is allowed: it must come from this host's
+    /// loopback address (127.0.0.1 or ::1, where `chmpxstatus --conf` and `chmpxctl --conf`
+    /// connect) or from a configured host (any host when a slave entry is a wildcard). Other
+    /// loopback addresses (127.0.0.2 ...) count only if the file names them.
     pub fn control_allowed(&self, ip: IpAddr) -> bool {
         let ip = crate::link::access::canonical_ip(ip);
-        if ip.is_loopback() {
+        if ip == IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            || ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        {
             return true;
         }
         self.nodes.iter().any(|n| match n.ip {
