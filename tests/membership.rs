@@ -46,15 +46,7 @@ fn key(i: usize) -> Vec<u8> {
 }
 
 fn items_per_node(kv: &AttachKv, nodes: &[NodeId]) -> BTreeMap<NodeId, u64> {
-    nodes
-        .iter()
-        .map(|n| {
-            let s = kv
-                .stats_of(n)
-                .unwrap_or_else(|e| panic!("stats of {n}: {e}"));
-            (n.clone(), s.get("curr_items").copied().unwrap_or(0))
-        })
-        .collect()
+    kv.stat_per_node(nodes, "curr_items")
 }
 
 /// Keys each node owns in `map`.

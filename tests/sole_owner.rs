@@ -41,15 +41,7 @@ fn key(prefix: &str, i: usize) -> Vec<u8> {
 }
 
 fn skipped_per_node(kv: &AttachKv, nodes: &[NodeId]) -> BTreeMap<NodeId, u64> {
-    nodes
-        .iter()
-        .map(|n| {
-            let stats = kv
-                .stats_of(n)
-                .unwrap_or_else(|e| panic!("stats of {n}: {e}"));
-            (n.clone(), stats.get(SKIPPED).copied().unwrap_or(0))
-        })
-        .collect()
+    kv.stat_per_node(nodes, SKIPPED)
 }
 
 /// The primary (first owner) of `key` in the cluster's map.

@@ -27,6 +27,16 @@ fn run(bin: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A copy of the cluster's file named `name`, with `line` added to [GLOBAL].
+fn conf_with_global_line(c: &Cluster, name: &str, line: &str) -> std::path::PathBuf {
+    let path = c.dir.path().join(name);
+    let text = std::fs::read_to_string(&c.conf)
+        .unwrap()
+        .replace("[GLOBAL]\n", &format!("[GLOBAL]\n{line}\n"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn daemon_check_and_bad_config() {
     let c = Cluster::configure(2, true);
@@ -38,11 +48,7 @@ fn daemon_check_and_bad_config() {
 
     // More attachments than any kernel allows queues for (2 x 32,640 > HARD_QUEUESMAX): the
     // report says TOO LOW and the status is 1, so scripts need not read the report.
-    let greedy = c.dir.path().join("greedy.ini");
-    let text = std::fs::read_to_string(&c.conf)
-        .unwrap()
-        .replace("[GLOBAL]\n", "[GLOBAL]\nMAXMQCLIENT = 32640\n");
-    std::fs::write(&greedy, text).unwrap();
+    let greedy = conf_with_global_line(&c, "greedy.ini", "MAXMQCLIENT = 32640");
     let (code, out, err) = run(
         CHMPX,
         &[
@@ -59,11 +65,7 @@ fn daemon_check_and_bad_config() {
         "{out}"
     );
 
-    let bad = c.dir.path().join("bad.ini");
-    let text = std::fs::read_to_string(&c.conf)
-        .unwrap()
-        .replace("[GLOBAL]\n", "[GLOBAL]\nNOSUCHKEY = 1\n");
-    std::fs::write(&bad, text).unwrap();
+    let bad = conf_with_global_line(&c, "bad.ini", "NOSUCHKEY = 1");
     let (code, _, err) = run(
         CHMPX,
         &["--conf", bad.to_str().unwrap(), "--ctlport", &port],

@@ -37,6 +37,20 @@ impl AttachKv {
         }
     }
 
+    /// One counter (`name`, 0 when absent) of each of `nodes`. Panics naming the node when its
+    /// stats cannot be read (a test helper).
+    pub fn stat_per_node(&self, nodes: &[NodeId], name: &str) -> BTreeMap<NodeId, u64> {
+        nodes
+            .iter()
+            .map(|n| {
+                let stats = self
+                    .stats_of(n)
+                    .unwrap_or_else(|e| panic!("stats of {n}: {e}"));
+                (n.clone(), stats.get(name).copied().unwrap_or(0))
+            })
+            .collect()
+    }
+
     /// Every live item `node` holds under `prefix`, in key order.
     pub fn scan_node(&self, node: &NodeId, prefix: &[u8]) -> Result<Vec<Item>, KvError> {
         let mut out = Vec::new();

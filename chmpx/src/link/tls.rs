@@ -417,13 +417,19 @@ mod tests {
         assert!(e.contains("CAPATH") && e.contains("ca.pem"), "{e}");
     }
 
-    #[test]
-    fn a_capath_directory_skips_a_key_file_but_needs_a_certificate() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A fresh self-signed CA: (certificate PEM, private key PEM).
+    fn self_signed_ca() -> (String, String) {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let key = rcgen::KeyPair::generate().unwrap();
-        std::fs::write(dir.path().join("ca-key.pem"), key.serialize_pem()).unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_capath_directory_skips_a_key_file_but_needs_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_pem, key_pem) = self_signed_ca();
+        std::fs::write(dir.path().join("ca-key.pem"), key_pem).unwrap();
         let mut f = files(dir.path());
         f.listen = false;
         (f.server_cert, f.server_key) = (None, None);
@@ -433,22 +439,15 @@ mod tests {
             e.contains("CAPATH") && e.contains("holds no CA certificate"),
             "{e}"
         );
-        std::fs::write(
-            dir.path().join("ca.pem"),
-            params.self_signed(&key).unwrap().pem(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
         assert!(LinkTls::build(&f, true).unwrap().connector.is_some());
     }
 
     #[test]
     fn a_slave_cert_without_its_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().unwrap();
         let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        std::fs::write(&ca, self_signed_ca().0).unwrap();
         let mut f = files(dir.path());
         f.listen = false;
         f.capath = Some(ca);
