@@ -445,3 +445,87 @@ fn mergetimeout_stops_a_slow_merge_which_is_retried_to_the_end() {
         t0.elapsed().as_secs_f64()
     );
 }
+
+/// Membership outlives the processes (each server chmpx saves its ring state in its data
+/// directory): a node taken out with SERVICEOUT and handed off stays out when every process of
+/// the cluster is killed at once and started again, and every item stays readable. REPLICA 0,
+/// so a node that came back SERVICE IN (as it did before the ring state was saved) would own
+/// slots whose only copy is elsewhere, and their items would read as missing.
+#[test]
+fn a_node_taken_out_stays_out_and_items_stay_readable_when_every_process_restarts() {
+    short_purge_age();
+    let mut spec = ClusterSpec::new(3);
+    spec.replica = 0;
+    let mut c = Cluster::start(spec);
+    let all = c.server_ids();
+    let out = all[2].clone();
+    const KEYS: usize = 600;
+    let kv = c.client();
+    for i in 0..KEYS {
+        let k = key(i);
+        kv.set(&k, &k, 0)
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    c.service_out(&out)
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let (map, bad) = converge(&mut c, &kv, Instant::now());
+    assert!(bad.is_empty(), "digests differ after SERVICEOUT: {bad:?}");
+    assert_eq!(map.members().len(), 2);
+    // The node taken out hands its items off before the restart: only the others hold them.
+    let deadline = Instant::now() + HANDOFF_MAX;
+    while items_per_node(&kv, std::slice::from_ref(&out))
+        .values()
+        .sum::<u64>()
+        > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{out} still holds items after the hand-off bound\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(kv);
+
+    for n in c.servers.iter_mut().chain(c.slaves.iter_mut()) {
+        n.kill9();
+    }
+    for n in c.servers.iter_mut().chain(c.slaves.iter_mut()) {
+        n.start()
+            .unwrap_or_else(|e| panic!("restart {}: {e}", n.id));
+    }
+    c.wait_ready();
+    c.wait_settled(SETTLE_MAX);
+    let kv = c.client();
+    let missing: Vec<usize> = (0..KEYS)
+        .filter(|&i| {
+            let k = key(i);
+            !matches!(kv.get(&k), Ok(Some(item)) if item.value == k)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {KEYS} items unreadable after the restart, e.g. {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        c.logs()
+    );
+    let report = c.status().expect("status after the restart");
+    let ring_of = |id: &NodeId| {
+        report
+            .nodes
+            .iter()
+            .find(|n| n.id == id.as_str())
+            .map(|n| n.ring)
+    };
+    assert_eq!(
+        ring_of(&out),
+        Some(chmpx::daemon::status::Ring::ServiceOut),
+        "{out} after every process restarted: {report:#?}"
+    );
+    assert_eq!(
+        report.epoch,
+        map.epoch(),
+        "the epoch is the one before the restart"
+    );
+}

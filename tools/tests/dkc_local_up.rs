@@ -130,6 +130,79 @@ fn dkc_local_up_serves_stops_and_keeps_the_data() {
     assert!(second.stop(), "dkc-local did not exit cleanly after `down`");
 }
 
+/// `up` on a directory whose cluster had fewer nodes takes the new one in (SERVICEIN, its
+/// slots copied to it) before it says ready; with fewer nodes than the directory's cluster it
+/// refuses, naming the node the file would lose, and the data stays whole for the next `up`.
+#[test]
+fn dkc_local_up_takes_a_new_node_in_and_refuses_to_drop_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Local::unique_group("dlg");
+    let base = dkc_local_support::free_base_port(3);
+    const GROWN_KEYS: usize = 300;
+
+    let mut two = Local::up(dir.path(), &group, 2, base);
+    let mut mc = Mc::connect(two.memcached);
+    store_and_read_back(&mut mc, GROWN_KEYS);
+    drop(mc);
+    assert!(two.stop(), "dkc-local did not exit cleanly on SIGTERM");
+    drop(two);
+
+    let mut three = Local::up(dir.path(), &group, 3, base);
+    let newcomer = format!("127.0.0.1:{}", three.ctlport(2));
+    three.wait_line(
+        "dkc-local: Ctrl-C or SIGTERM stops",
+        Duration::from_secs(10),
+    );
+    let printed = three.drain().join("\n");
+    assert!(
+        printed.contains(&format!(
+            "node {newcomer} is new to this cluster: SERVICEIN"
+        )) && printed.contains(&format!("node {newcomer} joined")),
+        "{printed}"
+    );
+    assert_eq!(printed.matches(" SERVICE IN ").count(), 3, "{printed}");
+    let mut mc = Mc::connect(three.memcached);
+    for i in 0..GROWN_KEYS {
+        assert_eq!(
+            mc.get(&format!("key{i}")),
+            Answer::Ok(Some(value(i))),
+            "key{i} after the third node joined"
+        );
+    }
+    drop(mc);
+    assert!(three.stop(), "dkc-local did not exit cleanly on SIGTERM");
+    drop(three);
+
+    let out = Command::new(DKC_LOCAL)
+        .args(["up", "--port", "0", "--nodes", "2", "--base-port"])
+        .arg(base.to_string())
+        .args(["--group", &group, "--dir"])
+        .arg(dir.path())
+        .arg("--conf-dir")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "up --nodes 2 started: {err}");
+    assert!(
+        err.contains(&format!("server node {newcomer} SERVICE IN"))
+            && err.contains("run `up` with its --nodes"),
+        "{err}"
+    );
+
+    let mut again = Local::up(dir.path(), &group, 3, base);
+    let mut mc = Mc::connect(again.memcached);
+    for i in 0..GROWN_KEYS {
+        assert_eq!(
+            mc.get(&format!("key{i}")),
+            Answer::Ok(Some(value(i))),
+            "key{i} after the refused run"
+        );
+    }
+    drop(mc);
+    assert!(again.stop(), "dkc-local did not exit cleanly on SIGTERM");
+}
+
 #[test]
 fn dkc_local_up_refuses_a_port_in_use_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@ use clap::Parser;
 
 use chmpx::attach::options::parse_spin_us;
 use chmpx::config::{check_report, Config, KernelLimits, LocalAddrs};
+use chmpx::daemon::router::saved_ring;
 use chmpx::daemon::{check_tls, run, settings_from_config};
 
 #[derive(Parser, Debug)]
@@ -45,6 +46,50 @@ struct Args {
 
 /// `--check`'s exit status when a kernel limit is too low for the file.
 const CHECK_EXIT_LIMITS_TOO_LOW: u8 = 1;
+
+/// For `--check`: prints what the node's saved ring state holds; an error when chmpx would
+/// refuse it at start.
+fn check_ring_file(settings: &chmpx::daemon::DaemonSettings) -> Result<(), String> {
+    let Some(path) = &settings.ring_file else {
+        return Ok(());
+    };
+    match saved_ring(settings) {
+        Ok(Some(ring)) => {
+            let out: Vec<String> = settings
+                .servers()
+                .filter(|n| !ring.membership.members.contains(&n.id))
+                .map(|n| n.id.to_string())
+                .collect();
+            println!(
+                "{:<8} ring state {}: version {}, epoch {}, {} SERVICE IN{}{}",
+                "OK",
+                path.display(),
+                ring.version,
+                ring.membership.epoch,
+                ring.membership.members.len(),
+                if out.is_empty() {
+                    String::new()
+                } else {
+                    format!(", SERVICE OUT: {}", out.join(" "))
+                },
+                match ring.membership.pending_epoch() {
+                    Some(e) => format!(", change pending for epoch {e}"),
+                    None => String::new(),
+                }
+            );
+            Ok(())
+        }
+        Ok(None) => {
+            println!(
+                "{:<8} no ring state yet at {} (every [SVRNODE] starts SERVICE IN, or as the peers hold it)",
+                "OK",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -80,13 +125,18 @@ fn main() -> ExitCode {
         let Ok(settings) = settings_from_config(&cfg, args.ctlport, &LocalAddrs::detect()) else {
             return limits;
         };
-        return match check_tls(&settings) {
-            Ok(None) => limits,
+        let tls = match check_tls(&settings) {
+            Ok(None) => Ok(()),
             Ok(Some(line)) => {
                 println!("{:<8} {line}", "OK");
-                limits
+                Ok(())
             }
-            Err(e) => {
+            Err(e) => Err(e.to_string()),
+        };
+        let ring = check_ring_file(&settings);
+        return match (tls, ring) {
+            (Ok(()), Ok(())) => limits,
+            (Err(e), _) | (_, Err(e)) => {
                 println!("{:<8} {e}", "BAD");
                 eprintln!("chmpx: {e}");
                 ExitCode::from(2)

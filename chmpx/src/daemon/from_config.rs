@@ -178,6 +178,8 @@ pub fn settings_from_config(
         body_size_max: usize::try_from(g.max_payload).unwrap_or(usize::MAX),
         ipc_mode: g.ipc_mode,
         attach_spin_us: LISTENER_SPIN_WAIT_DEFAULT_US,
+        ring_file: (me.mode == config::Mode::Server)
+            .then(|| super::ring_file::path_in(&cfg.node_data_dir(me))),
     })
 }
 

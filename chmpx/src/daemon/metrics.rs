@@ -23,6 +23,7 @@ pub struct Metrics {
     dropped: AtomicU64,
     bad_input: AtomicU64,
     control_commands: AtomicU64,
+    ring_save_failures: AtomicU64,
     attachments: AtomicU64,
     server_attachments: AtomicU64,
     epoch: AtomicU64,
@@ -70,6 +71,10 @@ impl Metrics {
     /// A control command served.
     pub fn add_control(&self) {
         bump(&self.control_commands, 1);
+    }
+    /// The ring file could not be written.
+    pub fn add_ring_save_failure(&self) {
+        bump(&self.ring_save_failures, 1);
     }
     /// Attachment counts.
     pub fn set_attachments(&self, all: u64, servers: u64) {
@@ -181,6 +186,12 @@ impl Metrics {
             "chmpx_control_commands_total",
             "Control commands served.",
             get(&self.control_commands),
+        );
+        counter(
+            &mut out,
+            "chmpx_ring_save_failures_total",
+            "Ring state changes that could not be written to the ring file in DATADIR.",
+            get(&self.ring_save_failures),
         );
         gauge(
             &mut out,

@@ -8,6 +8,7 @@
 //! - [`status`]   — the status model ([`StatusReport`]) and its text forms;
 //! - [`wire`]     — what the daemon puts in link frames, and the flags it sets (pure codec);
 //! - [`ring`]     — ring commands at the coordinator and the ordering rule (pure);
+//! - [`ring_file`] — the ring state a server node saves in its data directory;
 //! - [`router`]   — the single task that owns the node table and moves every message;
 //! - [`merge_engine`] — slot reconciliation by digests, version lists and item copies;
 //! - [`control`]  — the control-port server, its client helper, and the metrics endpoint;
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod merge_engine;
 pub mod metrics;
 pub mod ring;
+pub mod ring_file;
 pub mod router;
 pub mod run;
 pub mod settings;

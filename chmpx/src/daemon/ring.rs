@@ -16,6 +16,7 @@
 
 use crate::placement::{Membership, NodeId};
 
+use super::ring_file::SETTLED_INITIAL_VERSION;
 use super::wire::{RingCommand, RingState};
 
 /// The outcome of a ring command: the text answer, and whether the state changed.
@@ -43,7 +44,8 @@ impl RingOutcome {
     }
 }
 
-/// The initial ring state: every configured server node in service at epoch 0.
+/// The initial ring state: every configured server node in service at epoch 0, version 0 (a
+/// node's view before it has a saved or gossiped state; see [`super::ring_file`]).
 pub fn initial_ring(servers: impl IntoIterator<Item = NodeId>) -> RingState {
     RingState {
         version: 0,
@@ -137,7 +139,8 @@ pub fn apply(
             RingOutcome::ok("automerge resumed")
         }
     };
-    ring.version += 1;
+    // A change always beats the config's initial state, saved or not.
+    ring.version = ring.version.max(SETTLED_INITIAL_VERSION) + 1;
     outcome
 }
 
@@ -173,7 +176,7 @@ mod tests {
             true,
         );
         assert!(out.ok, "{out:?}");
-        assert_eq!(ring.version, 1);
+        assert_eq!(ring.version, SETTLED_INITIAL_VERSION + 1);
         assert!(ring.merging);
         // A second change while one is pending loses.
         let second = apply(
@@ -184,7 +187,11 @@ mod tests {
             true,
         );
         assert!(!second.ok);
-        assert_eq!(ring.version, 1, "a refused command changes nothing");
+        assert_eq!(
+            ring.version,
+            SETTLED_INITIAL_VERSION + 1,
+            "a refused command changes nothing"
+        );
         assert!(!should_autocomplete(&ring, false, true));
         assert!(should_autocomplete(&ring, true, true));
         assert!(apply(&mut ring, &RingCommand::CompMerge, known, true, true).ok);

@@ -26,6 +26,7 @@ use super::limits::*;
 use super::merge_engine::{self, JobKind, MergeJob, MergeShared};
 use super::metrics::Metrics;
 use super::ring::{self, RingOutcome};
+use super::ring_file;
 use super::settings::{DaemonSettings, Mode};
 use super::status::{
     Action, AttachCounts, Live, MergeState, MergeTotals, NodeStatus, Ring, StatusReport,
@@ -211,6 +212,16 @@ pub struct Router {
     by_id: HashMap<NodeId, usize>,
     by_num: HashMap<u64, usize>,
     ring: RingState,
+    /// The ring state is known to be the cluster's: this node changed it, adopted it from a
+    /// peer, or heard a server peer hold the same version. A state loaded from the ring file
+    /// may be stale until then, and no data is handed off on it.
+    ring_confirmed: bool,
+    /// Server peers that reported ring version 0 (no saved state either): once every other
+    /// server did, a node without a ring file saves the config's state (see
+    /// [`ring_file::SETTLED_INITIAL_VERSION`]).
+    fresh_peers: HashSet<NodeId>,
+    /// The version at which a server peer was seen holding another state (logged once).
+    ring_conflict_logged: Option<u64>,
     map: PlacementMap,
     pending_map: Option<PlacementMap>,
     attachments: HashMap<u64, bool>,
@@ -270,6 +281,38 @@ pub enum RouterError {
     /// The placement map cannot be computed.
     #[error("placement: {0}")]
     Placement(#[from] crate::placement::PlacementError),
+    /// The saved ring state cannot be used.
+    #[error("{0}")]
+    RingFile(#[from] ring_file::RingFileError),
+}
+
+/// The ring state saved in the ring file of `s`, checked against its config; `None` on a slave
+/// or when there is no file yet.
+pub fn saved_ring(s: &DaemonSettings) -> Result<Option<RingState>, ring_file::RingFileError> {
+    let Some(path) = &s.ring_file else {
+        return Ok(None);
+    };
+    let Some(saved) = ring_file::load(path, &s.cluster)? else {
+        return Ok(None);
+    };
+    let servers: HashSet<NodeId> = s.servers().map(|n| n.id.clone()).collect();
+    ring_file::check_against_config(path, &saved, &servers)?;
+    Ok(Some(saved))
+}
+
+/// The ring state a router starts with: the one saved in the ring file, else the config's.
+fn starting_ring(s: &DaemonSettings) -> Result<RingState, RouterError> {
+    let Some(saved) = saved_ring(s)? else {
+        return Ok(ring::initial_ring(s.servers().map(|n| n.id.clone())));
+    };
+    tracing::info!(version = saved.version, epoch = saved.membership.epoch, members = ?saved.membership.members, "ring state loaded from the ring file");
+    for out in s
+        .servers()
+        .filter(|n| !saved.membership.members.contains(&n.id))
+    {
+        tracing::info!(node = %out.id, "server node SERVICE OUT in the saved ring state (SERVICEIN takes it in)");
+    }
+    Ok(saved)
 }
 
 impl Router {
@@ -313,8 +356,10 @@ impl Router {
         let self_idx = *by_id
             .get(&s.self_id)
             .ok_or_else(|| RouterError::SelfMissing(s.self_id.to_string()))?;
-        let ring = ring::initial_ring(s.servers().map(|n| n.id.clone()));
+        let ring = starting_ring(&s)?;
         let map = ring.membership.map(s.slot_count, s.replica)?;
+        let pending_map = ring.membership.pending_map(s.slot_count, s.replica)?;
+        metrics.set_epoch(ring.membership.epoch);
         Ok(Router {
             self_num: nodes[self_idx].num,
             s,
@@ -323,8 +368,11 @@ impl Router {
             by_id,
             by_num,
             ring,
+            ring_confirmed: false,
+            fresh_peers: HashSet::new(),
+            ring_conflict_logged: None,
             map,
-            pending_map: None,
+            pending_map,
             attachments: HashMap::new(),
             servers: Vec::new(),
             server_rr: 0,
@@ -1068,6 +1116,12 @@ impl Router {
             PeerMsg::Status(st) => {
                 if st.ring.version > self.ring.version {
                     self.adopt_ring(st.ring.clone());
+                } else if self
+                    .by_id
+                    .get(&from_id)
+                    .is_some_and(|&i| self.nodes[i].mode == Mode::Server)
+                {
+                    self.compare_peer_ring(&from_id, &st.ring);
                 }
                 if let Some(&i) = self.by_id.get(&from_id) {
                     if self.nodes[i].mode == Mode::Server {
@@ -1200,6 +1254,8 @@ impl Router {
                     );
                 }
                 self.ring = ring;
+                self.ring_confirmed = true;
+                self.save_ring();
                 self.map = map;
                 self.pending_map = pending;
                 self.metrics.set_epoch(self.ring.membership.epoch);
@@ -1208,6 +1264,67 @@ impl Router {
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!("refusing a ring state whose map cannot be computed: {e}")
             }
+        }
+    }
+
+    /// Writes the ring state to the ring file (server nodes). A failure is logged and counted:
+    /// the node goes on, but a restart of every node at once would forget this change.
+    fn save_ring(&self) {
+        let Some(path) = &self.s.ring_file else {
+            return;
+        };
+        if let Err(e) = ring_file::save(path, &self.s.cluster, &self.ring) {
+            self.metrics.add_ring_save_failure();
+            tracing::error!(
+                file = %path.display(),
+                version = self.ring.version,
+                "cannot save the ring state: {e}; a restart of every chmpx at once would come back with an older membership. Check DATADIR's space and permissions"
+            );
+        }
+    }
+
+    /// A server node without a ring file saves the config's state once every other server
+    /// reported having none either (a new cluster). A node joining a cluster that has a saved
+    /// state adopts that instead, whose version is higher.
+    fn settle_initial_ring(&mut self) {
+        if self.s.ring_file.is_none() || self.ring.version != 0 {
+            return;
+        }
+        let alone = self
+            .s
+            .servers()
+            .filter(|n| n.id != self.s.self_id)
+            .all(|n| self.fresh_peers.contains(&n.id));
+        if alone {
+            self.ring.version = ring_file::SETTLED_INITIAL_VERSION;
+            tracing::info!(
+                members = self.ring.membership.members.len(),
+                "no server has a saved ring state: saving the config's"
+            );
+            self.save_ring();
+        }
+    }
+
+    /// What a server peer's gossiped ring state at `version <= ours` tells: the same state
+    /// confirms ours; another one at the same version means two nodes were set up differently.
+    fn compare_peer_ring(&mut self, from: &NodeId, theirs: &RingState) {
+        if theirs.version == 0 {
+            self.fresh_peers.insert(from.clone());
+        }
+        if theirs.version != self.ring.version {
+            return;
+        }
+        if *theirs == self.ring {
+            self.ring_confirmed = true;
+        } else if self.ring_conflict_logged != Some(theirs.version) {
+            self.ring_conflict_logged = Some(theirs.version);
+            tracing::error!(
+                peer = %from,
+                version = theirs.version,
+                ours = ?self.ring.membership.members,
+                theirs = ?theirs.membership.members,
+                "a server peer holds another ring state at the same version: were the nodes started with different [SVRNODE] lists? Give the same file to every node; a SERVICEIN or SERVICEOUT at the coordinator then sets one state everywhere"
+            );
         }
     }
 
@@ -1581,9 +1698,10 @@ impl Router {
                 .sched
                 .purge_not_before = Some(now + merge_engine::purge_pass_interval(age));
         }
-        // A map that never changed since this daemon started (ring version 0) may be a
-        // restarted node's initial view, not the cluster's: never drop data on it.
-        if handoff_due && self.ring.version > 0 {
+        // Data is dropped only on a map the cluster is known to hold (a state loaded from the
+        // ring file may be stale) and that came from a membership change (epoch 0 is the
+        // config's first member list: nothing was handed off yet).
+        if handoff_due && self.ring_confirmed && self.ring.membership.epoch > 0 {
             let slots: Vec<(u32, Vec<NodeId>)> = (0..self.s.slot_count)
                 .filter(|&s| !self.map.owners(s).contains(&me_id))
                 .filter_map(|s| {
@@ -1895,6 +2013,7 @@ impl Router {
             self.want_recovery(true);
         }
         self.enforce_merge_timeout();
+        self.settle_initial_ring();
         for n in &mut self.nodes {
             if n.returning_until.is_some_and(|t| now >= t) {
                 n.returning_until = None;

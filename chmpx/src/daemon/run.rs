@@ -166,6 +166,8 @@ pub fn check_tls(s: &DaemonSettings) -> Result<Option<String>, RunError> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
+    // A saved ring state that does not fit the file stops the node before it binds anything.
+    super::router::saved_ring(&s).map_err(super::router::RouterError::from)?;
     let s = Arc::new(s);
     let metrics = Arc::new(Metrics::default());
     let attach_opts = AttachOptions {

@@ -217,6 +217,22 @@ impl Cluster {
         self.procs.kill(&chmpx_name(self.servers[i].ctlport));
     }
 
+    /// SIGKILLs every process of the cluster at once (chmpx, slave and echo processes).
+    pub fn kill_all(&mut self) {
+        self.procs.kill_all();
+    }
+
+    /// The first process that exited by itself, with its status.
+    pub fn first_exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
+        self.procs.first_exited()
+    }
+
+    /// The log of server `i`'s chmpx.
+    pub fn chmpx_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.procs.log_path(&chmpx_name(self.servers[i].ctlport)))
+            .unwrap_or_default()
+    }
+
     pub fn kill_slave(&mut self) {
         self.procs.kill(&chmpx_name(self.slave_ctlport));
     }

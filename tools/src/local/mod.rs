@@ -8,7 +8,7 @@
 //!
 //! Layout: [`cli`] arguments; [`config_gen`] the INI rewrite (pure); [`binaries`] finding and
 //! building the programs; [`process`] child handling; [`ready`] readiness probes; [`up`] the
-//! start/supervise/stop sequence; [`detach`] background runs; [`control`] status and down;
+//! start/supervise/stop sequence; [`join`] nodes new to a data directory; [`detach`] background runs; [`control`] status and down;
 //! [`runfile`] the run file.
 //!
 //! This module starts processes and talks to them over their public interfaces (control port,
@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config_gen;
 pub mod control;
 pub mod detach;
+pub mod join;
 pub mod process;
 pub mod ready;
 pub mod runfile;

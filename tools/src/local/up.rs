@@ -17,8 +17,8 @@ use super::binaries::{self, Binaries};
 use super::cli::UpArgs;
 use super::config_gen::{self, Plan, Role};
 use super::process::{self, Proc};
-use super::ready;
 use super::runfile::{RunFile, RunProc};
+use super::{join, ready};
 
 /// Template of the servers' file inside --conf-dir.
 pub const SERVER_TEMPLATE: &str = "local-3node.ini";
@@ -185,20 +185,30 @@ fn conf_dir(given: &Path) -> anyhow::Result<PathBuf> {
 
 /// Runs `chmpx --conf FILE --check`; refuses to start when the file is bad or a kernel limit is
 /// too low, printing chmpx's report.
-fn check_config(bins: &Binaries, ini: &Path) -> anyhow::Result<()> {
-    let out = std::process::Command::new(bins.path("chmpx"))
-        .arg("--conf")
-        .arg(ini)
-        .arg("--check")
+/// With `ctlport`, also checks that node's saved ring state against the file.
+fn check_config(bins: &Binaries, ini: &Path, ctlport: Option<u16>) -> anyhow::Result<()> {
+    let mut cmd = std::process::Command::new(bins.path("chmpx"));
+    cmd.arg("--conf").arg(ini).arg("--check");
+    if let Some(c) = ctlport {
+        cmd.arg("--ctlport").arg(c.to_string());
+    }
+    let out = cmd
         .output()
         .with_context(|| format!("cannot run {}", bins.path("chmpx").display()))?;
     let report = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let hint = if stderr.contains("the config does not list it") {
+            "dkc-local: the cluster in this directory had more server nodes than --nodes asks \
+             for; run `up` with its --nodes, or use another --dir\n"
+        } else {
+            ""
+        };
         bail!(
-            "chmpx refused {}:\n{}{}",
+            "chmpx refused {}:\n{}{}{hint}",
             ini.display(),
             report,
-            String::from_utf8_lossy(&out.stderr)
+            stderr
         );
     }
     if report.contains("NOT OK") || report.contains("TOO LOW") {
@@ -357,8 +367,12 @@ pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     );
 
     let bins = binaries::locate()?;
-    check_config(&bins, &server_ini)?;
-    check_config(&bins, &slave_ini)?;
+    check_config(&bins, &server_ini, None)?;
+    check_config(&bins, &slave_ini, None)?;
+    for n in &plan.nodes {
+        check_config(&bins, &server_ini, Some(n.ctlport))?;
+    }
+    let new_nodes = join::new_nodes(&plan);
     let mut ports = plan.all_ports();
     if args.port != 0 {
         ports.push(args.port);
@@ -443,6 +457,20 @@ pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         deadline,
         || ready::status(slave_ctl).is_some_and(|r| ready::all_servers_serving(&r, nodes)),
     )?;
+    for &ctl in &new_nodes {
+        let answer = join::service_in(slave_ctl, ctl)?;
+        println!(
+            "node {} is new to this cluster: SERVICEIN ({answer}); its slots are copied to it",
+            join::node_id(ctl)
+        );
+        wait_for(
+            &mut run,
+            &format!("node {} to join", join::node_id(ctl)),
+            Instant::now() + Duration::from_secs(join::JOIN_MERGE_WAIT_SECS),
+            || ready::status(slave_ctl).is_some_and(|r| join::joined(&r, ctl)),
+        )?;
+        println!("node {} joined", join::node_id(ctl));
+    }
 
     let mut mc_args = conf_args(&slave_ini, slave_ctl);
     mc_args.extend([
