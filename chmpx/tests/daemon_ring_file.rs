@@ -163,3 +163,45 @@ fn a_server_the_config_gains_starts_service_out_and_a_lost_member_is_refused() {
     c.start_all();
     wait_membership(&c, &[0, 1, 2], 1, &all, &[]);
 }
+
+#[test]
+fn a_pending_change_waiting_for_merge_outlives_a_restart_of_every_chmpx() {
+    // AUTOMERGE off: SERVICEOUT leaves a pending change that waits for MERGE and COMPMERGE.
+    let mut c = Cluster::start(3, false);
+    let all = c.server_ids();
+    let out = all[2].clone();
+    let slave = c.ctl_addr(c.slave_ctlport);
+    let (ok, text) = control(slave, &format!("SERVICEOUT {out}")).expect("control port answers");
+    assert!(
+        ok && text.contains("waiting for MERGE"),
+        "{text}\n{}",
+        c.logs()
+    );
+    let pending = |r: &StatusReport| r.epoch == 0 && r.pending_epoch == Some(1);
+    for s in &c.servers {
+        c.wait_until(s.ctlport, "the change pending for epoch 1", pending);
+    }
+    wait_files(&c, &[0, 1, 2]);
+
+    c.kill_all();
+    c.start_all();
+    for v in c.servers.iter().map(|s| s.ctlport).chain([c.slave_ctlport]) {
+        c.wait_until(v, "the change still pending for epoch 1", pending);
+    }
+    let (ok, text) = control(slave, "MERGE").expect("control port answers");
+    assert!(ok, "MERGE refused after the restart: {text}\n{}", c.logs());
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let (ok, text) = control(slave, "COMPMERGE").expect("control port answers");
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "COMPMERGE still refused: {text}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_membership(&c, &[0, 1, 2], 1, &all[..2], std::slice::from_ref(&out));
+}

@@ -37,6 +37,18 @@ fn store_and_read_back(mc: &mut Mc, keys: usize) {
     }
 }
 
+/// Reads `key0..keyN` back through the front at `addr`; `when` names the moment in failures.
+fn read_back(addr: std::net::SocketAddr, keys: usize, when: &str) {
+    let mut mc = Mc::connect(addr);
+    for i in 0..keys {
+        assert_eq!(
+            mc.get(&format!("key{i}")),
+            Answer::Ok(Some(value(i))),
+            "key{i} {when}"
+        );
+    }
+}
+
 #[test]
 fn dkc_local_up_serves_stops_and_keeps_the_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,15 +110,7 @@ fn dkc_local_up_serves_stops_and_keeps_the_data() {
 
     // Second run on the same directory: the data is still there.
     let mut second = Local::up(dir.path(), &group, 3, base);
-    let mut mc = Mc::connect(second.memcached);
-    for i in 0..KEYS {
-        assert_eq!(
-            mc.get(&format!("key{i}")),
-            Answer::Ok(Some(value(i))),
-            "key{i} after restart"
-        );
-    }
-    drop(mc);
+    read_back(second.memcached, KEYS, "after restart");
     // `down` from another process stops it.
     let procs = second.run_file().procs;
     let down = Command::new(DKC_LOCAL)
@@ -161,15 +165,7 @@ fn dkc_local_up_takes_a_new_node_in_and_refuses_to_drop_one() {
         "{printed}"
     );
     assert_eq!(printed.matches(" SERVICE IN ").count(), 3, "{printed}");
-    let mut mc = Mc::connect(three.memcached);
-    for i in 0..GROWN_KEYS {
-        assert_eq!(
-            mc.get(&format!("key{i}")),
-            Answer::Ok(Some(value(i))),
-            "key{i} after the third node joined"
-        );
-    }
-    drop(mc);
+    read_back(three.memcached, GROWN_KEYS, "after the third node joined");
     assert!(three.stop(), "dkc-local did not exit cleanly on SIGTERM");
     drop(three);
 
@@ -191,15 +187,7 @@ fn dkc_local_up_takes_a_new_node_in_and_refuses_to_drop_one() {
     );
 
     let mut again = Local::up(dir.path(), &group, 3, base);
-    let mut mc = Mc::connect(again.memcached);
-    for i in 0..GROWN_KEYS {
-        assert_eq!(
-            mc.get(&format!("key{i}")),
-            Answer::Ok(Some(value(i))),
-            "key{i} after the refused run"
-        );
-    }
-    drop(mc);
+    read_back(again.memcached, GROWN_KEYS, "after the refused run");
     assert!(again.stop(), "dkc-local did not exit cleanly on SIGTERM");
 }
 

@@ -565,7 +565,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
         false,
         "path (relative = to the config file's folder)".into(),
         DATADIR_DEFAULT.into(),
-        "where each node keeps its files, in DATADIR/<GROUP>-<CTLPORT>/",
+        "where each node keeps its files, in DATADIR/<GROUP>-<CTLPORT>/: the k2hash file and the server chmpx's ring.json",
     );
 
     // [SVRNODE] and [SLVNODE].
