@@ -49,6 +49,22 @@ fn read_back(addr: std::net::SocketAddr, keys: usize, when: &str) {
     }
 }
 
+/// Runs `dkc-local up` that must refuse to start; returns what it printed on stderr.
+fn up_refused(dir: &Path, group: &str, base: u16, nodes: usize) -> String {
+    dkc_local_support::ensure_built();
+    let out = Command::new(DKC_LOCAL)
+        .args(["up", "--port", "0", "--nodes", &nodes.to_string()])
+        .args(["--base-port", &base.to_string(), "--group", group, "--dir"])
+        .arg(dir)
+        .arg("--conf-dir")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "dkc-local up started: {err}");
+    err
+}
+
 #[test]
 fn dkc_local_up_serves_stops_and_keeps_the_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,17 +185,7 @@ fn dkc_local_up_takes_a_new_node_in_and_refuses_to_drop_one() {
     assert!(three.stop(), "dkc-local did not exit cleanly on SIGTERM");
     drop(three);
 
-    let out = Command::new(DKC_LOCAL)
-        .args(["up", "--port", "0", "--nodes", "2", "--base-port"])
-        .arg(base.to_string())
-        .args(["--group", &group, "--dir"])
-        .arg(dir.path())
-        .arg("--conf-dir")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "up --nodes 2 started: {err}");
+    let err = up_refused(dir.path(), &group, base, 2);
     assert!(
         err.contains(&format!("server node {newcomer} SERVICE IN"))
             && err.contains("run `up` with its --nodes"),
@@ -196,25 +202,7 @@ fn dkc_local_up_refuses_a_port_in_use_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let base = dkc_local_support::free_base_port(3);
     let _held = std::net::TcpListener::bind(("127.0.0.1", base + 3)).unwrap();
-    dkc_local_support::ensure_built();
-    let out = Command::new(DKC_LOCAL)
-        .args([
-            "up",
-            "--port",
-            "0",
-            "--base-port",
-            &base.to_string(),
-            "--group",
-        ])
-        .arg(Local::unique_group("dlp"))
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--conf-dir")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = up_refused(dir.path(), &Local::unique_group("dlp"), base, 3);
     assert!(
         err.contains(&format!("port {} on 127.0.0.1 is in use", base + 3)),
         "{err}"
