@@ -205,3 +205,51 @@ fn a_pending_change_waiting_for_merge_outlives_a_restart_of_every_chmpx() {
     }
     wait_membership(&c, &[0, 1, 2], 1, &all[..2], std::slice::from_ref(&out));
 }
+
+#[test]
+fn a_server_added_by_restarting_one_chmpx_at_a_time_starts_service_out() {
+    let mut c = Cluster::configure(3, true);
+    let all = c.server_ids();
+    let slave = c.slave_ctlport;
+    write_conf(c.dir.path(), &c.group, &c.servers[..2], slave, true);
+    for i in 0..2 {
+        c.start_chmpx(i);
+    }
+    c.start_slave();
+    for i in 0..2 {
+        c.start_echo(i);
+    }
+    wait_membership(&c, &[0, 1], 0, &all[..2], &[]);
+    wait_files(&c, &[0, 1]);
+
+    // The file gains the third server; the running nodes restart one at a time, each while the
+    // others run with the old file, and the newcomer starts last.
+    write_conf(c.dir.path(), &c.group, &c.servers, slave, true);
+    for i in 0..2 {
+        c.kill_chmpx(i);
+        c.start_chmpx(i);
+        c.wait_until(
+            c.servers[i].ctlport,
+            "the restarted node UP with its members",
+            |r| {
+                r.epoch == 0
+                    && all[..2]
+                        .iter()
+                        .all(|m| ring_of(r, m) == Some(Ring::ServiceIn))
+            },
+        );
+    }
+    c.kill_slave();
+    c.start_slave();
+    c.start_chmpx(2);
+    c.start_echo(2);
+    c.wait_all_ready();
+    wait_membership(&c, &[0, 1, 2], 0, &all[..2], std::slice::from_ref(&all[2]));
+    let (ok, text) = control(
+        c.ctl_addr(c.servers[2].ctlport),
+        &format!("SERVICEIN {}", all[2]),
+    )
+    .expect("control port answers");
+    assert!(ok, "SERVICEIN refused: {text}\n{}", c.logs());
+    wait_membership(&c, &[0, 1, 2], 1, &all, &[]);
+}
