@@ -63,6 +63,28 @@ fn wait_files(c: &Cluster, servers: &[usize]) {
     }
 }
 
+/// Of a cluster configured with 3 servers, runs the first two only (a file listing just them)
+/// and waits until both saved the config's state.
+fn start_first_two(c: &mut Cluster) {
+    let all = c.server_ids();
+    write_conf(
+        c.dir.path(),
+        &c.group,
+        &c.servers[..2],
+        c.slave_ctlport,
+        true,
+    );
+    for i in 0..2 {
+        c.start_chmpx(i);
+    }
+    c.start_slave();
+    for i in 0..2 {
+        c.start_echo(i);
+    }
+    wait_membership(c, &[0, 1], 0, &all[..2], &[]);
+    wait_files(c, &[0, 1]);
+}
+
 #[test]
 fn serviceout_outlives_a_restart_of_every_chmpx() {
     let mut c = Cluster::start(3, true);
@@ -100,17 +122,7 @@ fn a_server_the_config_gains_starts_service_out_and_a_lost_member_is_refused() {
     let mut c = Cluster::configure(3, true);
     let all = c.server_ids();
     let slave = c.slave_ctlport;
-    // A cluster of the first two servers only: they save the config's state.
-    write_conf(c.dir.path(), &c.group, &c.servers[..2], slave, true);
-    for i in 0..2 {
-        c.start_chmpx(i);
-    }
-    c.start_slave();
-    for i in 0..2 {
-        c.start_echo(i);
-    }
-    wait_membership(&c, &[0, 1], 0, &all[..2], &[]);
-    wait_files(&c, &[0, 1]);
+    start_first_two(&mut c);
     assert!(!ring_file(&c, 2).exists());
 
     // The file gains the third server; every node restarts with it. The newcomer, which has
@@ -211,16 +223,7 @@ fn a_server_added_by_restarting_one_chmpx_at_a_time_starts_service_out() {
     let mut c = Cluster::configure(3, true);
     let all = c.server_ids();
     let slave = c.slave_ctlport;
-    write_conf(c.dir.path(), &c.group, &c.servers[..2], slave, true);
-    for i in 0..2 {
-        c.start_chmpx(i);
-    }
-    c.start_slave();
-    for i in 0..2 {
-        c.start_echo(i);
-    }
-    wait_membership(&c, &[0, 1], 0, &all[..2], &[]);
-    wait_files(&c, &[0, 1]);
+    start_first_two(&mut c);
 
     // The file gains the third server; the running nodes restart one at a time, each while the
     // others run with the old file, and the newcomer starts last.
