@@ -8,13 +8,14 @@
 //! # Rules at start ([`check_against_config`])
 //! - No file: the node starts from the config (every `[SVRNODE]` SERVICE IN) at version 0, the
 //!   version every saved state beats, and adopts its peers' state as soon as it hears one.
-//!   Alone for [`super::limits::RING_SETTLE_MS`], it saves the config's state as version
-//!   [`SETTLED_INITIAL_VERSION`] (see [`super::router`]).
+//!   Once every other server has reported version 0 too (a new cluster), it saves the
+//!   config's state as version [`SETTLED_INITIAL_VERSION`] (see [`super::router`]).
 //! - A file whose members (current or pending) are all servers of the config: it is the node's
 //!   state. Servers of the config it does not name are SERVICE OUT until SERVICEIN.
 //! - A file naming a SERVICE IN (or joining) node the config does not list, a file of another
-//!   GROUP, or a file that cannot be read: the node refuses to start and says what to do. Going
-//!   on would put that node's slots out of reach.
+//!   GROUP, a member list that is empty or not as chmpx writes it, or a file that cannot be
+//!   read: the node refuses to start and says what to do. Going on would put that node's slots
+//!   out of reach.
 //!
 //! Pure file handling: the router decides when to load and save.
 
@@ -141,6 +142,20 @@ pub fn check_against_config(
     ring: &RingState,
     servers: &HashSet<NodeId>,
 ) -> Result<(), RingFileError> {
+    // What chmpx writes: at least one member, sorted, no duplicates (a file edited by hand
+    // may not be; its placement could then differ from the other nodes').
+    let well_formed = |m: &[NodeId]| !m.is_empty() && m.windows(2).all(|w| w[0] < w[1]);
+    let pending_ok = ring
+        .membership
+        .pending
+        .as_ref()
+        .is_none_or(|(_, p, _)| well_formed(p));
+    if !well_formed(&ring.membership.members) || !pending_ok {
+        return Err(RingFileError::Parse {
+            path: path.to_path_buf(),
+            reason: "a member list is empty, unsorted or has a node twice".into(),
+        });
+    }
     let unknown = |node: &NodeId, how| RingFileError::UnknownMember {
         path: path.to_path_buf(),
         node: node.to_string(),
@@ -230,5 +245,11 @@ mod tests {
         let e = check_against_config(path, &ring, &shrunk).expect_err("b:1 is gone");
         assert!(e.to_string().contains("b:1 SERVICE IN"), "{e}");
         assert!(e.to_string().contains("SERVICEOUT"), "{e}");
+        let mut edited = ring.clone();
+        edited.membership.members.reverse();
+        assert!(check_against_config(path, &edited, &grown).is_err());
+        edited.membership.members.clear();
+        let e = check_against_config(path, &edited, &grown).expect_err("no member");
+        assert!(e.to_string().contains("move it away"), "{e}");
     }
 }

@@ -5,47 +5,40 @@
 //! cluster is up, one at a time, and waits for its merge, so the data moves to it.
 //! (Fewer nodes than the directory's cluster had: chmpx refuses to start, naming the node.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use chmpx::daemon::ring_file::RING_FILE_NAME;
+use chmpx::config::Config;
+use chmpx::daemon::ring_file;
 use chmpx::daemon::status::{Ring, StatusReport};
+use chmpx::placement::NodeId;
 use chmpx::testkit::control;
+use chmpx::testkit::ini::LOCAL_HOST;
 
-use super::config_gen::Plan;
 use super::ready::EXCHANGE_TIMEOUT_MS;
 
 /// Longest wait for one node's SERVICEIN merge (the whole data set may move).
 pub const JOIN_MERGE_WAIT_SECS: u64 = 600;
 
-/// The host every node of a local run is on.
-const HOST: &str = "127.0.0.1";
-
-/// Where the chmpx of server node `ctlport` keeps its ring state.
-pub fn ring_file(plan: &Plan, ctlport: u16) -> PathBuf {
-    Path::new(&plan.datadir)
-        .join(format!("{}-{ctlport}", plan.group))
-        .join(RING_FILE_NAME)
-}
-
-/// Control ports of the server nodes new to this directory's cluster (none for a new
-/// directory, where every node starts SERVICE IN).
-pub fn new_nodes(plan: &Plan) -> Vec<u16> {
-    let (saved, new): (Vec<u16>, Vec<u16>) = plan
-        .nodes
+/// Control ports of the server nodes of `server_ini` new to this directory's cluster (none
+/// for a new directory, where every node starts SERVICE IN). The ring files are where chmpx
+/// keeps them for that file ([`Config::node_data_dir`]).
+pub fn new_nodes(server_ini: &Path) -> anyhow::Result<Vec<u16>> {
+    let cfg = Config::load(server_ini)?;
+    let (saved, new): (Vec<_>, Vec<_>) = cfg
+        .servers
         .iter()
-        .map(|n| n.ctlport)
-        .partition(|&c| ring_file(plan, c).exists());
-    if saved.is_empty() {
+        .partition(|n| ring_file::path_in(&cfg.node_data_dir(n)).exists());
+    Ok(if saved.is_empty() {
         Vec::new()
     } else {
-        new
-    }
+        new.iter().map(|n| n.ctlport).collect()
+    })
 }
 
 /// The node id of server node `ctlport`.
-pub fn node_id(ctlport: u16) -> String {
-    format!("{HOST}:{ctlport}")
+pub fn node_id(ctlport: u16) -> NodeId {
+    NodeId::from_host_port(LOCAL_HOST, ctlport)
 }
 
 /// Gives SERVICEIN for `ctlport` through the slave; the coordinator's answer.
@@ -70,5 +63,5 @@ pub fn joined(report: &StatusReport, ctlport: u16) -> bool {
         && report
             .nodes
             .iter()
-            .any(|n| n.id == id && n.ring == Ring::ServiceIn)
+            .any(|n| n.id == id.as_str() && n.ring == Ring::ServiceIn)
 }

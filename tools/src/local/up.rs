@@ -372,7 +372,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     for n in &plan.nodes {
         check_config(&bins, &server_ini, Some(n.ctlport))?;
     }
-    let new_nodes = join::new_nodes(&plan);
+    let new_nodes = join::new_nodes(&server_ini)?;
     let mut ports = plan.all_ports();
     if args.port != 0 {
         ports.push(args.port);
