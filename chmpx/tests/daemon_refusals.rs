@@ -1,7 +1,8 @@
 //! Bad input against real chmpx daemons (issue 3, items 4 and 7): a Hello of another cluster or
 //! protocol version, an unknown node id, garbage and an oversized length prefix on the data
 //! port are refused with a log line; connections from an address that is no configured host are
-//! closed on the data and on the control port; and the daemons go on routing.
+//! closed on the data and on the control port, and on the metrics port unless METRICSALLOW
+//! names it; the metrics port bounds its connections; and the daemons go on routing.
 //!
 //! The cluster's hosts are all 127.0.0.1 (the slave entry names it too, no `[.]*`), so another
 //! loopback address, 127.0.0.2, is a host the config does not list.
@@ -12,6 +13,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use chmpx::daemon::limits::{METRICS_CONNECTIONS_MAX, METRICS_REQUEST_TIMEOUT_MS};
 use chmpx::link::frame::{decode_frame, encode_to_vec};
 use chmpx::link::limits::{NONCE_BYTES, PROTOCOL_VERSION};
 use chmpx::link::{Frame, FrameBody};
@@ -22,6 +24,8 @@ use daemon_support::*;
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 /// A loopback address that is not a host of the test cluster.
 const STRANGER: [u8; 4] = [127, 0, 0, 2];
+/// A loopback address that is not a host of the test cluster but is in its METRICSALLOW.
+const ADMITTED: [u8; 4] = [127, 0, 0, 3];
 /// Largest frame decoded from a refusing daemon (a Close frame is small).
 const DECODE_MAX: usize = 1 << 20;
 
@@ -227,4 +231,97 @@ fn daemon_refuses_bad_frames_and_strangers_with_a_log_line_and_goes_on() {
         let (node, _) = ask(&client, h, b"x").unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
         assert_eq!(node, map.chain_for(h)[0].to_string());
     }
+}
+
+/// Sends a metrics request from `from` and returns what came back before the close (empty when
+/// the connection was closed unanswered).
+fn scrape_from(from: IpAddr, port: u16) -> String {
+    let mut s = connect_from(from, SocketAddr::from(([127, 0, 0, 1], port)))
+        .unwrap_or_else(|e| panic!("connect from {from}: {e}"));
+    let got = send_and_read_to_close(&mut s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The value of the unlabelled metric `name` in a scrape.
+fn metric(page: &str, name: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_port_answers_admitted_hosts_only_and_bounds_its_connections() {
+    let mut c = Cluster::configure(1, true);
+    let text = std::fs::read_to_string(&c.conf).unwrap().replace(
+        "[GLOBAL]\n",
+        "[GLOBAL]\nMETRICSALLOW = 127.0.0.3, 192.0.2.0/24\n",
+    );
+    std::fs::write(&c.conf, text).unwrap();
+    c.start_all();
+    let port = c.servers[0].metrics;
+    let local = IpAddr::from([127, 0, 0, 1]);
+    const REFUSED: &str = "chmpx_metrics_refused_connections_total";
+
+    let page = scrape_from(local, port);
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert_eq!(metric(&page, REFUSED), Some(0), "{page}");
+
+    // 127.0.0.2 is neither this host's 127.0.0.1, a configured host nor in METRICSALLOW.
+    let stranger = scrape_from(IpAddr::from(STRANGER), port);
+    assert!(stranger.is_empty(), "a stranger got an answer: {stranger}");
+    let admitted = scrape_from(IpAddr::from(ADMITTED), port);
+    assert!(
+        admitted.starts_with("HTTP/1.1 200 OK") && admitted.contains("chmpx_epoch"),
+        "METRICSALLOW's host got: {admitted}"
+    );
+    // METRICSALLOW opens the metrics port only, not the control port.
+    let ctl = c.ctl_addr(c.servers[0].ctlport);
+    let mut s = connect_from(IpAddr::from(ADMITTED), ctl).expect("connect from 127.0.0.3");
+    let got = send_and_read_to_close(&mut s, b"VERSION\n");
+    assert!(
+        got.is_empty(),
+        "the control port answered a metrics-only host"
+    );
+    let page = scrape_from(local, port);
+    assert_eq!(metric(&page, REFUSED), Some(1), "{page}");
+    let log = log_of(&c, c.servers[0].ctlport);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("127.0.0.2") && l.contains("METRICSALLOW")),
+        "no log line names the stranger and the key that admits it:\n{log}"
+    );
+
+    // Connections that send nothing hold a place until they are answered; one more than the
+    // limit is closed at once, unanswered.
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    let idle: Vec<TcpStream> = (0..METRICS_CONNECTIONS_MAX)
+        .map(|i| TcpStream::connect(target).unwrap_or_else(|e| panic!("idle {i}: {e}")))
+        .collect();
+    let opened = Instant::now();
+    let extra = scrape_from(local, port);
+    assert!(
+        opened.elapsed() < Duration::from_millis(METRICS_REQUEST_TIMEOUT_MS),
+        "the check ran too late to mean anything"
+    );
+    assert!(
+        extra.is_empty(),
+        "connection {} of {METRICS_CONNECTIONS_MAX} allowed was answered: {extra}",
+        METRICS_CONNECTIONS_MAX + 1
+    );
+    // The idle ones are answered and closed after METRICS_REQUEST_TIMEOUT_MS.
+    for (i, mut s) in idle.into_iter().enumerate() {
+        s.set_read_timeout(Some(
+            Duration::from_millis(METRICS_REQUEST_TIMEOUT_MS) + CLOSE_WITHIN,
+        ))
+        .unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got)
+            .unwrap_or_else(|e| panic!("idle connection {i} was not answered and closed: {e}"));
+        assert!(got.starts_with("HTTP/1.1 200 OK"), "idle {i}: {got}");
+    }
+    let page = scrape_from(local, port);
+    assert!(
+        page.starts_with("HTTP/1.1 200 OK"),
+        "after the flood: {page}"
+    );
+    assert_eq!(metric(&page, REFUSED), Some(2), "{page}");
 }

@@ -143,6 +143,8 @@ pub const ANTIENTROPY_S_DEFAULT: u64 = 30;
 pub const ANTIENTROPY_S_MAX: u64 = 86_400;
 /// DATADIR default.
 pub const DATADIR_DEFAULT: &str = "/var/lib/dkc";
+/// Most entries (addresses or networks) in METRICSALLOW.
+pub const METRICSALLOW_ENTRIES_MAX: usize = 64;
 
 const _: () = assert!(MAXPAYLOAD_DEFAULT * SHMRING_PAYLOADS_MIN <= SHMRINGSIZE_DEFAULT);
 const _: () = assert!(HEARTBEATINTERVAL_MS_DEFAULT * 2 < HEARTBEATTIMEOUT_MS_DEFAULT);

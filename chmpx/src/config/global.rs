@@ -1,7 +1,10 @@
 //! [`Global`]: the typed `[GLOBAL]` section.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::defaults::*;
 use super::error::ConfigError;
@@ -98,6 +101,9 @@ pub struct Global {
     /// Seconds between anti-entropy rounds; 0 = off.
     pub anti_entropy_s: u64,
     pub data_dir: PathBuf,
+    /// METRICSALLOW: addresses and networks the metrics port admits besides this host's
+    /// loopback and the configured hosts (`*` is 0.0.0.0/0 and ::/0). Empty = none.
+    pub metrics_allow: Vec<IpNet>,
 }
 
 impl Global {
@@ -343,6 +349,47 @@ impl Global {
                 ANTIENTROPY_S_DEFAULT,
             )?,
             data_dir: base.join(r.text("DATADIR").unwrap_or(DATADIR_DEFAULT)),
+            metrics_allow: metrics_allow(r)?,
         })
     }
+}
+
+/// METRICSALLOW: a comma-separated list of IP addresses (`10.0.0.5`, `::1`), networks
+/// (`10.0.0.0/24`) or `*` (any host).
+fn metrics_allow(r: &SectionReader<'_>) -> Result<Vec<IpNet>, ConfigError> {
+    const KEY: &str = "METRICSALLOW";
+    let Some(text) = r.text(KEY) else {
+        return Ok(Vec::new());
+    };
+    let expected = |what: String| {
+        r.bad(
+            KEY,
+            format!(
+                "a comma-separated list of at most {METRICSALLOW_ENTRIES_MAX} IP addresses or \
+                 networks, e.g. 10.0.5.20, 10.0.6.0/24, ::1, or * for any host ({what})"
+            ),
+        )
+    };
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.len() > METRICSALLOW_ENTRIES_MAX {
+        return Err(expected(format!("{} entries", items.len())));
+    }
+    let mut nets = Vec::new();
+    for item in items {
+        if item == "*" {
+            nets.push(IpNet::V4(Ipv4Net::default()));
+            nets.push(IpNet::V6(Ipv6Net::default()));
+        } else if let Ok(net) = item.parse::<IpNet>() {
+            nets.push(net.trunc());
+        } else if let Ok(ip) = item.parse::<IpAddr>() {
+            nets.push(IpNet::from(ip));
+        } else if item.is_empty() {
+            return Err(expected("an empty entry".into()));
+        } else {
+            return Err(expected(format!(
+                "{item:?} is not an IP address or network"
+            )));
+        }
+    }
+    Ok(nets)
 }

@@ -560,6 +560,15 @@ pub fn key_docs() -> Vec<KeyDoc> {
     );
     k(
         Global,
+        "METRICSALLOW",
+        Dkc,
+        false,
+        format!("comma-separated IP addresses or networks (10.0.0.5, 10.0.0.0/24, ::1), or * = any host; at most {METRICSALLOW_ENTRIES_MAX}"),
+        "none".into(),
+        "who else may read the METRICSPORT endpoints (a Prometheus server that is no configured host); this host and the configured hosts always may",
+    );
+    k(
+        Global,
         "DATADIR",
         Dkc,
         false,
@@ -718,7 +727,7 @@ pub fn key_docs() -> Vec<KeyDoc> {
             false,
             "port 1..=65535".into(),
             "none".into(),
-            "Prometheus metrics endpoint of this node's chmpx, on every interface and open to any host (firewall it); none = off",
+            "Prometheus metrics endpoint of this node's chmpx, on every interface; it answers this host (127.0.0.1, ::1), the configured hosts and GLOBAL METRICSALLOW, and closes other connections; none = off",
         );
     }
 

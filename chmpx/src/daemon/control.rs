@@ -155,45 +155,6 @@ async fn serve_one(
     }
 }
 
-/// Serves the Prometheus text on `listener` until the runtime stops.
-pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; METRICS_REQUEST_LEN_MAX_BYTES];
-            let mut got = 0;
-            // Read the request head (up to the blank line or the size limit); its content does
-            // not matter: every path answers the metrics.
-            while got < buf.len() {
-                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf[got..]))
-                    .await
-                {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => {
-                        got += n;
-                        if buf[..got].windows(4).any(|w| w == b"\r\n\r\n")
-                            || buf[..got].windows(2).any(|w| w == b"\n\n")
-                        {
-                            break;
-                        }
-                    }
-                }
-            }
-            let body = metrics.render();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
 /// Sends one command to a control port and returns (ok, text). For the tools and tests.
 pub async fn query(
     addr: SocketAddr,

@@ -175,6 +175,7 @@ pub fn settings_from_config(
         tls: tls_files(me, g),
         control_addr: SocketAddr::new(any, self_ctlport),
         metrics_addr: me.metrics_port.map(|p| SocketAddr::new(any, p)),
+        metrics_allow: g.metrics_allow.clone(),
         body_size_max: usize::try_from(g.max_payload).unwrap_or(usize::MAX),
         ipc_mode: g.ipc_mode,
         attach_spin_us: LISTENER_SPIN_WAIT_DEFAULT_US,

@@ -47,6 +47,14 @@ pub const MERGE_RPC_TIMEOUT_MS: u64 = 10_000;
 /// Largest HTTP request head the metrics endpoint reads.
 pub const METRICS_REQUEST_LEN_MAX_BYTES: usize = 8 * 1024;
 
+/// Metrics connections served at once; more are closed at once, so a flood of idle connections
+/// costs at most this many request buffers.
+pub const METRICS_CONNECTIONS_MAX: usize = 16;
+
+/// The metrics endpoint answers after this long even if the request head has not ended; a
+/// connection that sends nothing is answered and closed then.
+pub const METRICS_REQUEST_TIMEOUT_MS: u64 = 5_000;
+
 const _: () = assert!(CONTROL_LINE_LEN_MAX_BYTES >= 64);
 const _: () = assert!(STATUS_GOSSIP_INTERVAL_MS < REQUEST_TIMEOUT_MS);
 const _: () = assert!(MERGE_SPLIT_FANOUT >= 2);

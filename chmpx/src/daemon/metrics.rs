@@ -24,6 +24,7 @@ pub struct Metrics {
     bad_input: AtomicU64,
     control_commands: AtomicU64,
     ring_save_failures: AtomicU64,
+    metrics_refused: AtomicU64,
     attachments: AtomicU64,
     server_attachments: AtomicU64,
     epoch: AtomicU64,
@@ -75,6 +76,10 @@ impl Metrics {
     /// The ring file could not be written.
     pub fn add_ring_save_failure(&self) {
         bump(&self.ring_save_failures, 1);
+    }
+    /// A metrics connection closed unanswered (a host not admitted, or too many at once).
+    pub fn add_metrics_refused(&self) {
+        bump(&self.metrics_refused, 1);
     }
     /// Attachment counts.
     pub fn set_attachments(&self, all: u64, servers: u64) {
@@ -192,6 +197,13 @@ impl Metrics {
             "chmpx_ring_save_failures_total",
             "Ring state changes that could not be written to the ring file in DATADIR.",
             get(&self.ring_save_failures),
+        );
+        counter(
+            &mut out,
+            "chmpx_metrics_refused_connections_total",
+            "Metrics connections closed unanswered: from a host that is not this one, a \
+             configured host or in METRICSALLOW, or past the connection limit.",
+            get(&self.metrics_refused),
         );
         gauge(
             &mut out,

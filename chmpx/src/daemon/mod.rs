@@ -11,8 +11,9 @@
 //! - [`ring_file`] — the ring state a server node saves in its data directory;
 //! - [`router`]   — the single task that owns the node table and moves every message;
 //! - [`merge_engine`] — slot reconciliation by digests, version lists and item copies;
-//! - [`control`]  — the control-port server, its client helper, and the metrics endpoint;
+//! - [`control`]  — the control-port server and its client helper;
 //! - [`metrics`]  — counters and the Prometheus text;
+//! - [`metrics_port`] — the METRICSPORT endpoint: who may read it, and how many at once;
 //! - [`run`]      — binding everything and the router loop;
 //! - [`from_config`] — the config file mapped onto settings;
 //! - [`limits`]   — every named limit.
@@ -28,6 +29,7 @@ pub mod from_config;
 pub mod limits;
 pub mod merge_engine;
 pub mod metrics;
+pub mod metrics_port;
 pub mod ring;
 pub mod ring_file;
 pub mod router;

@@ -283,7 +283,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
         metrics.clone(),
     ));
     if let Some(l) = metrics_listener {
-        tokio::spawn(super::control::serve_metrics(l, metrics.clone()));
+        tokio::spawn(super::metrics_port::serve(l, s.clone(), metrics.clone()));
     }
     // Accept loop: each new attachment goes to the routing thread, which reads it from then on.
     tokio::spawn(async move {

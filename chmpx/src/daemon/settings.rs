@@ -92,6 +92,8 @@ pub struct DaemonSettings {
     pub control_addr: SocketAddr,
     /// Address of the Prometheus endpoint, if any.
     pub metrics_addr: Option<SocketAddr>,
+    /// METRICSALLOW: who may read it besides those [`Self::control_allowed`] admits.
+    pub metrics_allow: Vec<ipnet::IpNet>,
     /// Largest message body accepted (bytes).
     pub body_size_max: usize,
     /// IPCMODE: permission bits of the queues and segments chmpx creates.
@@ -134,5 +136,12 @@ impl DaemonSettings {
                 allowed.is_unspecified() || allowed == ip
             }
         })
+    }
+
+    /// Whether a metrics connection from `ip` is allowed: whoever may use the control port
+    /// ([`Self::control_allowed`]), and the addresses and networks of METRICSALLOW.
+    pub fn metrics_allowed(&self, ip: IpAddr) -> bool {
+        let canonical = crate::link::access::canonical_ip(ip);
+        self.control_allowed(ip) || self.metrics_allow.iter().any(|n| n.contains(&canonical))
     }
 }
