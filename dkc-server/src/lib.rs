@@ -4,7 +4,7 @@
 //! and with versions), the hybrid logical clock that mints versions, the answers to chmpx's
 //! merge requests, and the server process that joins them to chmpx. It must never depend on
 //! chmpx's internals beyond its public attach, config and merge-protocol APIs, and the command
-//! layer ([`executor`], [`cmd`], [`merge`]) must never do I/O other than through the store:
+//! layer ([`executor`], `cmd`, [`merge`]) must never do I/O other than through the store:
 //! it is tested on a memory-mode store with a manual clock.
 //!
 //! # Layout

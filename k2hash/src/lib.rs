@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`limits`]: every limit and default as a named constant.
-//! - [`format`]: byte offsets of the header, shard directory, index slots and records, derived
+//! - [`format`](mod@format): byte offsets of the header, shard directory, index slots and records, derived
 //!   from each other and checked by const asserts; pure encode/decode, no I/O.
 //! - `region`: the one big mapping (anonymous for memory mode, `MAP_SHARED` of the file
 //!   otherwise) plus `pread`/`pwrite` access for index-map mode, file growth.

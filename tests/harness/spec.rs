@@ -41,7 +41,7 @@ pub struct ClusterSpec {
     pub heartbeat_interval_ms: u64,
     /// HEARTBEATTIMEOUT, ms.
     pub heartbeat_timeout_ms: u64,
-    /// [K2HDKC] EXPIRE, seconds; `None` = not set.
+    /// `[K2HDKC]` EXPIRE, seconds; `None` = not set.
     pub expire_s: Option<u64>,
 }
 

@@ -80,13 +80,13 @@ pub const SSL_DEFAULT: bool = false;
 pub const SSL_VERIFY_PEER_DEFAULT: bool = false;
 /// SSL_MIN_VER default (text as written in the file).
 pub const SSL_MIN_VER_DEFAULT: &str = "DEFAULT";
-/// K2HFULLMAP in [GLOBAL] (accepted, no effect).
+/// K2HFULLMAP in `[GLOBAL]` (accepted, no effect).
 pub const GLOBAL_K2HFULLMAP_DEFAULT: bool = true;
-/// K2HMASKBIT in [GLOBAL] (accepted, no effect).
+/// K2HMASKBIT in `[GLOBAL]` (accepted, no effect).
 pub const GLOBAL_K2HMASKBIT_DEFAULT: u32 = 8;
-/// K2HCMASKBIT in [GLOBAL] (accepted, no effect).
+/// K2HCMASKBIT in `[GLOBAL]` (accepted, no effect).
 pub const GLOBAL_K2HCMASKBIT_DEFAULT: u32 = 4;
-/// K2HMAXELE in [GLOBAL] (accepted, no effect).
+/// K2HMAXELE in `[GLOBAL]` (accepted, no effect).
 pub const GLOBAL_K2HMAXELE_DEFAULT: u32 = 32;
 
 // ---- [GLOBAL], dkc keys ---------------------------------------------------

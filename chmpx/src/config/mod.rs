@@ -14,7 +14,7 @@
 //! a constant in [`defaults`].
 //!
 //! Layout:
-//! - [`ini_source`]: INI text → sections and entries with line numbers;
+//! - `ini_source`: INI text → sections and entries with line numbers;
 //! - `reader`: typed getters with located errors;
 //! - [`keys`], [`defaults`]: the registry of keys and every default/limit;
 //! - [`global`], [`nodes`], [`dkc_section`], [`name_pattern`]: the sections;
@@ -352,7 +352,7 @@ impl Config {
         self.servers.iter().map(NodeSpec::id).collect()
     }
 
-    /// Where `node` keeps its files: DATADIR/<GROUP>-<CTLPORT>.
+    /// Where `node` keeps its files: `DATADIR/<GROUP>-<CTLPORT>`.
     pub fn node_data_dir(&self, node: &NodeSpec) -> PathBuf {
         self.global
             .data_dir
@@ -360,7 +360,7 @@ impl Config {
     }
 
     /// The k2hash file of `node`: K2HFILE, relative paths inside the node's
-    /// data directory; `None` without [K2HDKC] or for the memory type.
+    /// data directory; `None` without `[K2HDKC]` or for the memory type.
     pub fn k2h_file_for(&self, node: &NodeSpec) -> Option<PathBuf> {
         let file = self.dkc.as_ref()?.k2h_file.as_ref()?;
         Some(if file.is_absolute() {

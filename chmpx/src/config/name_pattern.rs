@@ -12,8 +12,8 @@
 //!   in CHMPX (put the hyphen outside the group: `web-[1-2]`);
 //! - several groups combine: `node[1-2][a,b]` → node1a, node1b, node2a, node2b.
 //!
-//! In [SLVNODE], `[.]*` (CHMPX's "any host") means: any host may be this slave.
-//! CHMPX matches other [SLVNODE] NAMEs as POSIX regular expressions; here they
+//! In `[SLVNODE]`, `[.]*` (CHMPX's "any host") means: any host may be this slave.
+//! CHMPX matches other `[SLVNODE]` NAMEs as POSIX regular expressions; here they
 //! are host names or patterns as above, and regex syntax is refused.
 //! Anything else malformed is an error naming what is wrong.
 

@@ -14,7 +14,7 @@
 //! - [`control`]  — the control-port server and its client helper;
 //! - [`metrics`]  — counters and the Prometheus text;
 //! - [`metrics_port`] — the METRICSPORT endpoint: who may read it, and how many at once;
-//! - [`run`]      — binding everything and the router loop;
+//! - [`run`](mod@run)      — binding everything and the router loop;
 //! - [`from_config`] — the config file mapped onto settings;
 //! - [`limits`]   — every named limit.
 //!

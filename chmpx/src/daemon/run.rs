@@ -1,5 +1,5 @@
 //! Starting the daemon: binds the attach listener, the links, the control port and the metrics
-//! endpoint, then runs the router on its own routing thread ([`route_loop`]) until a signal
+//! endpoint, then runs the router on its own routing thread (`route_loop`) until a signal
 //! asks it to stop. The links, the control port, the accept loop and the merge jobs stay on the
 //! tokio runtime.
 

@@ -102,7 +102,7 @@ pub struct DaemonSettings {
     /// sleeps, µs (`--attach-spin-us`; default
     /// [`crate::attach::options::LISTENER_SPIN_WAIT_DEFAULT_US`]).
     pub attach_spin_us: u64,
-    /// Where a server node saves its ring state (DATADIR/<GROUP>-<CTLPORT>/ring.json, see
+    /// Where a server node saves its ring state (`DATADIR/<GROUP>-<CTLPORT>/ring.json`, see
     /// [`super::ring_file`]); `None` on slaves, which hold no membership of their own.
     pub ring_file: Option<std::path::PathBuf>,
 }

@@ -80,7 +80,7 @@ pub const WRITE_BATCH_MAX: usize = 256;
 /// Pending inbound (accepted, handshaked) connections waiting for their peer's driver.
 pub const INBOUND_HANDOFF_DEPTH: usize = 2;
 
-/// Slaves an any-host [SLVNODE] entry may have admitted at once (each is its own peer, with its
+/// Slaves an any-host `[SLVNODE]` entry may have admitted at once (each is its own peer, with its
 /// own queue); CHMPX's default MAXCHMPX. At the limit a DOWN one is forgotten for a new one.
 pub const DYNAMIC_PEERS_MAX: usize = 1024;
 

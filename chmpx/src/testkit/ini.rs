@@ -43,8 +43,8 @@ impl NodePorts {
     }
 }
 
-/// A cluster config: the [GLOBAL] keys every test sets, further keys in order, the nodes, and
-/// the optional [K2HDKC] section.
+/// A cluster config: the `[GLOBAL]` keys every test sets, further keys in order, the nodes, and
+/// the optional `[K2HDKC]` section.
 #[derive(Debug, Clone)]
 pub struct ClusterIni {
     /// GROUP (also the prefix of the IPC objects, see [`super::ipc`]).
@@ -61,13 +61,13 @@ pub struct ClusterIni {
     pub heartbeat_interval_ms: u64,
     /// HEARTBEATTIMEOUT, ms.
     pub heartbeat_timeout_ms: u64,
-    /// Further [GLOBAL] keys and values, written in this order (e.g. `("MAXMQCLIENT", "8")`).
+    /// Further `[GLOBAL]` keys and values, written in this order (e.g. `("MAXMQCLIENT", "8")`).
     pub global_extra: Vec<(String, String)>,
-    /// [SVRNODE] sections, in order.
+    /// `[SVRNODE]` sections, in order.
     pub servers: Vec<NodePorts>,
-    /// [SLVNODE] sections, in order.
+    /// `[SLVNODE]` sections, in order.
     pub slaves: Vec<NodePorts>,
-    /// [K2HDKC] keys and values; the section is written only when this is not empty.
+    /// `[K2HDKC]` keys and values; the section is written only when this is not empty.
     pub k2hdkc: Vec<(String, String)>,
 }
 

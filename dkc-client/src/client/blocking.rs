@@ -357,7 +357,7 @@ impl Client {
     /// Deletes `key` and, recursively, every key its subkey lists name (children live on
     /// their own owners, so each is a request of its own). Returns how many keys were deleted.
     /// Cycles are cut by a visited set; depth and count are bounded by
-    /// [`SUBKEY_DEPTH_MAX`] and [`SUBKEY_DELETE_COUNT_MAX`].
+    /// [`SUBKEY_DEPTH_MAX`](super::options::SUBKEY_DEPTH_MAX) and [`SUBKEY_DELETE_COUNT_MAX`](super::options::SUBKEY_DELETE_COUNT_MAX).
     pub fn delete_with_children(&self, key: impl AsRef<[u8]>) -> Result<u64> {
         let mut walk = ChildWalk::new(key.as_ref());
         while let Some((k, depth)) = walk.next_key() {

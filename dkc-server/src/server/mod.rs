@@ -18,7 +18,7 @@
 //! acknowledgement rules are in [`replicator`].
 //!
 //! Layout: [`settings`] (config → plain values), [`open`] (the k2hash file, with clear refusals),
-//! [`replicator`] (acknowledgement levels), [`worker`] (the receive loop), [`run`] (start-up,
+//! [`replicator`] (acknowledgement levels), [`worker`] (the receive loop), [`run`](mod@run) (start-up,
 //! signals, graceful shutdown).
 //!
 //! Must never depend on: chmpx's daemon internals (only `chmpx::attach`, `chmpx::config` and

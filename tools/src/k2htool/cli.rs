@@ -140,7 +140,7 @@ pub enum BenchTarget {
     Full,
     /// k2hash, only the index mapped.
     Index,
-    /// std::collections::HashMap: one Mutex<HashMap> per thread shard.
+    /// `std::collections::HashMap`: one `Mutex<HashMap>` per thread shard.
     Hashmap,
 }
 

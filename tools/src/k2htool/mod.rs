@@ -8,7 +8,7 @@
 //! - [`progress`]: progress bars on stderr, only on a terminal.
 //! - [`open`]: opening a file in the requested mode with clear errors.
 //! - one module per subcommand: [`info`], [`dump`], [`verify`], [`compact`], [`export`],
-//!   [`load`], [`bench`].
+//!   [`load`], [`bench`](mod@bench).
 //!
 //! The binary `src/bin/k2htool.rs` only parses and calls [`run`]. Commands report operating
 //! errors through `anyhow` with the file and the step that failed; this module is the tool's

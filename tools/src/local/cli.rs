@@ -62,7 +62,7 @@ pub struct UpArgs {
     #[command(flatten)]
     pub dir: DirArgs,
     /// Server nodes (chmpx + dkc-server each) on 127.0.0.1. 3 is conf/local-3node.ini as
-    /// shipped; other counts add or drop [SVRNODE] entries in the generated copy. On a
+    /// shipped; other counts add or drop `[SVRNODE]` entries in the generated copy. On a
     /// directory that holds a cluster, more nodes join it (SERVICEIN); fewer are refused.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,

@@ -5,7 +5,7 @@
 //!
 //! Status comes from `chmpxstatus --json` run *inside* a host (the control port is reached on
 //! the host's own address, which the config names). Routing is checked by
-//! [`probe`]: a client attached on a host sends each key with `Route::HashFirst`, and the echo
+//! `probe`: a client attached on a host sends each key with `Route::HashFirst`, and the echo
 //! answer names the node that served it.
 
 use std::path::PathBuf;
