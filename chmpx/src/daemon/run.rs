@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::freeze::FreezeWatch;
@@ -18,6 +17,7 @@ use super::metrics::Metrics;
 use super::router::{LocalPort, Router, RouterCmd};
 use super::settings::{DaemonSettings, Mode};
 use crate::attach::{AttachError, AttachListener, AttachOptions, AttachSender, Envelope};
+use crate::link::listen::bind_listener;
 use crate::link::options::self_dials;
 use crate::link::tls::{server_name, LinkTls, TlsError};
 use crate::link::{LinkManager, LinkOptions, PeerSpec};
@@ -183,7 +183,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
     let spin = Duration::from_micros(attach_opts.listener_spin_wait_us);
     let mut listener = AttachListener::bind(&s.cluster, self_ctlport, attach_opts)?;
 
-    let ctl = TcpListener::bind(s.control_addr)
+    let ctl = bind_listener(s.control_addr, "control port")
         .await
         .map_err(|source| RunError::Bind {
             what: "control port",
@@ -192,7 +192,7 @@ pub async fn run(s: DaemonSettings) -> Result<(), RunError> {
         })?;
     let metrics_listener = match s.metrics_addr {
         Some(addr) => Some(
-            TcpListener::bind(addr)
+            bind_listener(addr, "metrics port")
                 .await
                 .map_err(|source| RunError::Bind {
                     what: "metrics port",

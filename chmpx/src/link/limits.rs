@@ -100,3 +100,9 @@ const _: () = assert!(
         <= FRAME_SIZE_MAX_DEFAULT_BYTES
 );
 const _: () = assert!(FRAME_SIZE_MAX_CEILING_BYTES <= u32::MAX as usize);
+
+/// How long a listener's bind is retried while its port is in use ([`super::listen`]).
+pub const BIND_RETRY_MAX_MS: u64 = 5_000;
+
+/// Pause between two such attempts.
+pub const BIND_RETRY_INTERVAL_MS: u64 = 100;

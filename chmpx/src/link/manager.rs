@@ -200,7 +200,7 @@ impl LinkManager {
     ) -> Result<(LinkHandle, mpsc::Receiver<LinkEvent>), StartError> {
         let listener = match addr {
             Some(addr) => Some(
-                TcpListener::bind(addr)
+                super::listen::bind_listener(addr, "data port")
                     .await
                     .map_err(|source| StartError::Bind { addr, source })?,
             ),

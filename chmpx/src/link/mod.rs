@@ -20,6 +20,7 @@
 //! - `handshake`— Hello / HelloAck / AuthProof;
 //! - `session`  — one established link: reader, writer, watchdog;
 //! - `manager`  — listener, per-peer drivers, [`LinkHandle`];
+//! - `listen`   — binding a listener, retried while its port is held for a moment;
 //! - `stats`, `peer`, `event`, `error` — what the daemon reads and receives.
 //!
 //! One link per pair: the lower id dials when both listen (a slave, which has no data port,
@@ -49,6 +50,7 @@ pub mod event;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
+pub mod listen;
 pub mod manager;
 pub mod options;
 mod peer;
