@@ -3,6 +3,7 @@
 //! in-memory backend is for tests and for measuring the front alone.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use dkc_client::memcached::limits::{
     parse_worker_threads, Limits, CONNECTIONS_MAX_DEFAULT, IDLE_TIMEOUT_SECS_DEFAULT,
     ITEM_SIZE_MAX_DEFAULT, ITEM_SIZE_MAX_MAX, ITEM_SIZE_MAX_MIN, STORAGE_TIMEOUT_MS_DEFAULT,
 };
+use dkc_client::memcached::server::Listener;
+use dkc_client::memcached::unix_socket::{bind_unix, parse_unix_mask};
 use dkc_client::memcached::{MemoryStorage, Server, ServerConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -44,6 +47,14 @@ struct Args {
     /// Interface to listen on.
     #[arg(short = 'l', long, default_value = "127.0.0.1")]
     listen: IpAddr,
+    /// Listen on this UNIX socket instead of TCP (memcached's -s; -p and -l are then unused).
+    /// A socket file nobody listens on is replaced; a live one, or another kind of file, is
+    /// refused. The file is removed on SIGINT or SIGTERM.
+    #[arg(short = 's', long = "unix-socket")]
+    unix_socket: Option<PathBuf>,
+    /// Permission bits of the UNIX socket file, octal (memcached's -a).
+    #[arg(short = 'a', long = "unix-mask", default_value = "700", value_parser = parse_unix_mask)]
+    unix_mask: u32,
     /// Maximum simultaneous connections.
     #[arg(short = 'c', long = "conn-limit", default_value_t = CONNECTIONS_MAX_DEFAULT)]
     connections_max: usize,
@@ -107,7 +118,37 @@ fn main() -> anyhow::Result<()> {
         .on_thread_park(chmpx::attach::flush_deferred_doorbells)
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    let result = runtime.block_on(serve(args));
+    // Do not wait for the attach transport's blocking threads: the process is ending.
+    runtime.shutdown_background();
+    result
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Serves until the listener fails or a stop signal comes; the listener (and a UNIX socket's
+/// file) is dropped on the way out.
+async fn run<S: dkc_client::memcached::storage::Storage>(
+    server: Server<S>,
+    listener: Listener,
+) -> anyhow::Result<()> {
+    let stop = stop_signal();
+    tokio::select! {
+        served = server.serve(listener) => Ok(served?),
+        signal = stop => {
+            tracing::info!("{}: stopping", signal?);
+            Ok(())
+        }
+    }
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -124,10 +165,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .then(|| Duration::from_secs(args.idle_timeout_secs)),
         storage_timeout: Duration::from_millis(args.storage_timeout_ms.max(1)),
     };
-    let addr = SocketAddr::new(args.listen, args.port);
-    let (listener, local) = dkc_client::memcached::server::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let (listener, local) = match &args.unix_socket {
+        Some(path) => {
+            let socket = bind_unix(path, args.unix_mask)?;
+            (Listener::Unix(socket), format!("unix:{}", path.display()))
+        }
+        None => {
+            let addr = SocketAddr::new(args.listen, args.port);
+            let (listener, local) = dkc_client::memcached::server::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            (Listener::Tcp(listener), local.to_string())
+        }
+    };
     match args.backend {
         Backend::Memory => {
             tracing::warn!(
@@ -135,9 +185,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             );
             // Tests read this line to learn the port.
             println!("listening on {local}");
-            Server::new(Arc::new(MemoryStorage::default()), config)
-                .serve(listener)
-                .await?;
+            run(
+                Server::new(Arc::new(MemoryStorage::default()), config),
+                listener,
+            )
+            .await?;
         }
         Backend::Cluster => {
             let conf = args.conf.context("--backend cluster needs --conf FILE")?;
@@ -162,9 +214,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             // Tests and dkc-local read this line to learn the port.
             println!("listening on {local}");
             let storage = dkc_client::memcached_cluster::ClusterStorage::new(client);
-            Server::new(Arc::new(storage), config)
-                .serve(listener)
-                .await?;
+            run(Server::new(Arc::new(storage), config), listener).await?;
         }
     }
     Ok(())

@@ -318,10 +318,19 @@ async fn stats_reply<S: Storage>(
         // Slab and item statistics have no meaning over a cluster: report an empty group.
         Some(b"settings") => {
             let settings = &stats.settings;
-            let all: [(&str, String); 8] = [
+            let all: [(&str, String); 10] = [
                 ("maxconns", stats.connections_max.to_string()),
                 ("tcpport", settings.tcp_port.to_string()),
                 ("udpport", "0".to_string()),
+                (
+                    "domain_socket",
+                    settings
+                        .domain_socket
+                        .as_deref()
+                        .unwrap_or("NULL")
+                        .to_string(),
+                ),
+                ("umask", format!("{:o}", settings.unix_mask)),
                 ("num_threads", stats.threads.to_string()),
                 ("cas_enabled", "yes".to_string()),
                 ("binding_protocol", "auto-negotiate".to_string()),

@@ -29,6 +29,7 @@ pub mod server;
 pub mod stats;
 pub mod storage;
 pub mod text;
+pub mod unix_socket;
 
 pub use limits::Limits;
 pub use memory::{Clock, ManualClock, MemoryStorage, SystemClock};

@@ -1,4 +1,4 @@
-//! The TCP server: accepts connections, reads requests into a bounded buffer, executes them
+//! The server: accepts connections on TCP or on a UNIX socket ([`Listener`]), reads requests into a bounded buffer, executes them
 //! in order (pipelining), and writes the replies of each read as one batch.
 //!
 //! What bounds a connection (so a slow or hostile client cannot exhaust memory or stall
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::execute::Control;
@@ -26,6 +26,9 @@ use super::request::{DecodeError, Request};
 use super::stats::{add, bump, ServerStats};
 use super::storage::Storage;
 use super::text::decode;
+
+/// Pause after a failed accept before the next one.
+const ACCEPT_RETRY_MS: u64 = 50;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -54,6 +57,30 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// Where the front accepts connections.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    /// memcached's `-s`: the socket and its file (removed when the listener is dropped).
+    Unix(super::unix_socket::UnixSocket),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Self {
+        Listener::Tcp(listener)
+    }
+}
+
+impl From<super::unix_socket::UnixSocket> for Listener {
+    fn from(socket: super::unix_socket::UnixSocket) -> Self {
+        Listener::Unix(socket)
+    }
+}
+
+/// One accepted connection, whichever the listener.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection for T {}
 
 /// A memcached front over one storage.
 pub struct Server<S: Storage> {
@@ -86,46 +113,67 @@ impl<S: Storage> Server<S> {
     }
 
     /// Accepts connections until the listener fails.
-    pub async fn serve(mut self, listener: TcpListener) -> std::io::Result<()> {
-        if let (Ok(addr), Some(stats)) = (listener.local_addr(), Arc::get_mut(&mut self.stats)) {
-            stats.settings.tcp_port = addr.port();
+    pub async fn serve(mut self, listener: impl Into<Listener>) -> std::io::Result<()> {
+        let listener = listener.into();
+        if let Some(stats) = Arc::get_mut(&mut self.stats) {
+            match &listener {
+                Listener::Tcp(tcp) => {
+                    if let Ok(addr) = tcp.local_addr() {
+                        stats.settings.tcp_port = addr.port();
+                    }
+                }
+                Listener::Unix(unix) => {
+                    stats.settings.domain_socket = Some(unix.path.display().to_string());
+                    stats.settings.unix_mask = unix.mode;
+                }
+            }
         }
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            let accepted = match &listener {
+                Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, peer)| {
+                    let _ = stream.set_nodelay(true);
+                    self.start(stream, peer.to_string())
+                }),
+                Listener::Unix(unix) => unix
+                    .listener
+                    .accept()
+                    .await
+                    .map(|(stream, _)| self.start(stream, "unix socket".to_string())),
             };
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                bump(&self.stats.counters.rejected_connections);
-                tokio::spawn(reject(stream));
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            bump(&self.stats.counters.total_connections);
-            bump(&self.stats.counters.curr_connections);
-            let storage = self.storage.clone();
-            let stats = self.stats.clone();
-            let config = self.config.clone();
-            tokio::spawn(async move {
-                if let Err(e) = serve_connection(stream, &*storage, &stats, &config).await {
-                    tracing::debug!(%peer, error = %e, "connection ended");
-                }
-                stats
-                    .counters
-                    .curr_connections
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                drop(permit);
-            });
+            if let Err(e) = accepted {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+            }
         }
+    }
+
+    /// Serves an accepted connection on its own task, or turns it away past the limit.
+    fn start<T: Connection>(&self, stream: T, peer: String) {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            bump(&self.stats.counters.rejected_connections);
+            tokio::spawn(reject(stream));
+            return;
+        };
+        bump(&self.stats.counters.total_connections);
+        bump(&self.stats.counters.curr_connections);
+        let storage = self.storage.clone();
+        let stats = self.stats.clone();
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, &*storage, &stats, &config).await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            stats
+                .counters
+                .curr_connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            drop(permit);
+        });
     }
 }
 
-async fn reject(mut stream: TcpStream) {
+async fn reject<T: Connection>(mut stream: T) {
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
         stream.write_all(TOO_MANY_CONNECTIONS),
@@ -160,8 +208,8 @@ async fn with_timeout<T>(
 }
 
 /// Serves one connection until the client quits, goes idle, or breaks a limit.
-pub async fn serve_connection<S: Storage>(
-    mut stream: TcpStream,
+pub async fn serve_connection<S: Storage, T: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: T,
     storage: &S,
     stats: &ServerStats,
     config: &ServerConfig,
@@ -263,8 +311,8 @@ pub async fn serve_connection<S: Storage>(
     }
 }
 
-async fn flush(
-    stream: &mut TcpStream,
+async fn flush<T: AsyncWrite + Unpin>(
+    stream: &mut T,
     output: &mut BytesMut,
     stats: &ServerStats,
     config: &ServerConfig,

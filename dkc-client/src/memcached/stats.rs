@@ -68,9 +68,13 @@ pub struct ServerStats {
 }
 
 /// The settings `stats settings` reports, under memcached's names.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub tcp_port: u16,
+    /// memcached's `-s`, when the front listens on a UNIX socket.
+    pub domain_socket: Option<String>,
+    /// memcached's `-a`: the socket file's permission bits (reported in octal as `umask`).
+    pub unix_mask: u32,
     pub item_size_max: u64,
     pub idle_timeout_secs: u64,
 }
@@ -82,7 +86,10 @@ impl ServerStats {
             started: Instant::now(),
             connections_max,
             threads,
-            settings: Settings::default(),
+            settings: Settings {
+                unix_mask: super::unix_socket::UNIX_MASK_DEFAULT,
+                ..Settings::default()
+            },
         }
     }
 }
