@@ -1,5 +1,6 @@
-//! The server: accepts connections on TCP or on a UNIX socket ([`Listener`]), reads requests into a bounded buffer, executes them
-//! in order (pipelining), and writes the replies of each read as one batch.
+//! The server: accepts connections on TCP or on a UNIX socket ([`Listener`]), reads requests
+//! into a bounded buffer, executes them in order (pipelining), and writes the replies of each
+//! read as one batch.
 //!
 //! What bounds a connection (so a slow or hostile client cannot exhaust memory or stall
 //! others): the connection limit (`-c`, the excess get memcached's "ERROR Too many open
