@@ -88,6 +88,19 @@ pub fn start_memcached(extra: &[&str]) -> Proc {
     Proc { child, addr }
 }
 
+/// The first line `child` (spawned with a piped stdout) prints, within [`STARTUP_TIMEOUT_MS`].
+pub fn first_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("a piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_millis(STARTUP_TIMEOUT_MS))
+        .expect("dkc-memcached printed no line")
+}
+
 /// Starts dkc-memcached with the memory backend on a port it picks, read from its stdout.
 pub fn start_dkc(extra: &[&str]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dkc-memcached"))
@@ -97,16 +110,7 @@ pub fn start_dkc(extra: &[&str]) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn dkc-memcached");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_millis(STARTUP_TIMEOUT_MS))
-        .expect("dkc-memcached printed no address");
+    let line = first_line(&mut child);
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("listening on ")

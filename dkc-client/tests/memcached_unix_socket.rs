@@ -6,15 +6,14 @@
 
 mod memcached_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use memcached_support::{which, EXCHANGE_TIMEOUT_MS, STARTUP_TIMEOUT_MS};
+use memcached_support::{first_line, which, EXCHANGE_TIMEOUT_MS, STARTUP_TIMEOUT_MS};
 
 /// Silence after which a reply is taken as complete.
 const QUIET_MS: u64 = 400;
@@ -88,16 +87,7 @@ fn start_dkc_unix(path: &Path, extra: &[&str]) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn dkc-memcached");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_millis(STARTUP_TIMEOUT_MS))
-        .expect("dkc-memcached printed nothing");
+    let line = first_line(&mut child);
     assert_eq!(line.trim(), format!("listening on unix:{}", path.display()));
     wait_socket(path, &mut child);
     Proc(child)
