@@ -51,6 +51,9 @@ pub const METRICS_REQUEST_LEN_MAX_BYTES: usize = 8 * 1024;
 /// costs at most this many request buffers.
 pub const METRICS_CONNECTIONS_MAX: usize = 16;
 
+/// Refused metrics connections are logged at most once per this interval (all are counted).
+pub const METRICS_REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
+
 /// The metrics endpoint answers after this long even if the request head has not ended; a
 /// connection that sends nothing is answered and closed then.
 pub const METRICS_REQUEST_TIMEOUT_MS: u64 = 5_000;
