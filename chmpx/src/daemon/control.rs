@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::command::Command;
 use super::limits::*;
 use super::metrics::Metrics;
+use super::refusal_log::RefusalLog;
 use super::router::RouterCmd;
 use super::settings::DaemonSettings;
 
@@ -52,22 +53,27 @@ pub async fn serve(
     metrics: Arc<Metrics>,
 ) {
     let live = Arc::new(AtomicUsize::new(0));
+    let mut log = RefusalLog::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!("control port accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
                 continue;
             }
         };
         if !s.control_allowed(peer.ip()) {
-            tracing::warn!(%peer, "control connection from an address that is not a configured host; closed");
             metrics.add_bad_input();
+            if let Some(unlogged) = log.due() {
+                tracing::warn!(%peer, unlogged, "control connection from an address that is not a configured host; closed");
+            }
             continue;
         }
         if live.load(Ordering::Relaxed) >= CONTROL_CONNECTIONS_MAX {
-            tracing::warn!(%peer, "too many control connections; closed");
+            if let Some(unlogged) = log.due() {
+                tracing::warn!(%peer, unlogged, "too many control connections; closed");
+            }
             continue;
         }
         live.fetch_add(1, Ordering::Relaxed);

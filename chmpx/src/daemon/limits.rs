@@ -51,8 +51,12 @@ pub const METRICS_REQUEST_LEN_MAX_BYTES: usize = 8 * 1024;
 /// costs at most this many request buffers.
 pub const METRICS_CONNECTIONS_MAX: usize = 16;
 
-/// Refused metrics connections are logged at most once per this interval (all are counted).
-pub const METRICS_REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
+/// Connections the control or metrics port refuses are logged at most once per this interval
+/// per port (all are counted).
+pub const REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// Pause after a failed accept on the control or metrics port (out of descriptors, say).
+pub const ACCEPT_RETRY_MS: u64 = 50;
 
 /// The metrics endpoint answers after this long even if the request head has not ended; a
 /// connection that sends nothing is answered and closed then.

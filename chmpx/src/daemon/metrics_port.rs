@@ -3,55 +3,30 @@
 //! Who may read it: this host (127.0.0.1, ::1), the configured hosts, and the addresses and
 //! networks of GLOBAL METRICSALLOW ([`DaemonSettings::metrics_allowed`]). Other connections are
 //! closed unanswered, counted (`chmpx_metrics_refused_connections_total`) and logged (at most
-//! once per [`METRICS_REFUSAL_LOG_INTERVAL_MS`], with the number left unlogged). At most
+//! once per interval, see [`RefusalLog`]). At most
 //! [`METRICS_CONNECTIONS_MAX`] connections are served at once; each reads at most
 //! [`METRICS_REQUEST_LEN_MAX_BYTES`] of request head and waits at most
 //! [`METRICS_REQUEST_TIMEOUT_MS`] for it, so idle or oversized requests cannot pile up.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::limits::{
-    METRICS_CONNECTIONS_MAX, METRICS_REFUSAL_LOG_INTERVAL_MS, METRICS_REQUEST_LEN_MAX_BYTES,
+    ACCEPT_RETRY_MS, METRICS_CONNECTIONS_MAX, METRICS_REQUEST_LEN_MAX_BYTES,
     METRICS_REQUEST_TIMEOUT_MS,
 };
 use super::metrics::Metrics;
+use super::refusal_log::RefusalLog;
 use super::settings::DaemonSettings;
-
-/// Pause after a failed accept (out of descriptors, say) before the next one.
-const ACCEPT_RETRY_MS: u64 = 50;
-
-/// Logs refusals at most once per [`METRICS_REFUSAL_LOG_INTERVAL_MS`], saying how many went
-/// unlogged in between, so a scanner cannot flood the log (the counter counts every one).
-struct RefusalLog {
-    next: Instant,
-    unlogged: u64,
-}
-
-impl RefusalLog {
-    /// Whether to log this refusal now; `Some(n)`: `n` refusals were not logged since the last.
-    fn due(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if now < self.next {
-            self.unlogged += 1;
-            return None;
-        }
-        self.next = now + Duration::from_millis(METRICS_REFUSAL_LOG_INTERVAL_MS);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
 
 /// Serves the Prometheus text on `listener` until the runtime stops.
 pub async fn serve(listener: TcpListener, s: Arc<DaemonSettings>, metrics: Arc<Metrics>) {
     let live = Arc::new(AtomicUsize::new(0));
-    let mut log = RefusalLog {
-        next: Instant::now(),
-        unlogged: 0,
-    };
+    let mut log = RefusalLog::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,

@@ -14,6 +14,7 @@
 //! - [`control`]  — the control-port server and its client helper;
 //! - [`metrics`]  — counters and the Prometheus text;
 //! - [`metrics_port`] — the METRICSPORT endpoint: who may read it, and how many at once;
+//! - [`refusal_log`] — how the control and metrics ports log refused connections;
 //! - [`run`](mod@run)      — binding everything and the router loop;
 //! - [`from_config`] — the config file mapped onto settings;
 //! - [`limits`]   — every named limit.
@@ -30,6 +31,7 @@ pub mod limits;
 pub mod merge_engine;
 pub mod metrics;
 pub mod metrics_port;
+pub mod refusal_log;
 pub mod ring;
 pub mod ring_file;
 pub mod router;
